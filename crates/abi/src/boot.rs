@@ -1,0 +1,178 @@
+//! [`BootInfo`]: the one structure the monitor hands to the library OS.
+//!
+//! The monitor writes it at [`crate::layout::BOOT_INFO_PA`] before the first
+//! instruction and passes its physmap address in RDI. The guest may write only
+//! the [`Timestamps`] part; the monitor treats everything it reads back as
+//! untrusted.
+
+/// `BootInfo::magic`: "OPTIVOLT" in little-endian ASCII.
+pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"OPTIVOLT");
+
+/// Bits of [`BootInfo::flags`].
+pub mod flags {
+    /// Print every system call strace-style on stderr.
+    pub const TRACE_SYSCALLS: u32 = 1 << 0;
+    /// The user asked for `--timing`; record boot timestamps.
+    pub const TIMING: u32 = 1 << 1;
+}
+
+/// Bits of [`BootInfo::cpu_features`]: what the monitor's CPUID says, so that the
+/// guest never has to execute CPUID (an exit) on its boot path.
+pub mod cpu {
+    /// RDRAND is available.
+    pub const RDRAND: u64 = 1 << 0;
+    /// RDSEED is available.
+    pub const RDSEED: u64 = 1 << 1;
+    /// RD/WR{FS,GS}BASE are enabled (CR4.FSGSBASE).
+    pub const FSGSBASE: u64 = 1 << 2;
+}
+
+/// Maximum number of free physical ranges described in [`BootInfo`].
+pub const MAX_FREE_RANGES: usize = 8;
+
+/// A range of guest-physical memory `[start, end)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PhysRange {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+impl PhysRange {
+    /// Length in bytes (0 for an inverted range).
+    pub const fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+    /// Whether the range holds no byte.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Guest TSC readings taken at boot milestones (0 = not reached). Written by
+/// the guest, read by the monitor for `--timing`; never trusted for anything else.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timestamps {
+    /// First instruction of the library OS.
+    pub libos_entry: u64,
+    /// The library OS is initialised (memory, rootfs); the loader starts.
+    pub libos_ready: u64,
+    /// Jump to the application's entry point.
+    pub app_entry: u64,
+    /// The application called exit/exit_group.
+    pub app_exit: u64,
+}
+
+/// Boot information for the library OS. See the module documentation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BootInfo {
+    /// [`BOOT_MAGIC`].
+    pub magic: u64,
+    /// [`crate::ABI_VERSION`].
+    pub version: u32,
+    /// [`flags`] bits.
+    pub flags: u32,
+    /// Guest RAM in bytes, starting at guest-physical 0.
+    pub ram_size: u64,
+    /// Guest-physical address of the PML4 the vCPU runs on.
+    pub page_table_root: u64,
+    /// Where the library OS image was loaded (guest-physical).
+    pub libos: PhysRange,
+    /// The rootfs (cpio `newc`), guest-physical; empty if none.
+    pub rootfs: PhysRange,
+    /// Memory the library OS may use freely (frames, heap), guest-physical.
+    pub free: [PhysRange; MAX_FREE_RANGES],
+    /// Number of valid entries in `free`.
+    pub free_count: u32,
+    /// Number of argv strings in the command-line area (after the exec path).
+    pub argc: u32,
+    /// Number of environment strings (after argv).
+    pub envc: u32,
+    /// Bytes used in the command-line area.
+    pub cmdline_len: u32,
+    /// Guest-physical address of the command-line area: the path of the program
+    /// inside the rootfs, then `argc` argv strings, then `envc` `KEY=VALUE`
+    /// strings, each NUL-terminated.
+    pub cmdline: u64,
+    /// TSC frequency in kHz.
+    pub tsc_khz: u64,
+    /// Guest TSC at the moment `wallclock_ns` was sampled.
+    pub boot_tsc: u64,
+    /// Host wall-clock time (ns since the Unix epoch) at `boot_tsc`.
+    pub wallclock_ns: u64,
+    /// Random seed from the host (getrandom(2)).
+    pub entropy: [u8; 32],
+    /// [`cpu`] feature bits.
+    pub cpu_features: u64,
+    /// AT_HWCAP for the application (CPUID.1:EDX).
+    pub hwcap: u64,
+    /// AT_HWCAP2 for the application.
+    pub hwcap2: u64,
+    /// First hypercall port; hypercall `n` is an `out` to `hypercall_port + n`.
+    pub hypercall_port: u16,
+    /// Reserved, zero.
+    pub _reserved0: [u16; 3],
+    /// Boot milestones written by the guest.
+    pub timestamps: Timestamps,
+}
+
+impl BootInfo {
+    /// An empty (invalid) boot info with magic and version filled in.
+    pub const fn new() -> Self {
+        BootInfo {
+            magic: BOOT_MAGIC,
+            version: crate::ABI_VERSION,
+            flags: 0,
+            ram_size: 0,
+            page_table_root: 0,
+            libos: PhysRange { start: 0, end: 0 },
+            rootfs: PhysRange { start: 0, end: 0 },
+            free: [PhysRange { start: 0, end: 0 }; MAX_FREE_RANGES],
+            free_count: 0,
+            argc: 0,
+            envc: 0,
+            cmdline_len: 0,
+            cmdline: 0,
+            tsc_khz: 0,
+            boot_tsc: 0,
+            wallclock_ns: 0,
+            entropy: [0; 32],
+            cpu_features: 0,
+            hwcap: 0,
+            hwcap2: 0,
+            hypercall_port: crate::hypercall::PORT_BASE,
+            _reserved0: [0; 3],
+            timestamps: Timestamps { libos_entry: 0, libos_ready: 0, app_entry: 0, app_exit: 0 },
+        }
+    }
+
+    /// Whether magic and version match this build.
+    pub fn is_valid(&self) -> bool {
+        self.magic == BOOT_MAGIC && self.version == crate::ABI_VERSION
+    }
+}
+
+impl Default for BootInfo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Byte offset of [`BootInfo::timestamps`], for a monitor reading them back.
+pub const TIMESTAMPS_OFFSET: usize = core::mem::offset_of!(BootInfo, timestamps);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fits_in_its_page() {
+        assert!(core::mem::size_of::<BootInfo>() <= 4096);
+        assert!(BootInfo::new().is_valid());
+        assert_eq!(TIMESTAMPS_OFFSET % 8, 0);
+    }
+}

@@ -1,0 +1,172 @@
+//! Hypercalls: guest → monitor requests.
+//!
+//! Hypercall `n` is a 32-bit `out` to port [`PORT_BASE`] `+ n` from CPL 3; the
+//! value is either an immediate (exit status) or the guest-physical address of
+//! an argument struct below 4 GiB. Each hypercall is one VM exit (~30 µs on our
+//! PVM hosts), so the guest batches: a console write carries a scatter-gather
+//! list, never one exit per byte. The monitor validates every address and
+//! length; a bad one ends the VM with [`crate::exit::GUEST_CRASH`].
+//!
+//! Ports above 0x100 raise #GP at CPL 3 under PVM, hence the low base.
+
+/// First hypercall port.
+pub const PORT_BASE: u16 = 0xe0;
+/// Number of hypercall ports reserved.
+pub const PORT_COUNT: u16 = 16;
+
+/// Write to the host's stdout/stderr. Value: address of [`ConsoleWrite`].
+pub const CONSOLE_WRITE: u16 = 0;
+/// Terminate the VM. Value: exit status (low 8 bits are what the host sees).
+pub const EXIT: u16 = 1;
+/// The library OS gives up. Value: address of [`Abort`].
+pub const ABORT: u16 = 2;
+/// The guest took an unhandled fault. Value: address of [`FaultReport`].
+pub const FAULT: u16 = 3;
+
+/// Read the faulting address of the last page fault (CR2 is not readable at
+/// CPL 3). Value: address of a [`Cr2`] the monitor fills in.
+pub const READ_CR2: u16 = 4;
+/// Flush the guest TLB after the library OS changed or removed present
+/// page-table entries. Value: ignored.
+pub const TLB_FLUSH: u16 = 5;
+
+/// Arguments of [`READ_CR2`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cr2 {
+    /// Filled in by the monitor.
+    pub value: u64,
+}
+
+/// Maximum segments in one [`ConsoleWrite`].
+pub const CONSOLE_MAX_SEGS: usize = 16;
+
+/// One piece of guest-physical memory.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    /// Guest-physical address.
+    pub addr: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// Arguments of [`CONSOLE_WRITE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConsoleWrite {
+    /// 1 = stdout, 2 = stderr.
+    pub fd: u32,
+    /// Valid entries in `segs`.
+    pub nsegs: u32,
+    /// Filled in by the monitor: bytes written, or a negative errno.
+    pub result: i64,
+    /// The data, in order.
+    pub segs: [Segment; CONSOLE_MAX_SEGS],
+}
+
+/// Arguments of [`ABORT`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Abort {
+    /// Guest-physical address of a UTF-8 message.
+    pub msg: u64,
+    /// Its length (the monitor prints at most [`ABORT_MSG_MAX`] bytes).
+    pub len: u64,
+}
+
+/// Longest abort message the monitor prints.
+pub const ABORT_MSG_MAX: u64 = 4096;
+
+/// General-purpose registers in the order the library OS's entry code saves them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Registers {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+}
+
+/// Arguments of [`FAULT`]: the state at the faulting instruction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FaultReport {
+    /// Exception vector (14 = page fault, 13 = general protection, …).
+    pub vector: u64,
+    /// Error code pushed by the CPU (0 when the vector has none).
+    pub error_code: u64,
+    /// Faulting instruction.
+    pub rip: u64,
+    /// Stack pointer at the fault.
+    pub rsp: u64,
+    /// Flags at the fault.
+    pub rflags: u64,
+    /// Code segment at the fault.
+    pub cs: u64,
+    /// Whether the fault happened in the application (1) or the library OS (0).
+    pub in_app: u64,
+    /// The general-purpose registers.
+    pub regs: Registers,
+}
+
+/// Human name of an exception vector.
+pub fn vector_name(v: u64) -> &'static str {
+    match v {
+        0 => "divide error (#DE)",
+        1 => "debug (#DB)",
+        2 => "non-maskable interrupt",
+        3 => "breakpoint (#BP)",
+        4 => "overflow (#OF)",
+        5 => "bound range exceeded (#BR)",
+        6 => "invalid opcode (#UD)",
+        7 => "device not available (#NM)",
+        8 => "double fault (#DF)",
+        10 => "invalid TSS (#TS)",
+        11 => "segment not present (#NP)",
+        12 => "stack-segment fault (#SS)",
+        13 => "general protection fault (#GP)",
+        14 => "page fault (#PF)",
+        16 => "x87 floating-point error (#MF)",
+        17 => "alignment check (#AC)",
+        18 => "machine check (#MC)",
+        19 => "SIMD floating-point exception (#XM)",
+        _ => "exception",
+    }
+}
+
+/// The signal Linux would deliver for an exception vector.
+pub fn vector_signal(v: u64) -> &'static str {
+    match v {
+        0 | 16 | 19 => "SIGFPE",
+        1 | 3 => "SIGTRAP",
+        6 => "SIGILL",
+        17 => "SIGBUS",
+        _ => "SIGSEGV",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn structs_have_stable_sizes() {
+        assert_eq!(core::mem::size_of::<ConsoleWrite>(), 16 + 16 * CONSOLE_MAX_SEGS);
+        assert_eq!(core::mem::size_of::<Registers>(), 15 * 8);
+        assert_eq!(core::mem::size_of::<FaultReport>(), 7 * 8 + 15 * 8);
+        assert_eq!(vector_signal(14), "SIGSEGV");
+        assert!(vector_name(14).contains("page fault"));
+    }
+}

@@ -1,0 +1,333 @@
+//! Entry code. The only instructions that ever run at CPL 0 are the seven of
+//! `ov_syscall_entry`; everything else here runs at CPL 3.
+//!
+//! Flow of a system call from the application:
+//! 1. `syscall` → CPU switches to CPL 0 (CS=0x08), RCX = return RIP, R11 = RFLAGS,
+//!    IF cleared by SFMASK; RSP is still the user stack.
+//! 2. `ov_syscall_entry` (CPL 0) skips the red zone and builds an `iretq` frame
+//!    on that stack that enters `ov_syscall_handler` at CPL 3 with IF=0. No
+//!    register is touched (PVM emulates CPL 0 instruction by instruction, and
+//!    `sysret` is not emulated at all).
+//! 3. `ov_syscall_handler` (CPL 3) switches to the library-OS stack, saves all
+//!    registers and the FPU/SSE state, calls [`crate::kernel::syscalls::dispatch`],
+//!    restores, and returns to the application with `iretq` (CPL 3 → CPL 3),
+//!    leaving RCX and R11 as Linux does.
+//!
+//! Exceptions arrive through DPL-3 IDT gates on IST1 (IST2 for #DF/NMI/#MC).
+use core::arch::global_asm;
+
+use optivolt_abi::header::{HEADER_SIZE, LIBOS_MAGIC};
+use optivolt_abi::hypercall::Registers;
+use optivolt_abi::layout::{USER_CS, USER_SS};
+use optivolt_abi::ABI_VERSION;
+
+/// Saved state of a system call, as `ov_syscall_handler` pushes it.
+#[repr(C)]
+#[derive(Debug)]
+pub struct SyscallFrame {
+    /// General-purpose registers; `rax` carries the number in and the result out.
+    pub regs: Registers,
+    /// Return address (the instruction after `syscall`).
+    pub rip: u64,
+    /// User code selector.
+    pub cs: u64,
+    /// User flags.
+    pub rflags: u64,
+    /// User stack pointer.
+    pub rsp: u64,
+    /// User stack selector.
+    pub ss: u64,
+}
+
+/// Saved state of an exception.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ExceptionFrame {
+    /// General-purpose registers at the fault.
+    pub regs: Registers,
+    /// Exception vector.
+    pub vector: u64,
+    /// CPU error code (0 if the vector has none).
+    pub error_code: u64,
+    /// Faulting instruction (for faults) or the next one (for traps).
+    pub rip: u64,
+    /// Code selector.
+    pub cs: u64,
+    /// Flags.
+    pub rflags: u64,
+    /// Stack pointer.
+    pub rsp: u64,
+    /// Stack selector.
+    pub ss: u64,
+}
+
+/// Size of the boot stack, reused as the system-call stack once the application runs.
+pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+
+extern "C" {
+    /// Switches to the application: RSP = `rsp`, all registers cleared, jump to `entry`.
+    pub fn ov_enter_user(entry: u64, rsp: u64) -> !;
+}
+
+global_asm!(
+    // ---------------------------------------------------------------- header
+    ".section .optivolt.header, \"a\"",
+    ".balign 8",
+    ".quad {magic}",
+    ".long {version}",
+    ".long {hsize}",
+    ".quad _start",
+    ".quad ov_boot_stack_top",
+    ".quad ov_syscall_entry",
+    ".quad ov_exception_table",
+    ".quad ov_interrupt_entry",
+    // ---------------------------------------------------------------- stacks
+    ".section .bss.ov_stacks, \"aw\", @nobits",
+    ".balign 64",
+    ".global ov_boot_stack",
+    "ov_boot_stack:",
+    ".skip {stack}",
+    ".global ov_boot_stack_top",
+    "ov_boot_stack_top:",
+    ".section .data.ov_syscall, \"aw\"",
+    ".balign 8",
+    "ov_user_rsp_scratch: .quad 0",
+    ".global ov_syscall_stack_top",
+    "ov_syscall_stack_top: .quad ov_boot_stack_top",
+    "ov_mxcsr_default: .long 0x1f80",
+    // ---------------------------------------------------------------- _start
+    ".section .text.ov_entry, \"ax\"",
+    ".global _start",
+    "_start:",
+    "    and rsp, -16",
+    "    xor ebp, ebp",
+    "    call ov_libos_main",
+    "    ud2",
+    // ------------------------------------------------- CPL 0: syscall entry
+    ".balign 16",
+    ".global ov_syscall_entry",
+    "ov_syscall_entry:",
+    "    sub rsp, 128",
+    "    push {user_ss}",
+    "    push rsp",
+    "    add qword ptr [rsp], 8",
+    "    push 2",
+    "    push {user_cs}",
+    "    push qword ptr [rip + ov_syscall_handler_ptr]",
+    "    iretq",
+    ".balign 8",
+    "ov_syscall_handler_ptr: .quad ov_syscall_handler",
+    // --------------------------------------------- CPL 3: syscall handler
+    ".balign 16",
+    "ov_syscall_handler:",
+    "    add rsp, 128",
+    "    mov [rip + ov_user_rsp_scratch], rsp",
+    "    mov rsp, [rip + ov_syscall_stack_top]",
+    "    push {user_ss}",
+    "    push qword ptr [rip + ov_user_rsp_scratch]",
+    "    push r11",
+    "    push {user_cs}",
+    "    push rcx",
+    "    push rax",
+    "    push rbx",
+    "    push rcx",
+    "    push rdx",
+    "    push rsi",
+    "    push rdi",
+    "    push rbp",
+    "    push r8",
+    "    push r9",
+    "    push r10",
+    "    push r11",
+    "    push r12",
+    "    push r13",
+    "    push r14",
+    "    push r15",
+    "    mov rbx, rsp",
+    "    sub rsp, 512",
+    "    fxsave64 [rsp]",
+    "    ldmxcsr [rip + ov_mxcsr_default]",
+    "    cld",
+    "    mov rdi, rbx",
+    "    call ov_syscall_dispatch",
+    "    fxrstor64 [rsp]",
+    "    mov rsp, rbx",
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop r11",
+    "    pop r10",
+    "    pop r9",
+    "    pop r8",
+    "    pop rbp",
+    "    pop rdi",
+    "    pop rsi",
+    "    pop rdx",
+    "    pop rcx",
+    "    pop rbx",
+    "    pop rax",
+    "    iretq",
+    // -------------------------------------------------- exception stubs
+    ".macro OV_EXC_NOERR v",
+    "ov_exc_\\v:",
+    "    push 0",
+    "    push \\v",
+    "    jmp ov_exception_common",
+    ".endm",
+    ".macro OV_EXC_ERR v",
+    "ov_exc_\\v:",
+    "    push \\v",
+    "    jmp ov_exception_common",
+    ".endm",
+    ".irp v, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31",
+    "OV_EXC_NOERR \\v",
+    ".endr",
+    ".irp v, 8,10,11,12,13,14,17,21,29,30",
+    "OV_EXC_ERR \\v",
+    ".endr",
+    "ov_exception_common:",
+    "    push rax",
+    "    push rbx",
+    "    push rcx",
+    "    push rdx",
+    "    push rsi",
+    "    push rdi",
+    "    push rbp",
+    "    push r8",
+    "    push r9",
+    "    push r10",
+    "    push r11",
+    "    push r12",
+    "    push r13",
+    "    push r14",
+    "    push r15",
+    "    mov rbx, rsp",
+    "    and rsp, -16",
+    "    sub rsp, 512",
+    "    fxsave64 [rsp]",
+    "    ldmxcsr [rip + ov_mxcsr_default]",
+    "    cld",
+    "    mov rdi, rbx",
+    "    call ov_exception_dispatch",
+    "    fxrstor64 [rsp]",
+    "    mov rsp, rbx",
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop r11",
+    "    pop r10",
+    "    pop r9",
+    "    pop r8",
+    "    pop rbp",
+    "    pop rdi",
+    "    pop rsi",
+    "    pop rdx",
+    "    pop rcx",
+    "    pop rbx",
+    "    pop rax",
+    "    add rsp, 16",
+    "    iretq",
+    // External interrupts: none are injected yet; acknowledge and return.
+    ".balign 16",
+    ".global ov_interrupt_entry",
+    "ov_interrupt_entry:",
+    "    iretq",
+    // ---------------------------------------------------- enter the app
+    ".balign 16",
+    ".global ov_enter_user",
+    "ov_enter_user:",
+    "    mov rsp, rsi",
+    "    mov rcx, rdi",
+    "    fninit",
+    "    ldmxcsr [rip + ov_mxcsr_default]",
+    "    xor eax, eax",
+    "    xor ebx, ebx",
+    "    xor edx, edx",
+    "    xor esi, esi",
+    "    xor edi, edi",
+    "    xor ebp, ebp",
+    "    xor r8d, r8d",
+    "    xor r9d, r9d",
+    "    xor r10d, r10d",
+    "    xor r11d, r11d",
+    "    xor r12d, r12d",
+    "    xor r13d, r13d",
+    "    xor r14d, r14d",
+    "    xor r15d, r15d",
+    "    pxor xmm0, xmm0",
+    "    pxor xmm1, xmm1",
+    "    jmp rcx",
+    // ------------------------------------------------- exception table
+    ".section .rodata.ov_exc, \"a\"",
+    ".balign 8",
+    ".global ov_exception_table",
+    "ov_exception_table:",
+    ".irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
+    ".quad ov_exc_\\v",
+    ".endr",
+    ".text",
+    magic = const LIBOS_MAGIC,
+    version = const ABI_VERSION,
+    hsize = const HEADER_SIZE,
+    stack = const BOOT_STACK_SIZE,
+    user_ss = const USER_SS,
+    user_cs = const USER_CS,
+);
+
+// The C library functions that `core` and `compiler_builtins` call.
+global_asm!(
+    ".section .text.ov_libc, \"ax\"",
+    ".global memcpy",
+    "memcpy:",
+    "    mov rax, rdi",
+    "    mov rcx, rdx",
+    "    rep movsb",
+    "    ret",
+    ".global memmove",
+    "memmove:",
+    "    mov rax, rdi",
+    "    mov rcx, rdx",
+    "    cmp rdi, rsi",
+    "    jbe 2f",
+    "    lea rsi, [rsi + rdx - 1]",
+    "    lea rdi, [rdi + rdx - 1]",
+    "    std",
+    "    rep movsb",
+    "    cld",
+    "    ret",
+    "2:",
+    "    rep movsb",
+    "    ret",
+    ".global memset",
+    "memset:",
+    "    mov r8, rdi",
+    "    mov eax, esi",
+    "    mov rcx, rdx",
+    "    rep stosb",
+    "    mov rax, r8",
+    "    ret",
+    ".global memcmp",
+    ".global bcmp",
+    "memcmp:",
+    "bcmp:",
+    "    xor eax, eax",
+    "    test rdx, rdx",
+    "    jz 4f",
+    "3:",
+    "    movzx eax, byte ptr [rdi]",
+    "    movzx ecx, byte ptr [rsi]",
+    "    sub eax, ecx",
+    "    jnz 4f",
+    "    inc rdi",
+    "    inc rsi",
+    "    dec rdx",
+    "    jnz 3b",
+    "4:",
+    "    ret",
+    ".global rust_eh_personality",
+    "rust_eh_personality:",
+    "    ud2",
+    ".text",
+);

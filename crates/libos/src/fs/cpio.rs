@@ -1,0 +1,199 @@
+//! Reader for cpio `newc` archives (the rootfs format, see `docs/architecture.md`).
+//!
+//! ```
+//! use optivolt_libos::fs::cpio::Archive;
+//! // An archive holding only the trailer.
+//! let mut a = Vec::new();
+//! a.extend_from_slice(b"070701");
+//! for f in [0u32, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 11, 0] { a.extend_from_slice(format!("{f:08x}").as_bytes()); }
+//! a.extend_from_slice(b"TRAILER!!!\0");
+//! assert_eq!(Archive::new(&a).entries().count(), 0);
+//! ```
+
+/// File type bits of `mode`.
+pub const S_IFMT: u32 = 0o170000;
+/// Regular file.
+pub const S_IFREG: u32 = 0o100000;
+/// Directory.
+pub const S_IFDIR: u32 = 0o040000;
+/// Symbolic link.
+pub const S_IFLNK: u32 = 0o120000;
+
+/// One archive member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// Path without a leading `/` or `./`.
+    pub name: &'a [u8],
+    /// Mode bits including the file type.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time (seconds since the epoch).
+    pub mtime: u32,
+    /// Inode number from the archive.
+    pub ino: u32,
+    /// Contents (link target for symlinks).
+    pub data: &'a [u8],
+}
+
+impl Entry<'_> {
+    /// Whether this is a regular file.
+    pub fn is_file(&self) -> bool {
+        self.mode & S_IFMT == S_IFREG
+    }
+    /// Whether this is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.mode & S_IFMT == S_IFDIR
+    }
+    /// Whether this is a symbolic link.
+    pub fn is_symlink(&self) -> bool {
+        self.mode & S_IFMT == S_IFLNK
+    }
+}
+
+/// A borrowed archive.
+#[derive(Clone, Copy, Debug)]
+pub struct Archive<'a> {
+    data: &'a [u8],
+}
+
+fn hex8(b: &[u8]) -> Option<u32> {
+    let mut v: u32 = 0;
+    for &c in b.get(..8)? {
+        let d = (c as char).to_digit(16)?;
+        v = (v << 4) | d;
+    }
+    Some(v)
+}
+
+fn align4(x: usize) -> Option<usize> {
+    x.checked_add(3).map(|v| v & !3)
+}
+
+/// Strips `/` and `./` prefixes so that lookups are by relative path.
+pub fn normalize(mut p: &[u8]) -> &[u8] {
+    loop {
+        if let Some(r) = p.strip_prefix(b"./") {
+            p = r;
+        } else if let Some(r) = p.strip_prefix(b"/") {
+            p = r;
+        } else {
+            return p;
+        }
+    }
+}
+
+impl<'a> Archive<'a> {
+    /// Wraps archive bytes. Parsing is lazy; malformed data ends iteration.
+    pub fn new(data: &'a [u8]) -> Self {
+        Archive { data }
+    }
+
+    /// Iterates over the members, stopping at the trailer or at the first malformed header.
+    pub fn entries(&self) -> Entries<'a> {
+        Entries { data: self.data, pos: 0 }
+    }
+
+    /// Finds a member by path (leading `/` ignored); follows no links.
+    pub fn find(&self, path: &[u8]) -> Option<Entry<'a>> {
+        let want = normalize(path);
+        self.entries().find(|e| normalize(e.name) == want)
+    }
+}
+
+/// Iterator over archive members.
+pub struct Entries<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = Entry<'a>;
+
+    fn next(&mut self) -> Option<Entry<'a>> {
+        let h = self.data.get(self.pos..self.pos.checked_add(110)?)?;
+        if &h[..6] != b"070701" && &h[..6] != b"070702" {
+            return None;
+        }
+        let f = |i: usize| hex8(&h[6 + i * 8..]);
+        let ino = f(0)?;
+        let mode = f(1)?;
+        let uid = f(2)?;
+        let gid = f(3)?;
+        let mtime = f(5)?;
+        let filesize = f(6)? as usize;
+        let namesize = f(11)? as usize;
+        if namesize == 0 {
+            return None;
+        }
+        let name_start = self.pos + 110;
+        let name = self.data.get(name_start..name_start.checked_add(namesize - 1)?)?;
+        let data_start = align4(name_start.checked_add(namesize)?)?;
+        let data = self.data.get(data_start..data_start.checked_add(filesize)?)?;
+        self.pos = align4(data_start + filesize)?;
+        if name == b"TRAILER!!!" {
+            self.pos = self.data.len();
+            return None;
+        }
+        Some(Entry { name, mode, uid, gid, mtime, ino, data })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(out: &mut Vec<u8>, name: &str, mode: u32, data: &[u8]) {
+        out.extend_from_slice(b"070701");
+        let fields = [1, mode, 0, 0, 1, 0, data.len() as u32, 0, 0, 0, 0, name.len() as u32 + 1, 0];
+        for f in fields {
+            out.extend_from_slice(format!("{f:08x}").as_bytes());
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(data);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+    }
+
+    #[test]
+    fn finds_members_and_stops_at_trailer() {
+        let mut a = Vec::new();
+        member(&mut a, "bin", S_IFDIR | 0o755, b"");
+        member(&mut a, "bin/hello", S_IFREG | 0o755, b"\x7fELF...");
+        member(&mut a, "lnk", S_IFLNK | 0o777, b"bin/hello");
+        member(&mut a, "TRAILER!!!", 0, b"");
+        member(&mut a, "after", S_IFREG, b"x");
+        let ar = Archive::new(&a);
+        assert_eq!(ar.entries().count(), 3);
+        let e = ar.find(b"/bin/hello").unwrap();
+        assert!(e.is_file());
+        assert_eq!(e.data, b"\x7fELF...");
+        assert!(ar.find(b"./lnk").unwrap().is_symlink());
+        assert!(ar.find(b"bin").unwrap().is_dir());
+        assert!(ar.find(b"after").is_none());
+    }
+
+    #[test]
+    fn malformed_input_ends_iteration() {
+        let mut a = Vec::new();
+        member(&mut a, "x", S_IFREG, b"abc");
+        for cut in 0..a.len() {
+            // Never panics, whatever the truncation.
+            let _ = Archive::new(&a[..cut]).entries().count();
+        }
+        let mut bad = a.clone();
+        bad[6] = b'z';
+        assert_eq!(Archive::new(&bad).entries().count(), 0);
+        // A huge file size must not overflow.
+        let mut huge = a.clone();
+        huge[6 + 6 * 8..6 + 7 * 8].copy_from_slice(b"ffffffff");
+        assert_eq!(Archive::new(&huge).entries().count(), 0);
+    }
+}

@@ -1,0 +1,210 @@
+//! Boot: from the monitor's hand-off to the application's first instruction.
+use alloc::vec::Vec;
+
+use optivolt_abi::boot::{BootInfo, PhysRange};
+use optivolt_abi::elf::Elf;
+use optivolt_abi::layout::{phys_to_virt, USER_PIE_BASE, USER_TOP};
+
+use super::memory::Memory;
+use super::process::Process;
+use super::{fault, heap, stamp, Kernel, KERNEL};
+use crate::arch::cpu;
+use crate::fs::cpio::Archive;
+use crate::loader::{self, stack};
+use crate::mm::frame::FrameAllocator;
+use crate::mm::vma::{Vma, VmaKind};
+use crate::mm::{page_down, page_up, PAGE};
+use crate::rand::Csprng;
+
+/// Size of the main thread's stack area (like RLIMIT_STACK's default).
+pub const STACK_SIZE: u64 = 8 << 20;
+/// Bytes of the stack populated before the application starts; the rest is
+/// backed on first touch.
+pub const STACK_POPULATE: u64 = 128 << 10;
+
+fn fail(msg: &str) -> ! {
+    fault::abort(msg.as_bytes())
+}
+
+/// Heap size for a guest with `ram` bytes.
+fn heap_size(ram: u64) -> u64 {
+    (ram / 16).clamp(256 << 10, 64 << 20) & !(PAGE - 1)
+}
+
+/// Splits the strings of the command-line area.
+fn cmdline(boot: &BootInfo) -> Vec<&'static [u8]> {
+    let len = (boot.cmdline_len as u64).min(optivolt_abi::layout::CMDLINE_MAX) as usize;
+    // SAFETY: the command-line area is a fixed region of guest RAM, mapped by
+    // the physmap and never written after boot.
+    let area: &'static [u8] = unsafe { core::slice::from_raw_parts(phys_to_virt(boot.cmdline) as *const u8, len) };
+    let mut v: Vec<&[u8]> = area.split(|&c| c == 0).collect();
+    v.pop(); // after the final NUL
+    v
+}
+
+/// Entry from `_start`, on the boot stack, at CPL 3.
+#[no_mangle]
+extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
+    stamp(|t| &mut t.libos_entry);
+    // SAFETY: the monitor passes the physmap address of BootInfo in RDI.
+    let boot = unsafe { *boot_ptr };
+    if !boot.is_valid() || boot.free_count == 0 {
+        fail("boot info has a bad magic or version, or no free memory");
+    }
+
+    // The heap comes first (the frame allocator needs it), carved from the
+    // largest free range.
+    let n = (boot.free_count as usize).min(boot.free.len());
+    let mut ranges = alloc_free_ranges_without_heap(&boot.free[..n]);
+    let hsize = heap_size(boot.ram_size);
+    let Some(hr) = ranges.iter_mut().filter(|r| r.len() >= hsize + PAGE).max_by_key(|r| r.len()) else {
+        fail("not enough memory for the library OS heap")
+    };
+    let hstart = page_up(hr.start).unwrap_or(hr.start);
+    hr.start = hstart + hsize;
+    // SAFETY: the range is free RAM reported by the monitor, removed from the
+    // ranges handed to the frame allocator below.
+    unsafe { heap::init(phys_to_virt(hstart), hsize) };
+
+    let frames = FrameAllocator::new(&ranges);
+    let mut mem = Memory::new(boot.page_table_root, frames);
+
+    let strings = cmdline(&boot);
+    let argc = boot.argc as usize;
+    let envc = boot.envc as usize;
+    if strings.len() < 1 + argc + envc {
+        fail("malformed command line from the monitor");
+    }
+    let exec_path = strings[0];
+    let argv = &strings[1..1 + argc];
+    let envp = &strings[1 + argc..1 + argc + envc];
+
+    // SAFETY: the rootfs range was loaded by the monitor into guest RAM and is
+    // never written afterwards.
+    let rootfs: &'static [u8] =
+        unsafe { core::slice::from_raw_parts(phys_to_virt(boot.rootfs.start) as *const u8, boot.rootfs.len() as usize) };
+    let Some(file) = Archive::new(rootfs).find(exec_path) else { fail("the program is not in the rootfs") };
+    if !file.is_file() {
+        fail("the program is not a regular file");
+    }
+    let elf = match Elf::parse_static(file.data) {
+        Ok(e) => e,
+        Err(_) => fail("the program is not a static x86-64 ELF executable"),
+    };
+    let plan = match loader::plan(&elf, USER_PIE_BASE, USER_TOP - STACK_SIZE) {
+        Ok(p) => p,
+        Err(_) => fail("the program's segments do not fit the address space"),
+    };
+    stamp(|t| &mut t.libos_ready);
+
+    // Segments: map each page once (segments may share a boundary page),
+    // copy the file bytes, leave the rest zero.
+    let mut mapped_to = 0u64;
+    for ph in elf.load_segments() {
+        let start = page_down(ph.p_vaddr + plan.bias).max(mapped_to);
+        let Some(end) = page_up(ph.p_vaddr + plan.bias + ph.p_memsz) else { fail("bad segment") };
+        let prot = loader::segment_prot(&ph);
+        if start < end {
+            let v = Vma { start, end, prot: prot | 2, kind: VmaKind::Image };
+            if mem.map(v, true).is_err() {
+                fail("out of memory loading the program (try a larger --memory)");
+            }
+            mapped_to = end;
+        }
+        if mem.copy_to_user(ph.p_vaddr + plan.bias, elf.segment_data(&ph)).is_err() {
+            fail("could not copy a program segment");
+        }
+    }
+    // Now apply the real protections (text read-only, etc.).
+    let mut mapped_to = 0u64;
+    for ph in elf.load_segments() {
+        let start = page_down(ph.p_vaddr + plan.bias).max(mapped_to);
+        let end = page_up(ph.p_vaddr + plan.bias + ph.p_memsz).unwrap_or(start);
+        if start < end {
+            let _ = mem.protect(start, end, loader::segment_prot(&ph));
+            mapped_to = end;
+        }
+    }
+    mem.brk_start = plan.brk;
+    mem.brk = plan.brk;
+
+    // The stack: an 8 MiB area whose top is populated now.
+    let stack_top = USER_TOP;
+    let sv = Vma { start: stack_top - STACK_SIZE, end: stack_top, prot: 3, kind: VmaKind::Stack };
+    if mem.map(sv, false).is_err() || mem.populate(stack_top - STACK_POPULATE, stack_top, 3).is_err() {
+        fail("out of memory for the stack (try a larger --memory)");
+    }
+
+    let mut rng = Csprng::new(boot.entropy);
+    let mut random = [0u8; 16];
+    if boot.cpu_features & optivolt_abi::boot::cpu::RDRAND != 0 {
+        if let (Some(a), Some(b)) = (cpu::rdrand(), cpu::rdrand()) {
+            rng.reseed(&[a.to_le_bytes(), b.to_le_bytes()].concat());
+        }
+    }
+    rng.fill(&mut random);
+    let auxv = [
+        (stack::AT_PHDR, plan.phdr),
+        (stack::AT_PHENT, optivolt_abi::elf::PHDR_SIZE as u64),
+        (stack::AT_PHNUM, plan.phnum),
+        (stack::AT_PAGESZ, PAGE),
+        (stack::AT_BASE, 0),
+        (stack::AT_FLAGS, 0),
+        (stack::AT_ENTRY, plan.entry),
+        (stack::AT_UID, 0),
+        (stack::AT_EUID, 0),
+        (stack::AT_GID, 0),
+        (stack::AT_EGID, 0),
+        (stack::AT_SECURE, 0),
+        (stack::AT_HWCAP, boot.hwcap),
+        (stack::AT_HWCAP2, boot.hwcap2),
+        (stack::AT_CLKTCK, 100),
+    ];
+    let spec = stack::StackSpec { argv, envp, auxv: &auxv, execfn: exec_path, platform: b"x86_64", random };
+    let img = stack::build(&spec, stack_top);
+    if img.bytes.len() as u64 > STACK_POPULATE / 2 {
+        fail("argv and environment are too large");
+    }
+    if mem.copy_to_user(img.rsp, &img.bytes).is_err() {
+        fail("could not write the initial stack");
+    }
+
+    let trace = boot.flags & optivolt_abi::boot::flags::TRACE_SYSCALLS != 0;
+    *KERNEL.lock() = Some(Kernel { boot, mem, proc: Process::new(exec_path.to_vec()), rng, trace });
+
+    stamp(|t| &mut t.app_entry);
+    // SAFETY: the entry point and stack were just mapped; from here on the
+    // boot stack serves as the system-call stack.
+    unsafe { crate::arch::entry::ov_enter_user(plan.entry, img.rsp) }
+}
+
+/// Copies the monitor's free ranges (they live in BootInfo, not on the heap yet).
+fn alloc_free_ranges_without_heap(r: &[PhysRange]) -> FixedRanges {
+    let mut f = FixedRanges { r: [PhysRange::default(); optivolt_abi::boot::MAX_FREE_RANGES], n: 0 };
+    for x in r {
+        if f.n < f.r.len() && !x.is_empty() {
+            f.r[f.n] = *x;
+            f.n += 1;
+        }
+    }
+    f
+}
+
+/// A small fixed-capacity list of ranges (usable before the heap exists).
+struct FixedRanges {
+    r: [PhysRange; optivolt_abi::boot::MAX_FREE_RANGES],
+    n: usize,
+}
+
+impl core::ops::Deref for FixedRanges {
+    type Target = [PhysRange];
+    fn deref(&self) -> &[PhysRange] {
+        &self.r[..self.n]
+    }
+}
+
+impl core::ops::DerefMut for FixedRanges {
+    fn deref_mut(&mut self) -> &mut [PhysRange] {
+        &mut self.r[..self.n]
+    }
+}

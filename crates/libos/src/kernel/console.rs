@@ -1,0 +1,63 @@
+//! Console output through the CONSOLE_WRITE hypercall: one exit per call,
+//! carrying up to 16 guest-physical segments.
+use optivolt_abi::hypercall::{self as hc, ConsoleWrite, Segment};
+use optivolt_abi::layout::virt_to_phys;
+
+use crate::arch::hypercall;
+
+/// Collects segments and flushes them in as few exits as possible.
+pub struct Batch {
+    args: ConsoleWrite,
+    total: i64,
+}
+
+impl Batch {
+    /// A batch for host fd 1 (stdout) or 2 (stderr).
+    pub fn new(fd: u32) -> Self {
+        Batch { args: ConsoleWrite { fd, ..Default::default() }, total: 0 }
+    }
+
+    /// Adds guest-physical `[pa, pa + len)`; flushes when the batch is full.
+    pub fn push(&mut self, pa: u64, len: u64) -> Result<(), i64> {
+        if len == 0 {
+            return Ok(());
+        }
+        if self.args.nsegs as usize == hc::CONSOLE_MAX_SEGS {
+            self.flush()?;
+        }
+        self.args.segs[self.args.nsegs as usize] = Segment { addr: pa, len };
+        self.args.nsegs += 1;
+        Ok(())
+    }
+
+    /// Sends what is queued.
+    pub fn flush(&mut self) -> Result<(), i64> {
+        if self.args.nsegs == 0 {
+            return Ok(());
+        }
+        self.args.result = 0;
+        hypercall::call_with(hc::CONSOLE_WRITE, &mut self.args);
+        self.args.nsegs = 0;
+        if self.args.result < 0 {
+            return Err(self.args.result);
+        }
+        self.total += self.args.result;
+        Ok(())
+    }
+
+    /// Flushes and returns the bytes written.
+    pub fn finish(mut self) -> Result<i64, i64> {
+        self.flush()?;
+        Ok(self.total)
+    }
+}
+
+/// Writes library-OS memory (statics, heap, stack: all in the physmap).
+pub fn write_kernel(fd: u32, bytes: &[u8]) {
+    let Some(pa) = virt_to_phys(bytes.as_ptr() as u64) else { return };
+    let mut b = Batch::new(fd);
+    // The physmap is physically contiguous, so one segment suffices.
+    if b.push(pa, bytes.len() as u64).is_ok() {
+        let _ = b.finish();
+    }
+}

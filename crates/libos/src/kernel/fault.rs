@@ -1,0 +1,81 @@
+//! Exceptions: demand paging for areas that were not populated eagerly, and
+//! a clear report to the monitor for everything else.
+use optivolt_abi::hypercall::{self as hc, Cr2, FaultReport};
+use optivolt_abi::layout::USER_TOP;
+
+use crate::arch::entry::ExceptionFrame;
+use crate::arch::hypercall;
+
+const PAGE_FAULT: u64 = 14;
+
+/// The faulting address of the last page fault (from the monitor: CR2 is not
+/// readable at CPL 3). One exit; only taken for pages we did not populate.
+fn read_cr2() -> u64 {
+    let mut a = Cr2::default();
+    hypercall::call_with(hc::READ_CR2, &mut a);
+    a.value
+}
+
+/// Reports an unrecoverable fault; the monitor ends the VM.
+pub fn report(frame: &ExceptionFrame) -> ! {
+    let mut r = FaultReport {
+        vector: frame.vector,
+        error_code: frame.error_code,
+        rip: frame.rip,
+        rsp: frame.rsp,
+        rflags: frame.rflags,
+        cs: frame.cs,
+        in_app: (frame.rip < USER_TOP) as u64,
+        regs: frame.regs,
+    };
+    loop {
+        hypercall::call_with(hc::FAULT, &mut r);
+    }
+}
+
+/// Called by the exception entry code with the saved state.
+#[no_mangle]
+extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
+    if frame.vector == PAGE_FAULT && frame.rip < USER_TOP {
+        let addr = read_cr2();
+        let write = frame.error_code & 2 != 0;
+        // The library OS never faults while holding the lock (it reaches user
+        // memory only through checked physmap copies), so a held lock here
+        // means a library-OS bug: report it rather than deadlock.
+        if let Some(mut guard) = super::KERNEL.try_lock() {
+            if let Some(k) = guard.as_mut() {
+                if k.mem.handle_fault(addr, write) {
+                    return;
+                }
+            }
+        }
+    }
+    report(frame)
+}
+
+/// Stops the VM with a message (library-OS panics and fatal boot errors).
+pub fn abort(msg: &[u8]) -> ! {
+    let pa = optivolt_abi::layout::virt_to_phys(msg.as_ptr() as u64).unwrap_or(0);
+    let mut a = hc::Abort { msg: pa, len: msg.len() as u64 };
+    loop {
+        hypercall::call_with(hc::ABORT, &mut a);
+    }
+}
+
+static PANIC_BUF: spin::Mutex<[u8; 1024]> = spin::Mutex::new([0; 1024]);
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    use core::fmt::Write;
+    // A panic while formatting a panic must not deadlock: fall back to a fixed text.
+    match PANIC_BUF.try_lock() {
+        Some(mut buf) => {
+            let mut w = crate::util::BufWriter::new(&mut buf[..]);
+            let _ = write!(w, "library OS panic: {info}");
+            let n = w.len();
+            abort(&buf[..n])
+        }
+        None => abort(b"library OS panic while panicking"),
+    }
+}

@@ -1,0 +1,348 @@
+//! The application's address space: VMAs, page tables and frames together,
+//! plus checked access to user memory (always through the physmap after a
+//! page-table walk, so a bad pointer from the application is an EFAULT, never
+//! a fault inside the library OS).
+use alloc::vec::Vec;
+
+use optivolt_abi::hypercall as hc;
+use optivolt_abi::layout::{phys_to_virt, USER_MMAP_MIN, USER_TOP};
+
+use crate::arch::hypercall;
+use crate::mm::frame::FrameAllocator;
+use crate::mm::paging::{PageTables, TableMemory, PTE_ADDR, PTE_NX, PTE_P, PTE_SOFT_NONE, PTE_U, PTE_W};
+use crate::mm::vma::{Vma, VmaError, VmaKind, VmaMap, PROT_EXEC, PROT_WRITE};
+use crate::mm::{page_down, page_up, PAGE};
+use crate::syscall::errno::{EFAULT, EINVAL, ENOMEM};
+
+/// Frames and page-table pages, reached through the physmap.
+pub struct GuestMem {
+    /// The frame allocator.
+    pub frames: FrameAllocator,
+}
+
+fn zero_frame(pa: u64) {
+    // SAFETY: `pa` is a frame we own; the physmap maps all guest RAM.
+    unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, PAGE as usize) };
+}
+
+impl GuestMem {
+    /// A zeroed frame.
+    pub fn alloc_zeroed(&mut self) -> Option<u64> {
+        let f = self.frames.alloc()?;
+        if !f.zeroed {
+            zero_frame(f.pa);
+        }
+        Some(f.pa)
+    }
+}
+
+impl TableMemory for GuestMem {
+    unsafe fn table(&self, pa: u64) -> *mut [u64; 512] {
+        phys_to_virt(pa) as *mut [u64; 512]
+    }
+    fn alloc_table(&mut self) -> Option<u64> {
+        self.alloc_zeroed()
+    }
+}
+
+/// Page-table flags for a protection.
+pub fn pte_flags(prot: u32) -> u64 {
+    if prot == 0 {
+        return PTE_SOFT_NONE;
+    }
+    let mut f = PTE_P | PTE_U;
+    if prot & PROT_WRITE != 0 {
+        f |= PTE_W;
+    }
+    if prot & PROT_EXEC == 0 {
+        f |= PTE_NX;
+    }
+    f
+}
+
+/// See the module documentation.
+pub struct Memory {
+    /// Page tables (the monitor's, extended by us).
+    pub pt: PageTables<GuestMem>,
+    /// The application's areas.
+    pub vmas: VmaMap,
+    /// Start of the program break area.
+    pub brk_start: u64,
+    /// Current program break (byte granular, as the application set it).
+    pub brk: u64,
+    /// Present entries were changed since the last TLB flush.
+    flush_pending: bool,
+}
+
+fn vma_err(e: VmaError) -> i64 {
+    match e {
+        VmaError::NoSpace => ENOMEM,
+        _ => EINVAL,
+    }
+}
+
+impl Memory {
+    /// A memory manager over the monitor's page tables at `root`.
+    pub fn new(root: u64, frames: FrameAllocator) -> Self {
+        Memory {
+            pt: PageTables::new(root, GuestMem { frames }),
+            vmas: VmaMap::new(PAGE, USER_TOP),
+            brk_start: 0,
+            brk: 0,
+            flush_pending: false,
+        }
+    }
+
+    /// Frames in use and available.
+    pub fn frame_usage(&mut self) -> (u64, u64) {
+        let f = &self.pt.memory().frames;
+        (f.used(), f.available())
+    }
+
+    /// Backs one page of `vma` with a zeroed frame (if not backed yet).
+    fn populate_page(&mut self, va: u64, prot: u32) -> Result<u64, i64> {
+        let e = self.pt.entry(va);
+        if e & (PTE_P | PTE_SOFT_NONE) != 0 {
+            return Ok(e & PTE_ADDR);
+        }
+        let pa = self.pt.memory().alloc_zeroed().ok_or(ENOMEM)?;
+        if self.pt.set_entry(va, pa | pte_flags(prot)).is_err() {
+            self.pt.memory().frames.free(pa);
+            return Err(ENOMEM);
+        }
+        Ok(pa)
+    }
+
+    /// Backs `[start, end)` with frames. On failure the pages stay as they are
+    /// (the caller unmaps the VMA).
+    pub fn populate(&mut self, start: u64, end: u64, prot: u32) -> Result<(), i64> {
+        let mut va = start;
+        while va < end {
+            self.populate_page(va, prot)?;
+            va += PAGE;
+        }
+        Ok(())
+    }
+
+    /// Creates an area; `populate` backs it with frames now (the default:
+    /// faults are expensive under PVM, untouched frames cost no host memory).
+    pub fn map(&mut self, vma: Vma, populate: bool) -> Result<(), i64> {
+        self.vmas.insert(vma).map_err(vma_err)?;
+        if populate && vma.prot != 0 {
+            if let Err(e) = self.populate(vma.start, vma.end, vma.prot) {
+                let _ = self.unmap(vma.start, vma.end);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `[start, end)`: areas, pages and frames.
+    pub fn unmap(&mut self, start: u64, end: u64) -> Result<(), i64> {
+        let removed = self.vmas.remove(start, end).map_err(vma_err)?;
+        for v in removed {
+            let mut va = v.start;
+            while va < v.end {
+                let e = self.pt.entry(va);
+                if e & (PTE_P | PTE_SOFT_NONE) != 0 {
+                    let _ = self.pt.set_entry(va, 0);
+                    self.pt.memory().frames.free(e & PTE_ADDR);
+                    if e & PTE_P != 0 {
+                        self.flush_pending = true;
+                    }
+                }
+                va += PAGE;
+            }
+        }
+        self.flush_tlb_if_needed();
+        Ok(())
+    }
+
+    /// Changes the protection of `[start, end)`.
+    pub fn protect(&mut self, start: u64, end: u64, prot: u32) -> Result<(), i64> {
+        let pieces = self.vmas.protect(start, end, prot).map_err(vma_err)?;
+        for v in pieces {
+            let mut va = v.start;
+            while va < v.end {
+                let e = self.pt.entry(va);
+                if e & (PTE_P | PTE_SOFT_NONE) != 0 {
+                    let _ = self.pt.set_entry(va, (e & PTE_ADDR) | pte_flags(prot));
+                    if e & PTE_P != 0 {
+                        self.flush_pending = true;
+                    }
+                }
+                va += PAGE;
+            }
+        }
+        self.flush_tlb_if_needed();
+        Ok(())
+    }
+
+    fn flush_tlb_if_needed(&mut self) {
+        if self.flush_pending {
+            self.flush_pending = false;
+            hypercall::call(hc::TLB_FLUSH, 0);
+        }
+    }
+
+    /// Picks an address for an mmap of `len` bytes (top-down below the stack).
+    pub fn find_free(&self, len: u64) -> Result<u64, i64> {
+        let a = self.vmas.find_free(len, USER_TOP).map_err(|_| ENOMEM)?;
+        if a < USER_MMAP_MIN {
+            return Err(ENOMEM);
+        }
+        Ok(a)
+    }
+
+    /// Handles a page fault at `addr`: backs the page if an area allows the
+    /// access. False means a segmentation fault.
+    pub fn handle_fault(&mut self, addr: u64, write: bool) -> bool {
+        let Some(v) = self.vmas.find(addr).copied() else { return false };
+        if v.prot == 0 || (write && v.prot & PROT_WRITE == 0) {
+            return false;
+        }
+        let va = page_down(addr);
+        if self.pt.entry(va) & PTE_P != 0 {
+            // Present and allowed: a stale TLB entry; flush and retry.
+            hypercall::call(hc::TLB_FLUSH, 0);
+            return true;
+        }
+        self.populate_page(va, v.prot).is_ok()
+    }
+
+    /// Physical address of user byte `va`, faulting the page in if an area
+    /// allows it; EFAULT otherwise.
+    fn user_pa(&mut self, va: u64, write: bool) -> Result<u64, i64> {
+        if va >= USER_TOP {
+            return Err(EFAULT);
+        }
+        if let Some((pa, flags)) = self.pt.translate(va) {
+            if flags & PTE_U != 0 && (!write || flags & PTE_W != 0) {
+                return Ok(pa);
+            }
+        }
+        if self.handle_fault(va, write) {
+            if let Some((pa, _)) = self.pt.translate(va) {
+                return Ok(pa);
+            }
+        }
+        Err(EFAULT)
+    }
+
+    /// Calls `f(pa, len)` for each physically contiguous piece of user range
+    /// `[va, va + len)`, checking access first for the whole range.
+    pub fn for_each_user_chunk(
+        &mut self,
+        va: u64,
+        len: u64,
+        write: bool,
+        mut f: impl FnMut(u64, u64) -> Result<(), i64>,
+    ) -> Result<(), i64> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = va.checked_add(len).ok_or(EFAULT)?;
+        if end > USER_TOP {
+            return Err(EFAULT);
+        }
+        let mut chunks: Vec<(u64, u64)> = Vec::new();
+        let mut cur = va;
+        while cur < end {
+            let next = (page_down(cur) + PAGE).min(end);
+            let pa = self.user_pa(cur, write)?;
+            match chunks.last_mut() {
+                Some((p, l)) if *p + *l == pa => *l += next - cur,
+                _ => chunks.push((pa, next - cur)),
+            }
+            cur = next;
+        }
+        for (pa, l) in chunks {
+            f(pa, l)?;
+        }
+        Ok(())
+    }
+
+    /// Copies `data` to user address `va`.
+    pub fn copy_to_user(&mut self, va: u64, data: &[u8]) -> Result<(), i64> {
+        let mut off = 0usize;
+        self.for_each_user_chunk(va, data.len() as u64, true, |pa, l| {
+            // SAFETY: `pa..pa+l` was checked to be a user page we own; the
+            // physmap maps it; it cannot overlap `data` (library-OS memory).
+            unsafe {
+                core::ptr::copy_nonoverlapping(data[off..].as_ptr(), phys_to_virt(pa) as *mut u8, l as usize);
+            }
+            off += l as usize;
+            Ok(())
+        })
+    }
+
+    /// Copies user memory at `va` into `buf`.
+    pub fn copy_from_user(&mut self, va: u64, buf: &mut [u8]) -> Result<(), i64> {
+        let mut off = 0usize;
+        self.for_each_user_chunk(va, buf.len() as u64, false, |pa, l| {
+            // SAFETY: as in `copy_to_user`, reading instead of writing.
+            unsafe {
+                core::ptr::copy_nonoverlapping(phys_to_virt(pa) as *const u8, buf[off..].as_mut_ptr(), l as usize);
+            }
+            off += l as usize;
+            Ok(())
+        })
+    }
+
+    /// Writes a plain-old-data value to user memory.
+    pub fn write_obj<T: Copy>(&mut self, va: u64, v: &T) -> Result<(), i64> {
+        // SAFETY: `T: Copy` values used here are `#[repr(C)]` structs and
+        // integers without padding-sensitive invariants; we only read bytes.
+        let bytes = unsafe { core::slice::from_raw_parts(v as *const T as *const u8, core::mem::size_of::<T>()) };
+        self.copy_to_user(va, bytes)
+    }
+
+    /// Reads a plain-old-data value from user memory.
+    pub fn read_obj<T: Copy + Default>(&mut self, va: u64) -> Result<T, i64> {
+        let mut v = T::default();
+        // SAFETY: `T` is an integer or `#[repr(C)]` struct of integers: every
+        // byte pattern is a valid value.
+        let bytes = unsafe { core::slice::from_raw_parts_mut(&mut v as *mut T as *mut u8, core::mem::size_of::<T>()) };
+        self.copy_from_user(va, bytes)?;
+        Ok(v)
+    }
+
+    /// Reads a NUL-terminated string of at most `max` bytes.
+    pub fn read_cstr(&mut self, va: u64, max: usize) -> Result<Vec<u8>, i64> {
+        let mut out = Vec::new();
+        let mut cur = va;
+        while out.len() < max {
+            let pa = self.user_pa(cur, false)?;
+            let page_left = (PAGE - (cur % PAGE)) as usize;
+            let n = page_left.min(max - out.len());
+            // SAFETY: `pa..pa+n` stays within one checked user page.
+            let s = unsafe { core::slice::from_raw_parts(phys_to_virt(pa) as *const u8, n) };
+            if let Some(z) = s.iter().position(|&c| c == 0) {
+                out.extend_from_slice(&s[..z]);
+                return Ok(out);
+            }
+            out.extend_from_slice(s);
+            cur += n as u64;
+        }
+        Err(crate::syscall::errno::ENAMETOOLONG)
+    }
+
+    /// brk(2): returns the new (or unchanged) break.
+    pub fn set_brk(&mut self, want: u64) -> u64 {
+        if want < self.brk_start || want >= USER_TOP {
+            return self.brk;
+        }
+        let Some(old_top) = page_up(self.brk) else { return self.brk };
+        let Some(new_top) = page_up(want) else { return self.brk };
+        if new_top > old_top {
+            let v = Vma { start: old_top, end: new_top, prot: 3, kind: VmaKind::Heap };
+            if self.map(v, true).is_err() {
+                return self.brk;
+            }
+        } else if new_top < old_top && self.unmap(new_top, old_top).is_err() {
+            return self.brk;
+        }
+        self.brk = want;
+        want
+    }
+}

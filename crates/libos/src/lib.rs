@@ -1,0 +1,23 @@
+//! The OptiVolt library OS.
+//!
+//! It runs, with the application, at CPL 3 inside the VM (see
+//! `docs/architecture.md`). The modules below are plain `no_std` logic that
+//! also compiles and runs its unit tests on the host; the hardware glue
+//! (entry code, hypercalls, exception stubs) lives in [`arch`] and the guest
+//! runtime in [`kernel`], both built only with the `guest` feature.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod fs;
+pub mod loader;
+pub mod mm;
+pub mod rand;
+pub mod syscall;
+pub mod time;
+pub mod util;
+
+#[cfg(feature = "guest")]
+pub mod arch;
+#[cfg(feature = "guest")]
+pub mod kernel;
