@@ -1,1 +1,35 @@
+//! The OptiVolt monitor.
+//!
+//! One [`Vm`] per guest: [`builder`] creates the KVM VM and its memory, loads
+//! the library OS and the rootfs, and prepares every piece of privileged CPU
+//! state (the guest never runs Rust at CPL 0); [`vcpu`] runs the KVM_RUN loop
+//! and [`hypercall`] serves the guest's requests, validating every address and
+//! length it is given. A guest can end only itself: everything it does wrong
+//! comes back as an [`Outcome`], never as a monitor panic.
+//!
+//! ```no_run
+//! use optivolt_vmm::{VmConfig, Vm};
+//! # fn libos() -> &'static [u8] { &[] }
+//! let cfg = VmConfig::new(libos(), b"cpio bytes".to_vec(), "/hello", vec!["hello".into()]);
+//! let outcome = Vm::create(&cfg)?.run()?;
+//! println!("{outcome:?}");
+//! # Ok::<(), optivolt_vmm::Error>(())
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod arch;
+pub mod builder;
+mod error;
+pub mod hypercall;
+pub mod memory;
+pub mod outcome;
+pub mod timing;
+pub mod vcpu;
+
+pub use builder::{check_kvm, min_memory, Vm, VmConfig};
+pub use error::Error;
+pub use outcome::{GuestFault, Outcome};
+pub use timing::Timing;
+
+/// Result type of this crate.
+pub type Result<T> = std::result::Result<T, Error>;

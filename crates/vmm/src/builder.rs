@@ -1,0 +1,274 @@
+//! Building a VM: memory, images, privileged state, boot information.
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kvm_bindings::{kvm_msr_entry, kvm_userspace_memory_region, Msrs, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use optivolt_abi::boot::{cpu, flags, BootInfo, PhysRange};
+use optivolt_abi::elf::Elf;
+use optivolt_abi::header::{LibosHeader, EXCEPTION_VECTORS, HEADER_SIZE};
+use optivolt_abi::layout::*;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+
+use crate::arch;
+use crate::memory::{self, write_bytes, GuestRam, Pod};
+use crate::{Error, Result};
+
+/// What to run and how.
+#[derive(Clone, Debug)]
+pub struct VmConfig<'a> {
+    /// The library OS ELF image.
+    pub libos: &'a [u8],
+    /// The rootfs (cpio `newc`).
+    pub rootfs: Vec<u8>,
+    /// Path of the program inside the rootfs.
+    pub exec_path: String,
+    /// The program's argv (argv[0] included).
+    pub argv: Vec<Vec<u8>>,
+    /// The program's environment, `KEY=VALUE`.
+    pub env: Vec<Vec<u8>>,
+    /// Guest RAM in bytes (rounded up to 2 MiB).
+    pub memory: u64,
+    /// Print every system call on stderr.
+    pub trace_syscalls: bool,
+    /// Record boot timestamps.
+    pub timing: bool,
+    /// Stop the guest after this long.
+    pub timeout: Option<Duration>,
+    /// When the monitor process started (for `--timing`).
+    pub started: Instant,
+}
+
+impl<'a> VmConfig<'a> {
+    /// A configuration with 64 MiB of memory and no options.
+    pub fn new(libos: &'a [u8], rootfs: Vec<u8>, exec_path: &str, argv: Vec<Vec<u8>>) -> Self {
+        VmConfig {
+            libos,
+            rootfs,
+            exec_path: exec_path.to_string(),
+            argv,
+            env: Vec::new(),
+            memory: 64 << 20,
+            trace_syscalls: false,
+            timing: false,
+            timeout: None,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// A created VM, ready to run.
+pub struct Vm {
+    pub(crate) _kvm: Kvm,
+    pub(crate) _vm: VmFd,
+    pub(crate) vcpu: VcpuFd,
+    pub(crate) mem: GuestRam,
+    pub(crate) tsc_khz: u64,
+    pub(crate) tsc_sample: u64,
+    pub(crate) mono_sample: Instant,
+    pub(crate) timing: crate::Timing,
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// Opens /dev/kvm and checks the API version: the cheapest way to fail early
+/// with a clear message before any image is read.
+pub fn check_kvm() -> Result<()> {
+    Kvm::new().map(|_| ()).map_err(|e| Error::KvmOpen(std::io::Error::from_raw_os_error(e.errno())))
+}
+
+/// The library OS heap's minimum (see the library OS's boot code).
+const LIBOS_MIN_HEAP: u64 = 256 << 10;
+/// Stack populated before the application starts.
+const STACK_POPULATE: u64 = 128 << 10;
+
+/// Smallest guest RAM (bytes, a multiple of 2 MiB) that can boot an
+/// application whose loadable segments span `app_load` bytes.
+pub fn min_memory(libos_image_end: u64, rootfs_len: u64, app_load: u64) -> u64 {
+    let fixed = libos_image_end + rootfs_len + LIBOS_MIN_HEAP + STACK_POPULATE + app_load;
+    // Page tables for the application and the allocator's bookkeeping.
+    let slack = 256 << 10;
+    (fixed + slack).div_ceil(LARGE_PAGE_SIZE) * LARGE_PAGE_SIZE
+}
+
+/// Checks a library OS image and returns its header and where it ends
+/// (guest-physical).
+pub fn inspect_libos(image: &[u8]) -> Result<(LibosHeader, u64)> {
+    let elf = Elf::parse(image).map_err(|e| Error::LibosImage(e.to_string()))?;
+    let (lo, hi) = elf.load_bounds();
+    if lo != LIBOS_VA || hi <= lo || hi - lo > (64 << 20) {
+        return Err(Error::LibosImage(format!("segments at {lo:#x}..{hi:#x}, expected to start at {LIBOS_VA:#x}")));
+    }
+    let first = elf.load_segments().find(|p| p.p_vaddr == lo).ok_or_else(|| Error::LibosImage("no first segment".into()))?;
+    let h = LibosHeader::from_bytes(elf.segment_data(&first)).filter(|h| h.is_valid()).ok_or_else(|| {
+        Error::LibosImage("missing or incompatible OptiVolt header (rebuild the library OS)".into())
+    })?;
+    let inside = |a: u64| a >= lo && a < hi;
+    if ![h.entry, h.syscall_entry, h.exception_table, h.interrupt_entry].iter().all(|&a| inside(a))
+        || !(lo..=hi).contains(&h.boot_stack_top)
+    {
+        return Err(Error::LibosImage("header addresses lie outside the image".into()));
+    }
+    let end = align_up(hi - PHYS_MAP_BASE, PAGE_SIZE).unwrap_or(u64::MAX);
+    Ok((h, end))
+}
+
+fn load_libos(mem: &GuestRam, image: &[u8]) -> Result<(LibosHeader, [u64; EXCEPTION_VECTORS], u64)> {
+    let (h, end) = inspect_libos(image)?;
+    let elf = Elf::parse(image).map_err(|e| Error::LibosImage(e.to_string()))?;
+    for ph in elf.load_segments() {
+        write_bytes(mem, ph.p_vaddr - PHYS_MAP_BASE, elf.segment_data(&ph))?;
+    }
+    let mut table = [0u64; EXCEPTION_VECTORS];
+    let raw = memory::read_bytes(mem, h.exception_table - PHYS_MAP_BASE, (EXCEPTION_VECTORS * 8) as u64)
+        .ok_or_else(|| Error::LibosImage("exception table outside memory".into()))?;
+    for (i, t) in table.iter_mut().enumerate() {
+        *t = u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+    }
+    debug_assert_eq!(HEADER_SIZE, std::mem::size_of::<LibosHeader>());
+    Ok((h, table, end))
+}
+
+fn cmdline(cfg: &VmConfig<'_>) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    for s in std::iter::once(cfg.exec_path.as_bytes()).chain(cfg.argv.iter().map(|a| a.as_slice())).chain(cfg.env.iter().map(|e| e.as_slice())) {
+        v.extend_from_slice(s);
+        v.push(0);
+    }
+    if v.len() as u64 > CMDLINE_MAX {
+        return Err(Error::CmdlineTooLong { len: v.len(), max: CMDLINE_MAX as usize });
+    }
+    Ok(v)
+}
+
+struct CpuInfo {
+    hwcap: u64,
+    features: u64,
+}
+
+fn setup_cpuid(kvm: &Kvm, vcpu: &VcpuFd) -> Result<CpuInfo> {
+    let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(Error::kvm("get supported CPUID"))?;
+    let mut info = CpuInfo { hwcap: 0, features: 0 };
+    for e in cpuid.as_slice() {
+        if e.function == 1 {
+            info.hwcap = e.edx as u64;
+            if e.ecx & (1 << 30) != 0 {
+                info.features |= cpu::RDRAND;
+            }
+        }
+        if e.function == 7 && e.index == 0 {
+            if e.ebx & (1 << 18) != 0 {
+                info.features |= cpu::RDSEED;
+            }
+            if e.ebx & 1 != 0 {
+                info.features |= cpu::FSGSBASE;
+            }
+        }
+    }
+    vcpu.set_cpuid2(&cpuid).map_err(Error::kvm("set CPUID"))?;
+    Ok(info)
+}
+
+fn entropy() -> [u8; 32] {
+    let mut e = [0u8; 32];
+    // SAFETY: getrandom writes at most `e.len()` bytes into `e`.
+    let n = unsafe { libc::getrandom(e.as_mut_ptr().cast(), e.len(), 0) };
+    if n != e.len() as isize {
+        // Never boot with a predictable seed: mix in time and address entropy.
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let a = &e as *const _ as u64;
+        e[..16].copy_from_slice(&t.to_le_bytes());
+        e[16..24].copy_from_slice(&a.to_le_bytes());
+    }
+    e
+}
+
+impl Vm {
+    /// Creates the VM and prepares everything up to the first instruction.
+    pub fn create(cfg: &VmConfig<'_>) -> Result<Vm> {
+        let mut timing = crate::Timing::new(cfg.started, cfg.timing);
+        let ram = align_up(cfg.memory.max(MIN_RAM), LARGE_PAGE_SIZE).ok_or(Error::Memory("size overflows".into()))?;
+        let (_, libos_end) = inspect_libos(cfg.libos)?;
+        let need = min_memory(libos_end, cfg.rootfs.len() as u64, 0);
+        if ram < need {
+            return Err(Error::MemoryTooSmall { need_mib: need.div_ceil(1 << 20), have_mib: ram >> 20 });
+        }
+        let cmd = cmdline(cfg)?;
+
+        let kvm = Kvm::new().map_err(|e| Error::KvmOpen(std::io::Error::from_raw_os_error(e.errno())))?;
+        let vm = kvm.create_vm().map_err(Error::kvm("create VM"))?;
+        let mem = memory::create(ram)?;
+        let region = mem.iter().next().ok_or_else(|| Error::Memory("no region".into()))?;
+        let host = mem.get_host_address(GuestAddress(0)).map_err(|e| Error::Memory(e.to_string()))?;
+        let slot = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+        };
+        // SAFETY: the region is a live anonymous mapping of `memory_size` bytes
+        // owned by `mem`, which `Vm` keeps alive for as long as `vm` exists.
+        unsafe { vm.set_user_memory_region(slot) }.map_err(Error::kvm("set memory region"))?;
+        timing.mark_vm_created();
+
+        let (root, _) = arch::build_page_tables(&mem, ram)?;
+        let (header, exceptions, libos_end) = load_libos(&mem, cfg.libos)?;
+        arch::write_descriptor_tables(&mem, &header, &exceptions)?;
+        let rootfs_start = libos_end;
+        write_bytes(&mem, rootfs_start, &cfg.rootfs)?;
+        let rootfs_end = rootfs_start + cfg.rootfs.len() as u64;
+        write_bytes(&mem, CMDLINE_PA, &cmd)?;
+
+        let vcpu = vm.create_vcpu(0).map_err(Error::kvm("create vCPU"))?;
+        let cpu = setup_cpuid(&kvm, &vcpu)?;
+        let fsgsbase = cpu.features & cpu::FSGSBASE != 0;
+        let sregs = vcpu.get_sregs().map_err(Error::kvm("get sregs"))?;
+        vcpu.set_sregs(&arch::sregs(sregs, root, fsgsbase)).map_err(Error::kvm("set sregs"))?;
+        vcpu.set_regs(&arch::regs(&header)).map_err(Error::kvm("set regs"))?;
+        let msrs = arch::msrs(header.syscall_entry)?;
+        vcpu.set_msrs(&msrs).map_err(Error::kvm("set MSRs"))?;
+        let tsc_khz = vcpu.get_tsc_khz().map_err(Error::kvm("get TSC frequency"))? as u64;
+
+        let mut bi = BootInfo::new();
+        bi.flags = if cfg.trace_syscalls { flags::TRACE_SYSCALLS } else { 0 } | if cfg.timing { flags::TIMING } else { 0 };
+        bi.ram_size = ram;
+        bi.page_table_root = root;
+        bi.libos = PhysRange { start: LIBOS_PA, end: libos_end };
+        bi.rootfs = PhysRange { start: rootfs_start, end: rootfs_end };
+        bi.free[0] = PhysRange { start: align_up(rootfs_end, PAGE_SIZE).unwrap_or(ram), end: ram };
+        bi.free_count = 1;
+        bi.argc = cfg.argv.len() as u32;
+        bi.envc = cfg.env.len() as u32;
+        bi.cmdline = CMDLINE_PA;
+        bi.cmdline_len = cmd.len() as u32;
+        bi.tsc_khz = tsc_khz;
+        bi.entropy = entropy();
+        bi.cpu_features = cpu.features;
+        bi.hwcap = cpu.hwcap;
+        bi.hwcap2 = if fsgsbase { 1 << 1 } else { 0 };
+
+        // Sample the guest TSC and the host clocks together: the guest derives
+        // its clocks from this pair without ever exiting.
+        let mut tsc = Msrs::from_entries(&[kvm_msr_entry { index: arch::MSR_TSC, ..Default::default() }])
+            .map_err(|e| Error::Memory(format!("MSR list: {e:?}")))?;
+        let mono_sample = Instant::now();
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        vcpu.get_msrs(&mut tsc).map_err(Error::kvm("read guest TSC"))?;
+        let tsc_sample = tsc.as_slice().first().map(|e| e.data).unwrap_or(0);
+        bi.boot_tsc = tsc_sample;
+        bi.wallclock_ns = wall;
+        mem.write_obj(Pod(bi), GuestAddress(BOOT_INFO_PA)).map_err(|e| Error::Memory(e.to_string()))?;
+        timing.mark_vcpu_ready();
+
+        Ok(Vm {
+            _kvm: kvm,
+            _vm: vm,
+            vcpu,
+            mem,
+            tsc_khz,
+            tsc_sample,
+            mono_sample,
+            timing,
+            timeout: cfg.timeout,
+        })
+    }
+}

@@ -1,0 +1,210 @@
+//! The KVM_RUN loop of the (single) vCPU.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kvm_ioctls::VcpuExit;
+use optivolt_abi::boot::Timestamps;
+use optivolt_abi::boot::TIMESTAMPS_OFFSET;
+use optivolt_abi::hypercall as hc;
+use optivolt_abi::layout::BOOT_INFO_PA;
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::arch::CR4_PGE;
+use crate::builder::Vm;
+use crate::hypercall::{self, BadHypercall, StdioSink};
+use crate::memory::Pod;
+use crate::outcome::{GuestFault, Outcome};
+use crate::{Error, Result, Timing};
+
+/// What a VM exit asks of the monitor, copied out of the kvm_run area.
+enum Exit {
+    Hypercall(u16, u32),
+    OtherPortOut(u16),
+    PortIn(u16),
+    Mmio(u64),
+    Shutdown,
+    InternalError,
+    FailEntry(u64),
+    Hlt,
+    Interrupted,
+    Other(String),
+}
+
+extern "C" fn kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+/// Signal used to interrupt KVM_RUN when the timeout expires.
+fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 1
+}
+
+impl Vm {
+    /// Runs the guest to its end.
+    pub fn run(&mut self) -> Result<Outcome> {
+        let expired = Arc::new(AtomicBool::new(false));
+        let _watchdog = self.timeout.map(|t| Watchdog::start(t, expired.clone())).transpose()?;
+        let outcome = self.run_loop(&expired);
+        self.timing.mark_vm_exit();
+        if let Ok(ts) = self.mem.read_obj::<Pod<Timestamps>>(GuestAddress(BOOT_INFO_PA + TIMESTAMPS_OFFSET as u64)) {
+            let t = ts.0;
+            self.timing.set_guest([t.libos_entry, t.libos_ready, t.app_entry, t.app_exit], self.tsc_sample, self.mono_sample, self.tsc_khz);
+        }
+        outcome
+    }
+
+    /// The boot timing of the last run.
+    pub fn timing(&self) -> &Timing {
+        &self.timing
+    }
+
+    fn next_exit(&mut self) -> Result<Exit> {
+        Ok(match self.vcpu.run() {
+            Ok(VcpuExit::IoOut(port, data)) => match hypercall::decode(port, data) {
+                Some((nr, v)) => Exit::Hypercall(nr, v),
+                None => Exit::OtherPortOut(port),
+            },
+            Ok(VcpuExit::IoIn(port, data)) => {
+                data.fill(0xff);
+                Exit::PortIn(port)
+            }
+            Ok(VcpuExit::MmioRead(a, _)) | Ok(VcpuExit::MmioWrite(a, _)) => Exit::Mmio(a),
+            Ok(VcpuExit::Shutdown) => Exit::Shutdown,
+            Ok(VcpuExit::InternalError) => Exit::InternalError,
+            Ok(VcpuExit::FailEntry(r, _)) => Exit::FailEntry(r),
+            Ok(VcpuExit::Hlt) => Exit::Hlt,
+            Ok(VcpuExit::Intr) => Exit::Interrupted,
+            Ok(other) => Exit::Other(format!("{other:?}")),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Exit::Interrupted,
+            Err(e) => return Err(Error::Kvm { op: "run vCPU", source: e }),
+        })
+    }
+
+    fn regs_summary(&self) -> String {
+        match (self.vcpu.get_regs(), self.vcpu.get_sregs()) {
+            (Ok(r), Ok(s)) => {
+                let mut t = format!(
+                    "rip={:#x} rsp={:#x} rflags={:#x} cs={:#x} cpl={} cr2={:#x}",
+                    r.rip, r.rsp, r.rflags, s.cs.selector, s.cs.dpl, s.cr2
+                );
+                // The top of the stack helps when the guest died inside its exception entry.
+                if let Some(pa) = optivolt_abi::layout::virt_to_phys(r.rsp) {
+                    if let Some(b) = crate::memory::read_bytes(&self.mem, pa, 48) {
+                        let words: Vec<String> =
+                            b.chunks(8).map(|c| format!("{:#x}", u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))).collect();
+                        t.push_str(&format!(" stack=[{}]", words.join(" ")));
+                    }
+                }
+                t
+            }
+            _ => "registers unavailable".into(),
+        }
+    }
+
+    fn run_loop(&mut self, expired: &AtomicBool) -> Result<Outcome> {
+        loop {
+            if expired.load(Ordering::Relaxed) {
+                return Ok(Outcome::TimedOut(self.regs_summary()));
+            }
+            let exit = self.next_exit()?;
+            let crash = |s: String| Ok(Outcome::Crashed(s));
+            match exit {
+                Exit::Hypercall(nr, v) => match self.hypercall(nr, v) {
+                    Ok(Some(o)) => return Ok(o),
+                    Ok(None) => {}
+                    Err(BadHypercall(m)) => return crash(format!("bad hypercall: {m}")),
+                },
+                Exit::Interrupted => {}
+                Exit::OtherPortOut(p) => return crash(format!("write to unknown I/O port {p:#x} ({})", self.regs_summary())),
+                Exit::PortIn(p) => return crash(format!("read from unknown I/O port {p:#x} ({})", self.regs_summary())),
+                Exit::Mmio(a) => {
+                    return crash(format!("access to guest-physical {a:#x}, outside RAM ({})", self.regs_summary()))
+                }
+                Exit::Shutdown => {
+                    return crash(format!("triple fault: the vCPU reset itself ({})", self.regs_summary()))
+                }
+                Exit::InternalError => {
+                    return crash(format!("KVM internal error (an instruction KVM cannot emulate) ({})", self.regs_summary()))
+                }
+                Exit::FailEntry(r) => return crash(format!("VM entry failed (hardware reason {r:#x})")),
+                Exit::Hlt => return crash(format!("the vCPU halted ({})", self.regs_summary())),
+                Exit::Other(s) => return crash(format!("unexpected VM exit {s} ({})", self.regs_summary())),
+            }
+        }
+    }
+
+    /// Serves hypercall `nr`; `Some` ends the VM.
+    fn hypercall(&mut self, nr: u16, value: u32) -> std::result::Result<Option<Outcome>, BadHypercall> {
+        let pa = value as u64;
+        match nr {
+            hc::CONSOLE_WRITE => hypercall::console_write(&self.mem, pa, &mut StdioSink).map(|_| None),
+            hc::EXIT => Ok(Some(Outcome::Exited((value & 0xff) as i32))),
+            hc::ABORT => hypercall::abort_message(&self.mem, pa).map(|m| Some(Outcome::Aborted(m))),
+            hc::FAULT => {
+                let report = hypercall::fault_report(&self.mem, pa)?;
+                let cr2 = self.vcpu.get_sregs().map(|s| s.cr2).unwrap_or(0);
+                Ok(Some(Outcome::Fault(GuestFault { report, cr2 })))
+            }
+            hc::READ_CR2 => {
+                let cr2 = self.vcpu.get_sregs().map_err(|e| BadHypercall(format!("get sregs: {e}")))?.cr2;
+                hypercall::store_cr2(&self.mem, pa, cr2).map(|_| None)
+            }
+            hc::TLB_FLUSH => {
+                // Changing CR4.PGE makes KVM drop every cached translation.
+                let mut s = self.vcpu.get_sregs().map_err(|e| BadHypercall(format!("get sregs: {e}")))?;
+                let orig = s.cr4;
+                s.cr4 ^= CR4_PGE;
+                self.vcpu.set_sregs(&s).map_err(|e| BadHypercall(format!("set sregs: {e}")))?;
+                s.cr4 = orig;
+                self.vcpu.set_sregs(&s).map_err(|e| BadHypercall(format!("set sregs: {e}")))?;
+                Ok(None)
+            }
+            _ => Err(BadHypercall(format!("unknown hypercall {nr}"))),
+        }
+    }
+}
+
+/// Interrupts the vCPU thread when the timeout expires.
+struct Watchdog {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(timeout: Duration, expired: Arc<AtomicBool>) -> Result<Watchdog> {
+        vmm_sys_util::signal::register_signal_handler(kick_signal(), kick)
+            .map_err(|e| Error::Io("install timeout signal handler", std::io::Error::from_raw_os_error(e.errno())))?;
+        // SAFETY: pthread_self has no preconditions.
+        let target = unsafe { libc::pthread_self() };
+        let done = Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        let thread = std::thread::Builder::new()
+            .name("volt-watchdog".into())
+            .spawn(move || {
+                let deadline = std::time::Instant::now() + timeout;
+                while !d.load(Ordering::Relaxed) {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        expired.store(true, Ordering::Relaxed);
+                        // SAFETY: `target` is the vCPU thread, alive until
+                        // `done` is set (the Watchdog is dropped before it exits).
+                        unsafe { libc::pthread_kill(target, kick_signal()) };
+                        std::thread::sleep(Duration::from_millis(5));
+                    } else {
+                        std::thread::park_timeout((deadline - now).min(Duration::from_millis(50)));
+                    }
+                }
+            })
+            .map_err(|e| Error::Io("start the timeout thread", e))?;
+        Ok(Watchdog { done, thread: Some(thread) })
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
