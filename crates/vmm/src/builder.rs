@@ -1,7 +1,7 @@
 //! Building a VM: memory, images, privileged state, boot information.
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kvm_bindings::{kvm_msr_entry, kvm_userspace_memory_region, Msrs, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{kvm_msr_entry, kvm_userspace_memory_region, Msrs};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use optivolt_abi::boot::{cpu, flags, BootInfo, PhysRange};
 use optivolt_abi::elf::Elf;
@@ -144,8 +144,8 @@ struct CpuInfo {
     features: u64,
 }
 
-fn setup_cpuid(kvm: &Kvm, vcpu: &VcpuFd) -> Result<CpuInfo> {
-    let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(Error::kvm("get supported CPUID"))?;
+fn setup_cpuid(vcpu: &VcpuFd) -> Result<CpuInfo> {
+    let cpuid = crate::cpuid::guest_cpuid()?;
     let mut info = CpuInfo { hwcap: 0, features: 0 };
     for e in cpuid.as_slice() {
         if e.function == 1 {
@@ -219,7 +219,7 @@ impl Vm {
         write_bytes(&mem, CMDLINE_PA, &cmd)?;
 
         let vcpu = vm.create_vcpu(0).map_err(Error::kvm("create vCPU"))?;
-        let cpu = setup_cpuid(&kvm, &vcpu)?;
+        let cpu = setup_cpuid(&vcpu)?;
         let fsgsbase = cpu.features & cpu::FSGSBASE != 0;
         let sregs = vcpu.get_sregs().map_err(Error::kvm("get sregs"))?;
         vcpu.set_sregs(&arch::sregs(sregs, root, fsgsbase)).map_err(Error::kvm("set sregs"))?;

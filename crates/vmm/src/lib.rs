@@ -19,6 +19,7 @@
 
 pub mod arch;
 pub mod builder;
+mod cpuid;
 mod error;
 pub mod hypercall;
 pub mod memory;

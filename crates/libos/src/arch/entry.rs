@@ -65,7 +65,8 @@ pub struct ExceptionFrame {
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 
 extern "C" {
-    /// Switches to the application: RSP = `rsp`, all registers cleared, jump to `entry`.
+    /// Switches to the application: RSP = `rsp`, all registers cleared, IF set,
+    /// jump to `entry` (an `iretq` from CPL 3 to CPL 3).
     pub fn ov_enter_user(entry: u64, rsp: u64) -> !;
 }
 
@@ -238,12 +239,18 @@ global_asm!(
     ".balign 16",
     ".global ov_enter_user",
     "ov_enter_user:",
-    "    mov rsp, rsi",
-    "    mov rcx, rdi",
     "    fninit",
     "    ldmxcsr [rip + ov_mxcsr_default]",
+    "    pxor xmm0, xmm0",
+    "    pxor xmm1, xmm1",
+    "    push {user_ss}",
+    "    push rsi",
+    "    push 0x202",
+    "    push {user_cs}",
+    "    push rdi",
     "    xor eax, eax",
     "    xor ebx, ebx",
+    "    xor ecx, ecx",
     "    xor edx, edx",
     "    xor esi, esi",
     "    xor edi, edi",
@@ -256,9 +263,7 @@ global_asm!(
     "    xor r13d, r13d",
     "    xor r14d, r14d",
     "    xor r15d, r15d",
-    "    pxor xmm0, xmm0",
-    "    pxor xmm1, xmm1",
-    "    jmp rcx",
+    "    iretq",
     // ------------------------------------------------- exception table
     ".section .rodata.ov_exc, \"a\"",
     ".balign 8",

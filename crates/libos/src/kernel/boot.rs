@@ -97,32 +97,36 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     };
     stamp(|t| &mut t.libos_ready);
 
-    // Segments: map each page once (segments may share a boundary page),
-    // copy the file bytes, leave the rest zero.
+    // Segments: map each page once with its final protection (segments may
+    // share a boundary page: it gets the union), then copy the file bytes
+    // through the physmap; the rest stays zero.
     let mut mapped_to = 0u64;
+    let mut prev_prot = 0u32;
     for ph in elf.load_segments() {
-        let start = page_down(ph.p_vaddr + plan.bias).max(mapped_to);
+        let seg_start = page_down(ph.p_vaddr + plan.bias);
         let Some(end) = page_up(ph.p_vaddr + plan.bias + ph.p_memsz) else { fail("bad segment") };
         let prot = loader::segment_prot(&ph);
+        let mut start = seg_start.max(mapped_to);
+        if seg_start < mapped_to && (prot | prev_prot) != prev_prot {
+            // The shared page already belongs to the previous segment: widen it.
+            let shared = mapped_to - PAGE;
+            if mem.protect(shared, mapped_to, prot | prev_prot).is_err() {
+                fail("could not merge segment protections");
+            }
+        }
+        if start < seg_start {
+            start = seg_start;
+        }
         if start < end {
-            let v = Vma { start, end, prot: prot | 2, kind: VmaKind::Image };
+            let v = Vma { start, end, prot, kind: VmaKind::Image };
             if mem.map(v, true).is_err() {
                 fail("out of memory loading the program (try a larger --memory)");
             }
             mapped_to = end;
+            prev_prot = prot;
         }
-        if mem.copy_to_user(ph.p_vaddr + plan.bias, elf.segment_data(&ph)).is_err() {
+        if mem.load(ph.p_vaddr + plan.bias, elf.segment_data(&ph)).is_err() {
             fail("could not copy a program segment");
-        }
-    }
-    // Now apply the real protections (text read-only, etc.).
-    let mut mapped_to = 0u64;
-    for ph in elf.load_segments() {
-        let start = page_down(ph.p_vaddr + plan.bias).max(mapped_to);
-        let end = page_up(ph.p_vaddr + plan.bias + ph.p_memsz).unwrap_or(start);
-        if start < end {
-            let _ = mem.protect(start, end, loader::segment_prot(&ph));
-            mapped_to = end;
         }
     }
     mem.brk_start = plan.brk;

@@ -276,6 +276,21 @@ impl Memory {
         })
     }
 
+    /// Writes `data` at user address `va` whatever the page protection (the
+    /// loader fills read-only segments this way, through the physmap, so that
+    /// no protection change and no TLB flush is needed at boot).
+    pub fn load(&mut self, va: u64, data: &[u8]) -> Result<(), i64> {
+        let mut off = 0usize;
+        self.for_each_user_chunk(va, data.len() as u64, false, |pa, l| {
+            // SAFETY: as in `copy_to_user`; the page is ours and present.
+            unsafe {
+                core::ptr::copy_nonoverlapping(data[off..].as_ptr(), phys_to_virt(pa) as *mut u8, l as usize);
+            }
+            off += l as usize;
+            Ok(())
+        })
+    }
+
     /// Copies user memory at `va` into `buf`.
     pub fn copy_from_user(&mut self, va: u64, buf: &mut [u8]) -> Result<(), i64> {
         let mut off = 0usize;
