@@ -27,6 +27,10 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
     let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
     let mut guard = KERNEL.lock();
     let Some(k) = guard.as_mut() else { super::fault::abort(b"system call before the kernel was initialised") };
+    if k.trace && (n == nr::EXIT || n == nr::EXIT_GROUP) {
+        // These do not return: show them first, as strace does ("= ?").
+        kernel_log(format_args!("{}({}) = ?\n", crate::syscall::table::name(n).unwrap_or("exit"), args[0] as i32));
+    }
     let ret = match dispatch(k, n, &args) {
         Ok(v) => v,
         Err(e) => -e,

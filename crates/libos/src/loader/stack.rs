@@ -144,3 +144,31 @@ mod tests {
         assert_eq!(&img.bytes[r..r + 16], &[7; 16]);
     }
 }
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn pointers_land_on_their_strings_for_any_length() {
+        for n in 0..40 {
+            let env = "E=".to_string() + &"x".repeat(n);
+            let spec = StackSpec {
+                argv: &[b"./args-musl", b"x"],
+                envp: &[env.as_bytes()],
+                auxv: &[(AT_PAGESZ, 4096)],
+                execfn: b"/args-musl",
+                platform: b"x86_64",
+                random: [1; 16],
+            };
+            let top = 0x7d00_0000_0000u64;
+            let img = build(&spec, top);
+            let word = |a: u64| u64::from_le_bytes(img.bytes[(a - img.rsp) as usize..][..8].try_into().unwrap());
+            let s = |a: u64| -> Vec<u8> { img.bytes[(a - img.rsp) as usize..].iter().take_while(|&&c| c != 0).copied().collect() };
+            assert_eq!(word(img.rsp), 2);
+            assert_eq!(s(word(img.rsp + 8)), b"./args-musl", "n={n}");
+            assert_eq!(s(word(img.rsp + 16)), b"x", "n={n}");
+            assert_eq!(s(word(img.rsp + 32)), env.as_bytes(), "n={n}");
+        }
+    }
+}

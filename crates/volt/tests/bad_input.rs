@@ -1,0 +1,103 @@
+//! Bad input: one clear error line, a non-zero exit, and no VM started.
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn tmp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bad-input");
+    std::fs::create_dir_all(&d).unwrap();
+    let p = d.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+fn assert_one_line_error(out: &std::process::Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(err.lines().count(), 1, "expected one line, got: {err}");
+    assert!(err.starts_with("volt: ") && err.contains(needle), "expected '{needle}' in: {err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn missing_file() {
+    let out = volt().args(["run", "/nonexistent/hello"]).output().unwrap();
+    assert_one_line_error(&out, "No such file or directory");
+}
+
+#[test]
+fn not_an_elf() {
+    let p = tmp("script.sh", b"#!/bin/sh\necho hi\n");
+    assert_one_line_error(&volt().arg("run").arg(&p).output().unwrap(), "not an ELF file");
+}
+
+#[test]
+fn thirty_two_bit_elf() {
+    let mut h = vec![0u8; 64];
+    h[..7].copy_from_slice(b"\x7fELF\x01\x01\x01");
+    let p = tmp("elf32", &h);
+    assert_one_line_error(&volt().arg("run").arg(&p).output().unwrap(), "32-bit");
+}
+
+#[test]
+fn dynamically_linked_elf() {
+    let p = program("hello", "dyn");
+    assert_one_line_error(&volt().arg("run").arg(&p).output().unwrap(), "dynamically linked");
+}
+
+#[test]
+fn memory_too_small() {
+    let p = program("hello", "glibc");
+    let out = volt().args(["run", "--memory", "2M"]).arg(&p).output().unwrap();
+    assert_one_line_error(&out, "too small");
+    let out = volt().args(["run", "--memory", "lots"]).arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(2)); // clap's usage error
+}
+
+/// Runs volt where /dev/kvm is absent (a private mount namespace with an
+/// empty /dev) or not accessible (an unprivileged user).
+#[test]
+fn kvm_missing_or_not_accessible() {
+    let p = program("hello", "musl");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc_geteuid() } != 0 {
+        eprintln!("=== SKIPPED kvm_missing_or_not_accessible: needs root to hide /dev/kvm ===");
+        return;
+    }
+    let volt_bin = env!("CARGO_BIN_EXE_volt");
+    let missing = Command::new("unshare")
+        .args(["--mount", "sh", "-c", "mount -t tmpfs none /dev && exec \"$0\" run \"$1\"", volt_bin])
+        .arg(&p)
+        .output();
+    match missing {
+        Ok(out) if !String::from_utf8_lossy(&out.stderr).contains("unshare:") => {
+            assert_one_line_error(&out, "/dev/kvm")
+        }
+        _ => eprintln!("=== SKIPPED the missing-/dev/kvm case: unshare --mount is not available ==="),
+    }
+    if std::path::Path::new("/dev/kvm").exists() {
+        // Copy the binary and program where an unprivileged user may read them.
+        let d = std::env::temp_dir().join(format!("volt-noaccess-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let v = d.join("volt");
+        let h = d.join("hello");
+        std::fs::copy(volt_bin, &v).unwrap();
+        std::fs::copy(&p, &h).unwrap();
+        let _ = Command::new("chmod").arg("-R").arg("a+rx").arg(&d).status();
+        let out = Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&v).arg("run").arg(&h).output();
+        let _ = std::fs::remove_dir_all(&d);
+        match out {
+            Ok(out) if !String::from_utf8_lossy(&out.stderr).contains("setpriv:") => {
+                assert_one_line_error(&out, "Permission denied")
+            }
+            _ => eprintln!("=== SKIPPED the inaccessible-/dev/kvm case: setpriv is not available ==="),
+        }
+    }
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}

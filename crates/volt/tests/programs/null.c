@@ -1,0 +1,9 @@
+/* Dereferences NULL after printing a line. */
+#include <stdio.h>
+
+int main(void) {
+    volatile int *p = NULL;
+    printf("about to fault\n");
+    fflush(stdout);
+    return *p;
+}
