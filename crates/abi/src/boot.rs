@@ -146,7 +146,12 @@ impl BootInfo {
             hwcap2: 0,
             hypercall_port: crate::hypercall::PORT_BASE,
             _reserved0: [0; 3],
-            timestamps: Timestamps { libos_entry: 0, libos_ready: 0, app_entry: 0, app_exit: 0 },
+            timestamps: Timestamps {
+                libos_entry: 0,
+                libos_ready: 0,
+                app_entry: 0,
+                app_exit: 0,
+            },
         }
     }
 

@@ -105,13 +105,19 @@ pub struct Elf<'a> {
 }
 
 fn rd16(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(o..o.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        b.get(o..o.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 fn rd32(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(o..o.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 fn rd64(b: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(o..o.checked_add(8)?)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(o..o.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 impl<'a> Elf<'a> {
@@ -157,7 +163,9 @@ impl<'a> Elf<'a> {
         if (elf.phentsize as usize) < PHDR_SIZE {
             return Err(ElfError::Truncated);
         }
-        let table_len = (elf.phentsize as u64).checked_mul(elf.phnum as u64).ok_or(t)?;
+        let table_len = (elf.phentsize as u64)
+            .checked_mul(elf.phnum as u64)
+            .ok_or(t)?;
         let table_end = elf.phoff.checked_add(table_len).ok_or(t)?;
         if table_end > data.len() as u64 {
             return Err(t);

@@ -66,7 +66,9 @@ impl LibosHeader {
 
     /// Whether magic, version and size match this build.
     pub fn is_valid(&self) -> bool {
-        self.magic == LIBOS_MAGIC && self.version == crate::ABI_VERSION && self.size as usize == HEADER_SIZE
+        self.magic == LIBOS_MAGIC
+            && self.version == crate::ABI_VERSION
+            && self.size as usize == HEADER_SIZE
     }
 }
 

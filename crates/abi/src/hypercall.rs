@@ -163,7 +163,10 @@ mod tests {
 
     #[test]
     fn structs_have_stable_sizes() {
-        assert_eq!(core::mem::size_of::<ConsoleWrite>(), 16 + 16 * CONSOLE_MAX_SEGS);
+        assert_eq!(
+            core::mem::size_of::<ConsoleWrite>(),
+            16 + 16 * CONSOLE_MAX_SEGS
+        );
         assert_eq!(core::mem::size_of::<Registers>(), 15 * 8);
         assert_eq!(core::mem::size_of::<FaultReport>(), 7 * 8 + 15 * 8);
         assert_eq!(vector_signal(14), "SIGSEGV");

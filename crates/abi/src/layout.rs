@@ -98,22 +98,22 @@ pub const fn align_up(x: u64, align: u64) -> Option<u64> {
     }
 }
 
+// The regions must not overlap; checked when the crate is compiled.
+const _: () = {
+    assert!(GDT_PA < TSS_PA && TSS_PA + 104 <= IDT_PA);
+    assert!(IDT_PA + 4096 <= BOOT_INFO_PA);
+    assert!(BOOT_INFO_PA + 4096 <= CMDLINE_PA);
+    assert!(CMDLINE_PA + CMDLINE_MAX <= IST_PA);
+    assert!(IST_PA + IST_SIZE * IST_COUNT <= PAGE_TABLE_PA);
+    assert!(PAGE_TABLE_END <= LIBOS_PA);
+    assert!(USER_TOP < PHYS_MAP_BASE);
+    // The physmap must stay in the lower half: PVM hangs on upper-half mappings.
+    assert!(PHYS_MAP_END <= 0x0000_8000_0000_0000);
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn regions_do_not_overlap() {
-        assert!(GDT_PA < TSS_PA && TSS_PA + 104 <= IDT_PA);
-        assert!(IDT_PA + 4096 <= BOOT_INFO_PA);
-        assert!(BOOT_INFO_PA + 4096 <= CMDLINE_PA);
-        assert!(CMDLINE_PA + CMDLINE_MAX <= IST_PA);
-        assert!(IST_PA + IST_SIZE * IST_COUNT <= PAGE_TABLE_PA);
-        assert!(PAGE_TABLE_END <= LIBOS_PA);
-        assert!(USER_TOP < PHYS_MAP_BASE);
-        // The physmap must stay in the lower half: PVM hangs on upper-half mappings.
-        assert!(PHYS_MAP_END <= 0x0000_8000_0000_0000);
-    }
 
     #[test]
     fn translation_round_trips() {

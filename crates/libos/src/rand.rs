@@ -17,11 +17,17 @@ pub fn chacha20_block(key: &[u8; 32], counter: u32, nonce: &[u8; 12]) -> [u8; 64
     let mut st = [0u32; 16];
     st[0..4].copy_from_slice(&[0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574]);
     for i in 0..8 {
-        st[4 + i] = u32::from_le_bytes([key[4 * i], key[4 * i + 1], key[4 * i + 2], key[4 * i + 3]]);
+        st[4 + i] =
+            u32::from_le_bytes([key[4 * i], key[4 * i + 1], key[4 * i + 2], key[4 * i + 3]]);
     }
     st[12] = counter;
     for i in 0..3 {
-        st[13 + i] = u32::from_le_bytes([nonce[4 * i], nonce[4 * i + 1], nonce[4 * i + 2], nonce[4 * i + 3]]);
+        st[13 + i] = u32::from_le_bytes([
+            nonce[4 * i],
+            nonce[4 * i + 1],
+            nonce[4 * i + 2],
+            nonce[4 * i + 3],
+        ]);
     }
     let mut w = st;
     for _ in 0..10 {
@@ -50,7 +56,10 @@ pub struct Csprng {
 impl Csprng {
     /// A generator keyed by `seed`.
     pub const fn new(seed: [u8; 32]) -> Self {
-        Csprng { key: seed, counter: 0 }
+        Csprng {
+            key: seed,
+            counter: 0,
+        }
     }
 
     /// Mixes more entropy into the key.

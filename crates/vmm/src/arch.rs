@@ -60,6 +60,8 @@ pub fn gdt() -> [u64; 7] {
 /// the terminating all-ones byte.
 pub const TSS_SIZE: usize = 104 + 32 + 1;
 
+const _: () = assert!(TSS_PA + TSS_SIZE as u64 <= IDT_PA);
+
 /// The 64-bit TSS: IST1 for exceptions and interrupts, IST2 for double fault,
 /// NMI and machine check, and an I/O-permission bitmap that opens only the
 /// hypercall ports to CPL 3 (PVM checks it: every other port raises #GP).
@@ -92,10 +94,10 @@ fn gate(handler: u64, ist: u8) -> [u8; 16] {
 pub fn idt(exception_handlers: &[u64; EXCEPTION_VECTORS], interrupt_entry: u64) -> Vec<u8> {
     let mut v = Vec::with_capacity(4096);
     for vec in 0..256usize {
-        let (h, ist) = match vec {
-            2 | 8 | 18 => (exception_handlers[vec], 2),
-            0..=31 => (exception_handlers[vec], 1),
-            _ => (interrupt_entry, 1),
+        let (h, ist) = match (vec, exception_handlers.get(vec)) {
+            (2 | 8 | 18, Some(&h)) => (h, 2),
+            (_, Some(&h)) => (h, 1),
+            (_, None) => (interrupt_entry, 1),
         };
         v.extend_from_slice(&gate(h, ist));
     }
@@ -112,20 +114,32 @@ pub fn build_page_tables(mem: &GuestRam, ram: u64) -> Result<(u64, u64)> {
     let gib = ram.div_ceil(1 << 30);
     let pml4_index = (PHYS_MAP_BASE >> 39) & 511;
     if gib > 512 || next + gib * 0x1000 > PAGE_TABLE_END {
-        return Err(Error::Memory(format!("{ram} bytes of RAM exceed the physmap")));
+        return Err(Error::Memory(format!(
+            "{ram} bytes of RAM exceed the physmap"
+        )));
     }
-    write_bytes(mem, pml4 + pml4_index * 8, &(pdpt | PTE_P | PTE_W | PTE_U).to_le_bytes())?;
+    write_bytes(
+        mem,
+        pml4 + pml4_index * 8,
+        &(pdpt | PTE_P | PTE_W | PTE_U).to_le_bytes(),
+    )?;
     let large_pages = ram.div_ceil(LARGE_PAGE_SIZE);
     for g in 0..gib {
         let pd = next;
         next += 0x1000;
         let pdpt_index = ((PHYS_MAP_BASE >> 30) & 511) + g;
-        write_bytes(mem, pdpt + pdpt_index * 8, &(pd | PTE_P | PTE_W | PTE_U).to_le_bytes())?;
+        write_bytes(
+            mem,
+            pdpt + pdpt_index * 8,
+            &(pd | PTE_P | PTE_W | PTE_U).to_le_bytes(),
+        )?;
         let first = g * 512;
         let count = (large_pages - first).min(512);
         let mut entries = Vec::with_capacity(count as usize * 8);
         for i in first..first + count {
-            entries.extend_from_slice(&((i * LARGE_PAGE_SIZE) | PTE_P | PTE_W | PTE_U | PTE_PS).to_le_bytes());
+            entries.extend_from_slice(
+                &((i * LARGE_PAGE_SIZE) | PTE_P | PTE_W | PTE_U | PTE_PS).to_le_bytes(),
+            );
         }
         write_bytes(mem, pd, &entries)?;
     }
@@ -133,7 +147,11 @@ pub fn build_page_tables(mem: &GuestRam, ram: u64) -> Result<(u64, u64)> {
 }
 
 /// Writes GDT, TSS and IDT into guest memory.
-pub fn write_descriptor_tables(mem: &GuestRam, header: &LibosHeader, exceptions: &[u64; EXCEPTION_VECTORS]) -> Result<()> {
+pub fn write_descriptor_tables(
+    mem: &GuestRam,
+    header: &LibosHeader,
+    exceptions: &[u64; EXCEPTION_VECTORS],
+) -> Result<()> {
     let g: Vec<u8> = gdt().iter().flat_map(|d| d.to_le_bytes()).collect();
     write_bytes(mem, GDT_PA, &g)?;
     write_bytes(mem, TSS_PA, &tss())?;
@@ -196,9 +214,16 @@ pub fn sregs(mut s: kvm_sregs, page_table_root: u64, fsgsbase: bool) -> kvm_sreg
 
 /// The `syscall` MSRs: LSTAR points at the library OS's CPL-0 stub.
 pub fn msrs(syscall_entry: u64) -> Result<Msrs> {
-    let e = |index, data| kvm_msr_entry { index, data, ..Default::default() };
+    let e = |index, data| kvm_msr_entry {
+        index,
+        data,
+        ..Default::default()
+    };
     Msrs::from_entries(&[
-        e(MSR_STAR, ((USER_SS as u64 - 8) << 48) | ((KERNEL_CS as u64) << 32)),
+        e(
+            MSR_STAR,
+            ((USER_SS as u64 - 8) << 48) | ((KERNEL_CS as u64) << 32),
+        ),
         e(MSR_LSTAR, syscall_entry),
         e(MSR_SFMASK, SFMASK),
         e(MSR_KERNEL_GS_BASE, 0),
@@ -244,7 +269,6 @@ mod tests {
         assert!((PORT_BASE..PORT_BASE + PORT_COUNT).all(allowed));
         assert!(!allowed(PORT_BASE - 1) && !allowed(PORT_BASE + PORT_COUNT) && !allowed(0x80));
         assert_eq!(t[TSS_SIZE - 1], 0xff);
-        assert!(TSS_PA + TSS_SIZE as u64 <= IDT_PA);
     }
 
     #[test]

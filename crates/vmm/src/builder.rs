@@ -72,7 +72,9 @@ pub struct Vm {
 /// Opens /dev/kvm and checks the API version: the cheapest way to fail early
 /// with a clear message before any image is read.
 pub fn check_kvm() -> Result<()> {
-    Kvm::new().map(|_| ()).map_err(|e| Error::KvmOpen(std::io::Error::from_raw_os_error(e.errno())))
+    Kvm::new()
+        .map(|_| ())
+        .map_err(|e| Error::KvmOpen(std::io::Error::from_raw_os_error(e.errno())))
 }
 
 /// The library OS heap's minimum (see the library OS's boot code).
@@ -95,31 +97,56 @@ pub fn inspect_libos(image: &[u8]) -> Result<(LibosHeader, u64)> {
     let elf = Elf::parse(image).map_err(|e| Error::LibosImage(e.to_string()))?;
     let (lo, hi) = elf.load_bounds();
     if lo != LIBOS_VA || hi <= lo || hi - lo > (64 << 20) {
-        return Err(Error::LibosImage(format!("segments at {lo:#x}..{hi:#x}, expected to start at {LIBOS_VA:#x}")));
+        return Err(Error::LibosImage(format!(
+            "segments at {lo:#x}..{hi:#x}, expected to start at {LIBOS_VA:#x}"
+        )));
     }
-    let first = elf.load_segments().find(|p| p.p_vaddr == lo).ok_or_else(|| Error::LibosImage("no first segment".into()))?;
-    let h = LibosHeader::from_bytes(elf.segment_data(&first)).filter(|h| h.is_valid()).ok_or_else(|| {
-        Error::LibosImage("missing or incompatible OptiVolt header (rebuild the library OS)".into())
-    })?;
+    let first = elf
+        .load_segments()
+        .find(|p| p.p_vaddr == lo)
+        .ok_or_else(|| Error::LibosImage("no first segment".into()))?;
+    let h = LibosHeader::from_bytes(elf.segment_data(&first))
+        .filter(|h| h.is_valid())
+        .ok_or_else(|| {
+            Error::LibosImage(
+                "missing or incompatible OptiVolt header (rebuild the library OS)".into(),
+            )
+        })?;
     let inside = |a: u64| a >= lo && a < hi;
-    if ![h.entry, h.syscall_entry, h.exception_table, h.interrupt_entry].iter().all(|&a| inside(a))
+    if ![
+        h.entry,
+        h.syscall_entry,
+        h.exception_table,
+        h.interrupt_entry,
+    ]
+    .iter()
+    .all(|&a| inside(a))
         || !(lo..=hi).contains(&h.boot_stack_top)
     {
-        return Err(Error::LibosImage("header addresses lie outside the image".into()));
+        return Err(Error::LibosImage(
+            "header addresses lie outside the image".into(),
+        ));
     }
     let end = align_up(hi - PHYS_MAP_BASE, PAGE_SIZE).unwrap_or(u64::MAX);
     Ok((h, end))
 }
 
-fn load_libos(mem: &GuestRam, image: &[u8]) -> Result<(LibosHeader, [u64; EXCEPTION_VECTORS], u64)> {
+fn load_libos(
+    mem: &GuestRam,
+    image: &[u8],
+) -> Result<(LibosHeader, [u64; EXCEPTION_VECTORS], u64)> {
     let (h, end) = inspect_libos(image)?;
     let elf = Elf::parse(image).map_err(|e| Error::LibosImage(e.to_string()))?;
     for ph in elf.load_segments() {
         write_bytes(mem, ph.p_vaddr - PHYS_MAP_BASE, elf.segment_data(&ph))?;
     }
     let mut table = [0u64; EXCEPTION_VECTORS];
-    let raw = memory::read_bytes(mem, h.exception_table - PHYS_MAP_BASE, (EXCEPTION_VECTORS * 8) as u64)
-        .ok_or_else(|| Error::LibosImage("exception table outside memory".into()))?;
+    let raw = memory::read_bytes(
+        mem,
+        h.exception_table - PHYS_MAP_BASE,
+        (EXCEPTION_VECTORS * 8) as u64,
+    )
+    .ok_or_else(|| Error::LibosImage("exception table outside memory".into()))?;
     for (i, t) in table.iter_mut().enumerate() {
         *t = u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
     }
@@ -129,12 +156,18 @@ fn load_libos(mem: &GuestRam, image: &[u8]) -> Result<(LibosHeader, [u64; EXCEPT
 
 fn cmdline(cfg: &VmConfig<'_>) -> Result<Vec<u8>> {
     let mut v = Vec::new();
-    for s in std::iter::once(cfg.exec_path.as_bytes()).chain(cfg.argv.iter().map(|a| a.as_slice())).chain(cfg.env.iter().map(|e| e.as_slice())) {
+    for s in std::iter::once(cfg.exec_path.as_bytes())
+        .chain(cfg.argv.iter().map(|a| a.as_slice()))
+        .chain(cfg.env.iter().map(|e| e.as_slice()))
+    {
         v.extend_from_slice(s);
         v.push(0);
     }
     if v.len() as u64 > CMDLINE_MAX {
-        return Err(Error::CmdlineTooLong { len: v.len(), max: CMDLINE_MAX as usize });
+        return Err(Error::CmdlineTooLong {
+            len: v.len(),
+            max: CMDLINE_MAX as usize,
+        });
     }
     Ok(v)
 }
@@ -146,7 +179,10 @@ struct CpuInfo {
 
 fn setup_cpuid(vcpu: &VcpuFd) -> Result<CpuInfo> {
     let cpuid = crate::cpuid::guest_cpuid()?;
-    let mut info = CpuInfo { hwcap: 0, features: 0 };
+    let mut info = CpuInfo {
+        hwcap: 0,
+        features: 0,
+    };
     for e in cpuid.as_slice() {
         if e.function == 1 {
             info.hwcap = e.edx as u64;
@@ -173,7 +209,10 @@ fn entropy() -> [u8; 32] {
     let n = unsafe { libc::getrandom(e.as_mut_ptr().cast(), e.len(), 0) };
     if n != e.len() as isize {
         // Never boot with a predictable seed: mix in time and address entropy.
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let a = &e as *const _ as u64;
         e[..16].copy_from_slice(&t.to_le_bytes());
         e[16..24].copy_from_slice(&a.to_le_bytes());
@@ -185,19 +224,29 @@ impl Vm {
     /// Creates the VM and prepares everything up to the first instruction.
     pub fn create(cfg: &VmConfig<'_>) -> Result<Vm> {
         let mut timing = crate::Timing::new(cfg.started, cfg.timing);
-        let ram = align_up(cfg.memory.max(MIN_RAM), LARGE_PAGE_SIZE).ok_or(Error::Memory("size overflows".into()))?;
+        let ram = align_up(cfg.memory.max(MIN_RAM), LARGE_PAGE_SIZE)
+            .ok_or(Error::Memory("size overflows".into()))?;
         let (_, libos_end) = inspect_libos(cfg.libos)?;
         let need = min_memory(libos_end, cfg.rootfs.len() as u64, 0);
         if ram < need {
-            return Err(Error::MemoryTooSmall { need_mib: need.div_ceil(1 << 20), have_mib: ram >> 20 });
+            return Err(Error::MemoryTooSmall {
+                need_mib: need.div_ceil(1 << 20),
+                have_mib: ram >> 20,
+            });
         }
         let cmd = cmdline(cfg)?;
 
-        let kvm = Kvm::new().map_err(|e| Error::KvmOpen(std::io::Error::from_raw_os_error(e.errno())))?;
+        let kvm =
+            Kvm::new().map_err(|e| Error::KvmOpen(std::io::Error::from_raw_os_error(e.errno())))?;
         let vm = kvm.create_vm().map_err(Error::kvm("create VM"))?;
         let mem = memory::create(ram)?;
-        let region = mem.iter().next().ok_or_else(|| Error::Memory("no region".into()))?;
-        let host = mem.get_host_address(GuestAddress(0)).map_err(|e| Error::Memory(e.to_string()))?;
+        let region = mem
+            .iter()
+            .next()
+            .ok_or_else(|| Error::Memory("no region".into()))?;
+        let host = mem
+            .get_host_address(GuestAddress(0))
+            .map_err(|e| Error::Memory(e.to_string()))?;
         let slot = kvm_userspace_memory_region {
             slot: 0,
             flags: 0,
@@ -222,19 +271,36 @@ impl Vm {
         let cpu = setup_cpuid(&vcpu)?;
         let fsgsbase = cpu.features & cpu::FSGSBASE != 0;
         let sregs = vcpu.get_sregs().map_err(Error::kvm("get sregs"))?;
-        vcpu.set_sregs(&arch::sregs(sregs, root, fsgsbase)).map_err(Error::kvm("set sregs"))?;
-        vcpu.set_regs(&arch::regs(&header)).map_err(Error::kvm("set regs"))?;
+        vcpu.set_sregs(&arch::sregs(sregs, root, fsgsbase))
+            .map_err(Error::kvm("set sregs"))?;
+        vcpu.set_regs(&arch::regs(&header))
+            .map_err(Error::kvm("set regs"))?;
         let msrs = arch::msrs(header.syscall_entry)?;
         vcpu.set_msrs(&msrs).map_err(Error::kvm("set MSRs"))?;
-        let tsc_khz = vcpu.get_tsc_khz().map_err(Error::kvm("get TSC frequency"))? as u64;
+        let tsc_khz = vcpu
+            .get_tsc_khz()
+            .map_err(Error::kvm("get TSC frequency"))? as u64;
 
         let mut bi = BootInfo::new();
-        bi.flags = if cfg.trace_syscalls { flags::TRACE_SYSCALLS } else { 0 } | if cfg.timing { flags::TIMING } else { 0 };
+        bi.flags = if cfg.trace_syscalls {
+            flags::TRACE_SYSCALLS
+        } else {
+            0
+        } | if cfg.timing { flags::TIMING } else { 0 };
         bi.ram_size = ram;
         bi.page_table_root = root;
-        bi.libos = PhysRange { start: LIBOS_PA, end: libos_end };
-        bi.rootfs = PhysRange { start: rootfs_start, end: rootfs_end };
-        bi.free[0] = PhysRange { start: align_up(rootfs_end, PAGE_SIZE).unwrap_or(ram), end: ram };
+        bi.libos = PhysRange {
+            start: LIBOS_PA,
+            end: libos_end,
+        };
+        bi.rootfs = PhysRange {
+            start: rootfs_start,
+            end: rootfs_end,
+        };
+        bi.free[0] = PhysRange {
+            start: align_up(rootfs_end, PAGE_SIZE).unwrap_or(ram),
+            end: ram,
+        };
         bi.free_count = 1;
         bi.argc = cfg.argv.len() as u32;
         bi.envc = cfg.env.len() as u32;
@@ -248,15 +314,23 @@ impl Vm {
 
         // Sample the guest TSC and the host clocks together: the guest derives
         // its clocks from this pair without ever exiting.
-        let mut tsc = Msrs::from_entries(&[kvm_msr_entry { index: arch::MSR_TSC, ..Default::default() }])
-            .map_err(|e| Error::Memory(format!("MSR list: {e:?}")))?;
+        let mut tsc = Msrs::from_entries(&[kvm_msr_entry {
+            index: arch::MSR_TSC,
+            ..Default::default()
+        }])
+        .map_err(|e| Error::Memory(format!("MSR list: {e:?}")))?;
         let mono_sample = Instant::now();
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-        vcpu.get_msrs(&mut tsc).map_err(Error::kvm("read guest TSC"))?;
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        vcpu.get_msrs(&mut tsc)
+            .map_err(Error::kvm("read guest TSC"))?;
         let tsc_sample = tsc.as_slice().first().map(|e| e.data).unwrap_or(0);
         bi.boot_tsc = tsc_sample;
         bi.wallclock_ns = wall;
-        mem.write_obj(Pod(bi), GuestAddress(BOOT_INFO_PA)).map_err(|e| Error::Memory(e.to_string()))?;
+        mem.write_obj(Pod(bi), GuestAddress(BOOT_INFO_PA))
+            .map_err(|e| Error::Memory(e.to_string()))?;
         timing.mark_vcpu_ready();
 
         Ok(Vm {

@@ -48,13 +48,22 @@ const L7_EBX_KEEP: u32 = (1 << 0) // FSGSBASE
     | (1 << 23) // CLFLUSHOPT
     | (1 << 24) // CLWB
     | (1 << 29); // SHA
-// Leaf 7 EDX: FSRM (fast short rep movsb) only.
+                 // Leaf 7 EDX: FSRM (fast short rep movsb) only.
 const L7_EDX_KEEP: u32 = 1 << 4;
 
 fn entry(function: u32, index: u32, flags: u32) -> kvm_cpuid_entry2 {
     // CPUID exists on every x86-64 CPU; leaves are bounded by the host's maxima.
     let r = __cpuid_count(function, index);
-    kvm_cpuid_entry2 { function, index, flags, eax: r.eax, ebx: r.ebx, ecx: r.ecx, edx: r.edx, ..Default::default() }
+    kvm_cpuid_entry2 {
+        function,
+        index,
+        flags,
+        eax: r.eax,
+        ebx: r.ebx,
+        ecx: r.ecx,
+        edx: r.edx,
+        ..Default::default()
+    }
 }
 
 /// Builds the normalised table.
@@ -70,9 +79,23 @@ pub fn guest_cpuid() -> Result<CpuId> {
         match f {
             0 => e.eax = max_basic,
             1 => {
-                e.ecx &= !(ECX_MONITOR | ECX_DSCPL | ECX_VMX | ECX_SMX | ECX_EST | ECX_TM2 | ECX_XTPR | ECX_PDCM
-                    | ECX_PCID | ECX_DCA | ECX_X2APIC | ECX_TSC_DEADLINE | ECX_XSAVE | ECX_OSXSAVE | ECX_AVX
-                    | ECX_F16C | ECX_FMA);
+                e.ecx &= !(ECX_MONITOR
+                    | ECX_DSCPL
+                    | ECX_VMX
+                    | ECX_SMX
+                    | ECX_EST
+                    | ECX_TM2
+                    | ECX_XTPR
+                    | ECX_PDCM
+                    | ECX_PCID
+                    | ECX_DCA
+                    | ECX_X2APIC
+                    | ECX_TSC_DEADLINE
+                    | ECX_XSAVE
+                    | ECX_OSXSAVE
+                    | ECX_AVX
+                    | ECX_F16C
+                    | ECX_FMA);
                 e.ecx |= ECX_HYPERVISOR;
                 e.edx &= !(EDX_DS | EDX_ACPI | EDX_HTT | EDX_TM | EDX_PBE);
                 // APIC id 0, one logical processor, keep CLFLUSH size and brand index.

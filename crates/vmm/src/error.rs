@@ -23,7 +23,9 @@ pub enum Error {
     #[error("library OS image: {0}")]
     LibosImage(String),
     /// The configured memory cannot hold the image.
-    #[error("--memory {have_mib} MiB is too small for this image: it needs at least {need_mib} MiB")]
+    #[error(
+        "--memory {have_mib} MiB is too small for this image: it needs at least {need_mib} MiB"
+    )]
     MemoryTooSmall {
         /// MiB needed.
         need_mib: u64,

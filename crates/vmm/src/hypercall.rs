@@ -3,7 +3,9 @@
 //! crash only itself).
 use std::io::Write;
 
-use optivolt_abi::hypercall::{self as hc, Abort, ConsoleWrite, Cr2, FaultReport, ABORT_MSG_MAX, CONSOLE_MAX_SEGS};
+use optivolt_abi::hypercall::{
+    self as hc, Abort, ConsoleWrite, Cr2, FaultReport, ABORT_MSG_MAX, CONSOLE_MAX_SEGS,
+};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::memory::{read_bytes, GuestRam, Pod};
@@ -21,7 +23,11 @@ where
 {
     mem.read_obj::<Pod<T>>(GuestAddress(pa))
         .map(|p| p.0)
-        .map_err(|_| BadHypercall(format!("{what} arguments at {pa:#x} lie outside guest memory")))
+        .map_err(|_| {
+            BadHypercall(format!(
+                "{what} arguments at {pa:#x} lie outside guest memory"
+            ))
+        })
 }
 
 /// Where console output goes.
@@ -50,20 +56,30 @@ impl ConsoleSink for StdioSink {
 
 /// CONSOLE_WRITE: gathers the guest's segments and writes them; stores the
 /// byte count (or -errno) back into the argument struct.
-pub fn console_write(mem: &GuestRam, pa: u64, sink: &mut dyn ConsoleSink) -> Result<(), BadHypercall> {
+pub fn console_write(
+    mem: &GuestRam,
+    pa: u64,
+    sink: &mut dyn ConsoleSink,
+) -> Result<(), BadHypercall> {
     let args: ConsoleWrite = read_args(mem, pa, "console write")?;
     if args.fd != 1 && args.fd != 2 {
         return Err(BadHypercall(format!("console write to fd {}", args.fd)));
     }
     if args.nsegs as usize > CONSOLE_MAX_SEGS {
-        return Err(BadHypercall(format!("console write with {} segments (at most {CONSOLE_MAX_SEGS})", args.nsegs)));
+        return Err(BadHypercall(format!(
+            "console write with {} segments (at most {CONSOLE_MAX_SEGS})",
+            args.nsegs
+        )));
     }
     let mut data = Vec::new();
     for s in &args.segs[..args.nsegs as usize] {
         let room = CONSOLE_MAX_BYTES - data.len() as u64;
         let len = s.len.min(room);
         let bytes = read_bytes(mem, s.addr, len).ok_or_else(|| {
-            BadHypercall(format!("console write segment {:#x}+{:#x} lies outside guest memory", s.addr, s.len))
+            BadHypercall(format!(
+                "console write segment {:#x}+{:#x} lies outside guest memory",
+                s.addr, s.len
+            ))
         })?;
         data.extend_from_slice(&bytes);
         if len < s.len {
@@ -75,15 +91,20 @@ pub fn console_write(mem: &GuestRam, pa: u64, sink: &mut dyn ConsoleSink) -> Res
         Err(e) => -(e.raw_os_error().unwrap_or(libc::EIO) as i64),
     };
     // `result` is the third field (offset 8) of ConsoleWrite.
-    mem.write_obj(result, GuestAddress(pa + 8)).map_err(|_| BadHypercall("console write result".into()))
+    mem.write_obj(result, GuestAddress(pa + 8))
+        .map_err(|_| BadHypercall("console write result".into()))
 }
 
 /// ABORT: the library OS's message, bounded.
 pub fn abort_message(mem: &GuestRam, pa: u64) -> Result<String, BadHypercall> {
     let a: Abort = read_args(mem, pa, "abort")?;
     let len = a.len.min(ABORT_MSG_MAX);
-    let bytes = read_bytes(mem, a.msg, len)
-        .ok_or_else(|| BadHypercall(format!("abort message {:#x}+{:#x} lies outside guest memory", a.msg, a.len)))?;
+    let bytes = read_bytes(mem, a.msg, len).ok_or_else(|| {
+        BadHypercall(format!(
+            "abort message {:#x}+{:#x} lies outside guest memory",
+            a.msg, a.len
+        ))
+    })?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -95,12 +116,15 @@ pub fn fault_report(mem: &GuestRam, pa: u64) -> Result<FaultReport, BadHypercall
 /// READ_CR2: stores `cr2` into the guest's [`Cr2`].
 pub fn store_cr2(mem: &GuestRam, pa: u64, cr2: u64) -> Result<(), BadHypercall> {
     let _: Cr2 = read_args(mem, pa, "read CR2")?;
-    mem.write_obj(Pod(Cr2 { value: cr2 }), GuestAddress(pa)).map_err(|_| BadHypercall("read CR2".into()))
+    mem.write_obj(Pod(Cr2 { value: cr2 }), GuestAddress(pa))
+        .map_err(|_| BadHypercall("read CR2".into()))
 }
 
 /// Decodes an `out` to a hypercall port into (hypercall number, value).
 pub fn decode(port: u16, data: &[u8]) -> Option<(u16, u32)> {
-    let nr = port.checked_sub(hc::PORT_BASE).filter(|&n| n < hc::PORT_COUNT)?;
+    let nr = port
+        .checked_sub(hc::PORT_BASE)
+        .filter(|&n| n < hc::PORT_COUNT)?;
     let mut v = [0u8; 4];
     let n = data.len().min(4);
     v[..n].copy_from_slice(&data[..n]);
@@ -141,7 +165,16 @@ mod tests {
         let mem = create(RAM).unwrap();
         write_bytes(&mem, 0x2000, b"hello, ").unwrap();
         write_bytes(&mem, 0x3000, b"world\n").unwrap();
-        put(&mem, 0x1000, ConsoleWrite { fd: 1, nsegs: 2, result: 0, segs: segs(&[(0x2000, 7), (0x3000, 6)]) });
+        put(
+            &mem,
+            0x1000,
+            ConsoleWrite {
+                fd: 1,
+                nsegs: 2,
+                result: 0,
+                segs: segs(&[(0x2000, 7), (0x3000, 6)]),
+            },
+        );
         let mut c = Capture::default();
         console_write(&mem, 0x1000, &mut c).unwrap();
         assert_eq!(c.0, vec![(1, b"hello, world\n".to_vec())]);
@@ -158,14 +191,49 @@ mod tests {
             assert!(console_write(&mem, pa, &mut c).is_err(), "{pa:#x}");
         }
         // Segments outside RAM, straddling the end, overflowing.
-        for (addr, len) in [(RAM, 1), (RAM - 4, 8), (u64::MAX - 2, 8), (0x1000, u64::MAX)] {
-            put(&mem, 0x1000, ConsoleWrite { fd: 1, nsegs: 1, result: 0, segs: segs(&[(addr, len)]) });
-            assert!(console_write(&mem, 0x1000, &mut c).is_err(), "{addr:#x}+{len:#x}");
+        for (addr, len) in [
+            (RAM, 1),
+            (RAM - 4, 8),
+            (u64::MAX - 2, 8),
+            (0x1000, u64::MAX),
+        ] {
+            put(
+                &mem,
+                0x1000,
+                ConsoleWrite {
+                    fd: 1,
+                    nsegs: 1,
+                    result: 0,
+                    segs: segs(&[(addr, len)]),
+                },
+            );
+            assert!(
+                console_write(&mem, 0x1000, &mut c).is_err(),
+                "{addr:#x}+{len:#x}"
+            );
         }
         // Too many segments, a bad fd.
-        put(&mem, 0x1000, ConsoleWrite { fd: 1, nsegs: 17, result: 0, segs: segs(&[]) });
+        put(
+            &mem,
+            0x1000,
+            ConsoleWrite {
+                fd: 1,
+                nsegs: 17,
+                result: 0,
+                segs: segs(&[]),
+            },
+        );
         assert!(console_write(&mem, 0x1000, &mut c).is_err());
-        put(&mem, 0x1000, ConsoleWrite { fd: 7, nsegs: 0, result: 0, segs: segs(&[]) });
+        put(
+            &mem,
+            0x1000,
+            ConsoleWrite {
+                fd: 7,
+                nsegs: 0,
+                result: 0,
+                segs: segs(&[]),
+            },
+        );
         assert!(console_write(&mem, 0x1000, &mut c).is_err());
         assert!(c.0.is_empty());
     }
@@ -173,7 +241,16 @@ mod tests {
     #[test]
     fn huge_lengths_are_capped() {
         let mem = create(4 << 20).unwrap();
-        put(&mem, 0x1000, ConsoleWrite { fd: 2, nsegs: 1, result: 0, segs: segs(&[(0x10000, 3 << 20)]) });
+        put(
+            &mem,
+            0x1000,
+            ConsoleWrite {
+                fd: 2,
+                nsegs: 1,
+                result: 0,
+                segs: segs(&[(0x10000, 3 << 20)]),
+            },
+        );
         let mut c = Capture::default();
         console_write(&mem, 0x1000, &mut c).unwrap();
         assert_eq!(c.0[0].1.len() as u64, CONSOLE_MAX_BYTES);
@@ -183,9 +260,23 @@ mod tests {
     fn abort_and_fault_arguments_are_checked() {
         let mem = create(RAM).unwrap();
         write_bytes(&mem, 0x2000, b"boom").unwrap();
-        mem.write_obj(Pod(Abort { msg: 0x2000, len: 4 }), GuestAddress(0x1000)).unwrap();
+        mem.write_obj(
+            Pod(Abort {
+                msg: 0x2000,
+                len: 4,
+            }),
+            GuestAddress(0x1000),
+        )
+        .unwrap();
         assert_eq!(abort_message(&mem, 0x1000).unwrap(), "boom");
-        mem.write_obj(Pod(Abort { msg: RAM - 1, len: 4 }), GuestAddress(0x1000)).unwrap();
+        mem.write_obj(
+            Pod(Abort {
+                msg: RAM - 1,
+                len: 4,
+            }),
+            GuestAddress(0x1000),
+        )
+        .unwrap();
         assert!(abort_message(&mem, 0x1000).is_err());
         assert!(fault_report(&mem, RAM - 16).is_err());
         assert!(store_cr2(&mem, RAM, 5).is_err());

@@ -13,14 +13,19 @@ pub type GuestRam = GuestMemoryMmap<()>;
 /// Allocates `size` bytes of guest RAM (MAP_NORESERVE: host pages are only
 /// consumed when touched).
 pub fn create(size: u64) -> Result<GuestRam> {
-    let size = usize::try_from(size).map_err(|_| Error::Memory("size does not fit the host".into()))?;
-    GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size)]).map_err(|e| Error::Memory(e.to_string()))
+    let size =
+        usize::try_from(size).map_err(|_| Error::Memory("size does not fit the host".into()))?;
+    GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size)])
+        .map_err(|e| Error::Memory(e.to_string()))
 }
 
 /// Checked read of `len` guest bytes at `addr`; `None` if any byte is outside RAM.
 pub fn read_bytes(mem: &GuestRam, addr: u64, len: u64) -> Option<Vec<u8>> {
     let end = addr.checked_add(len)?;
-    if len > isize::MAX as u64 || !mem.address_in_range(GuestAddress(addr)) || (len > 0 && !mem.address_in_range(GuestAddress(end - 1))) {
+    if len > isize::MAX as u64
+        || !mem.address_in_range(GuestAddress(addr))
+        || (len > 0 && !mem.address_in_range(GuestAddress(end - 1)))
+    {
         return None;
     }
     let mut v = vec![0u8; len as usize];

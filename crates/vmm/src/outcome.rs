@@ -44,8 +44,17 @@ impl Outcome {
 impl fmt::Display for GuestFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.report;
-        let whom = if r.in_app != 0 { "the application" } else { "the library OS" };
-        write!(f, "guest fault: {} in {whom} at rip {:#x}", vector_name(r.vector), r.rip)?;
+        let whom = if r.in_app != 0 {
+            "the application"
+        } else {
+            "the library OS"
+        };
+        write!(
+            f,
+            "guest fault: {} in {whom} at rip {:#x}",
+            vector_name(r.vector),
+            r.rip
+        )?;
         if r.vector == 14 {
             let e = r.error_code;
             let access = if e & 0x10 != 0 {
@@ -55,18 +64,42 @@ impl fmt::Display for GuestFault {
             } else {
                 "read from"
             };
-            let why = if e & 1 != 0 { "a protected page" } else { "an unmapped page" };
+            let why = if e & 1 != 0 {
+                "a protected page"
+            } else {
+                "an unmapped page"
+            };
             write!(f, ": {access} {:#x} ({why})", self.cr2)?;
         } else if r.error_code != 0 {
             write!(f, " (error code {:#x})", r.error_code)?;
         }
         writeln!(f, " — {}", vector_signal(r.vector))?;
         let g = &r.regs;
-        writeln!(f, "  rax={:016x} rbx={:016x} rcx={:016x} rdx={:016x}", g.rax, g.rbx, g.rcx, g.rdx)?;
-        writeln!(f, "  rsi={:016x} rdi={:016x} rbp={:016x} rsp={:016x}", g.rsi, g.rdi, g.rbp, r.rsp)?;
-        writeln!(f, "  r8 ={:016x} r9 ={:016x} r10={:016x} r11={:016x}", g.r8, g.r9, g.r10, g.r11)?;
-        writeln!(f, "  r12={:016x} r13={:016x} r14={:016x} r15={:016x}", g.r12, g.r13, g.r14, g.r15)?;
-        write!(f, "  rip={:016x} rflags={:08x} cr2={:016x}", r.rip, r.rflags, self.cr2)
+        writeln!(
+            f,
+            "  rax={:016x} rbx={:016x} rcx={:016x} rdx={:016x}",
+            g.rax, g.rbx, g.rcx, g.rdx
+        )?;
+        writeln!(
+            f,
+            "  rsi={:016x} rdi={:016x} rbp={:016x} rsp={:016x}",
+            g.rsi, g.rdi, g.rbp, r.rsp
+        )?;
+        writeln!(
+            f,
+            "  r8 ={:016x} r9 ={:016x} r10={:016x} r11={:016x}",
+            g.r8, g.r9, g.r10, g.r11
+        )?;
+        writeln!(
+            f,
+            "  r12={:016x} r13={:016x} r14={:016x} r15={:016x}",
+            g.r12, g.r13, g.r14, g.r15
+        )?;
+        write!(
+            f,
+            "  rip={:016x} rflags={:08x} cr2={:016x}",
+            r.rip, r.rflags, self.cr2
+        )
     }
 }
 
@@ -88,7 +121,16 @@ mod tests {
 
     #[test]
     fn null_dereference_reads_clearly() {
-        let g = GuestFault { report: FaultReport { vector: 14, error_code: 4, rip: 0x401000, in_app: 1, ..Default::default() }, cr2: 0 };
+        let g = GuestFault {
+            report: FaultReport {
+                vector: 14,
+                error_code: 4,
+                rip: 0x401000,
+                in_app: 1,
+                ..Default::default()
+            },
+            cr2: 0,
+        };
         let s = g.to_string();
         assert!(s.starts_with("guest fault: page fault (#PF) in the application at rip 0x401000: read from 0x0 (an unmapped page) — SIGSEGV"), "{s}");
         assert_eq!(Outcome::Fault(g).exit_code(), 139);

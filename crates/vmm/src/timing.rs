@@ -5,8 +5,15 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 /// Names of the phases, in order, as printed and as `volt bench` parses them.
-pub const PHASES: [&str; 7] =
-    ["vm_created", "vcpu_ready", "libos_entry", "libos_ready", "app_entry", "app_exit", "vm_exit"];
+pub const PHASES: [&str; 7] = [
+    "vm_created",
+    "vcpu_ready",
+    "libos_entry",
+    "libos_ready",
+    "app_entry",
+    "app_exit",
+    "vm_exit",
+];
 
 /// Milestones of one run.
 #[derive(Clone, Debug)]
@@ -19,7 +26,11 @@ pub struct Timing {
 impl Timing {
     /// Timing relative to `started` (the monitor process's start).
     pub fn new(started: Instant, enabled: bool) -> Self {
-        Timing { enabled, started, marks: [None; 7] }
+        Timing {
+            enabled,
+            started,
+            marks: [None; 7],
+        }
     }
     pub(crate) fn mark_vm_created(&mut self) {
         self.marks[0] = Some(Instant::now());
@@ -31,12 +42,19 @@ impl Timing {
         self.marks[6] = Some(Instant::now());
     }
     /// Sets the guest milestones from TSC readings (0 = not reached).
-    pub(crate) fn set_guest(&mut self, tsc: [u64; 4], tsc_sample: u64, mono_sample: Instant, tsc_khz: u64) {
+    pub(crate) fn set_guest(
+        &mut self,
+        tsc: [u64; 4],
+        tsc_sample: u64,
+        mono_sample: Instant,
+        tsc_khz: u64,
+    ) {
         for (i, t) in tsc.iter().enumerate() {
             if *t == 0 || *t < tsc_sample || tsc_khz == 0 {
                 continue;
             }
-            let ns = ((*t - tsc_sample) as u128 * 1_000_000 / tsc_khz as u128).min(u64::MAX as u128) as u64;
+            let ns = ((*t - tsc_sample) as u128 * 1_000_000 / tsc_khz as u128).min(u64::MAX as u128)
+                as u64;
             // Guest values are untrusted: ignore anything beyond a day.
             if ns < 86_400_000_000_000 {
                 self.marks[2 + i] = Some(mono_sample + Duration::from_nanos(ns));
@@ -59,11 +77,19 @@ impl Timing {
 
 impl fmt::Display for Timing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "volt timing (µs since the monitor started; delta from the previous milestone):")?;
+        writeln!(
+            f,
+            "volt timing (µs since the monitor started; delta from the previous milestone):"
+        )?;
         let mut prev = Duration::ZERO;
         for (name, t) in self.phases() {
             let d = t.saturating_sub(prev);
-            writeln!(f, "  {name:<12} {:>10.1}  (+{:.1})", t.as_secs_f64() * 1e6, d.as_secs_f64() * 1e6)?;
+            writeln!(
+                f,
+                "  {name:<12} {:>10.1}  (+{:.1})",
+                t.as_secs_f64() * 1e6,
+                d.as_secs_f64() * 1e6
+            )?;
             prev = t;
         }
         Ok(())
@@ -81,7 +107,12 @@ mod tests {
         t.mark_vm_created();
         let sample = start + Duration::from_micros(500);
         // 1 GHz TSC: 1000 ticks per µs.
-        t.set_guest([1_000_000 + 10_000, 0, 1_000_000 + 50_000, u64::MAX], 1_000_000, sample, 1_000_000);
+        t.set_guest(
+            [1_000_000 + 10_000, 0, 1_000_000 + 50_000, u64::MAX],
+            1_000_000,
+            sample,
+            1_000_000,
+        );
         let p = t.phases();
         let names: Vec<_> = p.iter().map(|x| x.0).collect();
         assert_eq!(names, ["vm_created", "libos_entry", "app_entry"]);

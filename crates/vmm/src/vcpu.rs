@@ -42,12 +42,23 @@ impl Vm {
     /// Runs the guest to its end.
     pub fn run(&mut self) -> Result<Outcome> {
         let expired = Arc::new(AtomicBool::new(false));
-        let _watchdog = self.timeout.map(|t| Watchdog::start(t, expired.clone())).transpose()?;
+        let _watchdog = self
+            .timeout
+            .map(|t| Watchdog::start(t, expired.clone()))
+            .transpose()?;
         let outcome = self.run_loop(&expired);
         self.timing.mark_vm_exit();
-        if let Ok(ts) = self.mem.read_obj::<Pod<Timestamps>>(GuestAddress(BOOT_INFO_PA + TIMESTAMPS_OFFSET as u64)) {
+        if let Ok(ts) = self
+            .mem
+            .read_obj::<Pod<Timestamps>>(GuestAddress(BOOT_INFO_PA + TIMESTAMPS_OFFSET as u64))
+        {
             let t = ts.0;
-            self.timing.set_guest([t.libos_entry, t.libos_ready, t.app_entry, t.app_exit], self.tsc_sample, self.mono_sample, self.tsc_khz);
+            self.timing.set_guest(
+                [t.libos_entry, t.libos_ready, t.app_entry, t.app_exit],
+                self.tsc_sample,
+                self.mono_sample,
+                self.tsc_khz,
+            );
         }
         outcome
     }
@@ -75,7 +86,12 @@ impl Vm {
             Ok(VcpuExit::Intr) => Exit::Interrupted,
             Ok(other) => Exit::Other(format!("{other:?}")),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Exit::Interrupted,
-            Err(e) => return Err(Error::Kvm { op: "run vCPU", source: e }),
+            Err(e) => {
+                return Err(Error::Kvm {
+                    op: "run vCPU",
+                    source: e,
+                })
+            }
         })
     }
 
@@ -89,8 +105,12 @@ impl Vm {
                 // The top of the stack helps when the guest died inside its exception entry.
                 if let Some(pa) = optivolt_abi::layout::virt_to_phys(r.rsp) {
                     if let Some(b) = crate::memory::read_bytes(&self.mem, pa, 48) {
-                        let words: Vec<String> =
-                            b.chunks(8).map(|c| format!("{:#x}", u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))).collect();
+                        let words: Vec<String> = b
+                            .chunks(8)
+                            .map(|c| {
+                                format!("{:#x}", u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                            })
+                            .collect();
                         t.push_str(&format!(" stack=[{}]", words.join(" ")));
                     }
                 }
@@ -114,29 +134,58 @@ impl Vm {
                     Err(BadHypercall(m)) => return crash(format!("bad hypercall: {m}")),
                 },
                 Exit::Interrupted => {}
-                Exit::OtherPortOut(p) => return crash(format!("write to unknown I/O port {p:#x} ({})", self.regs_summary())),
-                Exit::PortIn(p) => return crash(format!("read from unknown I/O port {p:#x} ({})", self.regs_summary())),
+                Exit::OtherPortOut(p) => {
+                    return crash(format!(
+                        "write to unknown I/O port {p:#x} ({})",
+                        self.regs_summary()
+                    ))
+                }
+                Exit::PortIn(p) => {
+                    return crash(format!(
+                        "read from unknown I/O port {p:#x} ({})",
+                        self.regs_summary()
+                    ))
+                }
                 Exit::Mmio(a) => {
-                    return crash(format!("access to guest-physical {a:#x}, outside RAM ({})", self.regs_summary()))
+                    return crash(format!(
+                        "access to guest-physical {a:#x}, outside RAM ({})",
+                        self.regs_summary()
+                    ))
                 }
                 Exit::Shutdown => {
-                    return crash(format!("triple fault: the vCPU reset itself ({})", self.regs_summary()))
+                    return crash(format!(
+                        "triple fault: the vCPU reset itself ({})",
+                        self.regs_summary()
+                    ))
                 }
                 Exit::InternalError => {
-                    return crash(format!("KVM internal error (an instruction KVM cannot emulate) ({})", self.regs_summary()))
+                    return crash(format!(
+                        "KVM internal error (an instruction KVM cannot emulate) ({})",
+                        self.regs_summary()
+                    ))
                 }
-                Exit::FailEntry(r) => return crash(format!("VM entry failed (hardware reason {r:#x})")),
+                Exit::FailEntry(r) => {
+                    return crash(format!("VM entry failed (hardware reason {r:#x})"))
+                }
                 Exit::Hlt => return crash(format!("the vCPU halted ({})", self.regs_summary())),
-                Exit::Other(s) => return crash(format!("unexpected VM exit {s} ({})", self.regs_summary())),
+                Exit::Other(s) => {
+                    return crash(format!("unexpected VM exit {s} ({})", self.regs_summary()))
+                }
             }
         }
     }
 
     /// Serves hypercall `nr`; `Some` ends the VM.
-    fn hypercall(&mut self, nr: u16, value: u32) -> std::result::Result<Option<Outcome>, BadHypercall> {
+    fn hypercall(
+        &mut self,
+        nr: u16,
+        value: u32,
+    ) -> std::result::Result<Option<Outcome>, BadHypercall> {
         let pa = value as u64;
         match nr {
-            hc::CONSOLE_WRITE => hypercall::console_write(&self.mem, pa, &mut StdioSink).map(|_| None),
+            hc::CONSOLE_WRITE => {
+                hypercall::console_write(&self.mem, pa, &mut StdioSink).map(|_| None)
+            }
             hc::EXIT => Ok(Some(Outcome::Exited((value & 0xff) as i32))),
             hc::ABORT => hypercall::abort_message(&self.mem, pa).map(|m| Some(Outcome::Aborted(m))),
             hc::FAULT => {
@@ -145,17 +194,28 @@ impl Vm {
                 Ok(Some(Outcome::Fault(GuestFault { report, cr2 })))
             }
             hc::READ_CR2 => {
-                let cr2 = self.vcpu.get_sregs().map_err(|e| BadHypercall(format!("get sregs: {e}")))?.cr2;
+                let cr2 = self
+                    .vcpu
+                    .get_sregs()
+                    .map_err(|e| BadHypercall(format!("get sregs: {e}")))?
+                    .cr2;
                 hypercall::store_cr2(&self.mem, pa, cr2).map(|_| None)
             }
             hc::TLB_FLUSH => {
                 // Changing CR4.PGE makes KVM drop every cached translation.
-                let mut s = self.vcpu.get_sregs().map_err(|e| BadHypercall(format!("get sregs: {e}")))?;
+                let mut s = self
+                    .vcpu
+                    .get_sregs()
+                    .map_err(|e| BadHypercall(format!("get sregs: {e}")))?;
                 let orig = s.cr4;
                 s.cr4 ^= CR4_PGE;
-                self.vcpu.set_sregs(&s).map_err(|e| BadHypercall(format!("set sregs: {e}")))?;
+                self.vcpu
+                    .set_sregs(&s)
+                    .map_err(|e| BadHypercall(format!("set sregs: {e}")))?;
                 s.cr4 = orig;
-                self.vcpu.set_sregs(&s).map_err(|e| BadHypercall(format!("set sregs: {e}")))?;
+                self.vcpu
+                    .set_sregs(&s)
+                    .map_err(|e| BadHypercall(format!("set sregs: {e}")))?;
                 Ok(None)
             }
             _ => Err(BadHypercall(format!("unknown hypercall {nr}"))),
@@ -171,8 +231,12 @@ struct Watchdog {
 
 impl Watchdog {
     fn start(timeout: Duration, expired: Arc<AtomicBool>) -> Result<Watchdog> {
-        vmm_sys_util::signal::register_signal_handler(kick_signal(), kick)
-            .map_err(|e| Error::Io("install timeout signal handler", std::io::Error::from_raw_os_error(e.errno())))?;
+        vmm_sys_util::signal::register_signal_handler(kick_signal(), kick).map_err(|e| {
+            Error::Io(
+                "install timeout signal handler",
+                std::io::Error::from_raw_os_error(e.errno()),
+            )
+        })?;
         // SAFETY: pthread_self has no preconditions.
         let target = unsafe { libc::pthread_self() };
         let done = Arc::new(AtomicBool::new(false));
@@ -195,7 +259,10 @@ impl Watchdog {
                 }
             })
             .map_err(|e| Error::Io("start the timeout thread", e))?;
-        Ok(Watchdog { done, thread: Some(thread) })
+        Ok(Watchdog {
+            done,
+            thread: Some(thread),
+        })
     }
 }
 

@@ -19,7 +19,8 @@ pub struct AppImage {
 
 /// Reads and checks `binary`, then packs it as `/<name>` in a rootfs.
 pub fn pack_binary(binary: &Path) -> Result<AppImage> {
-    let data = std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
+    let data =
+        std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
     let elf = Elf::parse_static(&data).map_err(|e| anyhow::anyhow!("{}: {e}", binary.display()))?;
     let (lo, hi) = elf.load_bounds();
     let load_size = (hi.div_ceil(4096) * 4096).saturating_sub(lo & !4095);
@@ -37,5 +38,9 @@ pub fn pack_binary(binary: &Path) -> Result<AppImage> {
         .unwrap_or(0);
     let mut w = CpioWriter::with_capacity(data.len());
     w.file(&format!("/{name}"), 0o755, mtime, &data);
-    Ok(AppImage { rootfs: w.finish(), exec_path: format!("/{name}"), load_size })
+    Ok(AppImage {
+        rootfs: w.finish(),
+        exec_path: format!("/{name}"),
+        load_size,
+    })
 }

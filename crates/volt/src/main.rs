@@ -14,7 +14,12 @@ mod size;
 pub static LIBOS: &[u8] = include_bytes!(env!("OPTIVOLT_LIBOS_PATH"));
 
 #[derive(Parser)]
-#[command(name = "volt", version, about = "Run ordinary Linux programs as KVM unikernels", propagate_version = true)]
+#[command(
+    name = "volt",
+    version,
+    about = "Run ordinary Linux programs as KVM unikernels",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

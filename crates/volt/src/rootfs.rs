@@ -24,11 +24,14 @@ impl CpioWriter {
 
     /// An archive with room reserved for `bytes` of content.
     pub fn with_capacity(bytes: usize) -> Self {
-        CpioWriter { buf: Vec::with_capacity(bytes + 512), ino: 0 }
+        CpioWriter {
+            buf: Vec::with_capacity(bytes + 512),
+            ino: 0,
+        }
     }
 
     fn pad(&mut self) {
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
     }
@@ -96,11 +99,16 @@ mod tests {
     #[test]
     fn round_trips_through_the_guest_reader() {
         let mut w = CpioWriter::new();
-        w.dir("/bin", 0o755).file("/bin/hello", 0o755, 7, b"\x7fELF-bytes").symlink("/hello", "bin/hello");
+        w.dir("/bin", 0o755)
+            .file("/bin/hello", 0o755, 7, b"\x7fELF-bytes")
+            .symlink("/hello", "bin/hello");
         let bytes = w.finish();
         assert_eq!(bytes.len() % 4, 0);
         let a = Archive::new(&bytes);
-        let names: Vec<_> = a.entries().map(|e| String::from_utf8(e.name.to_vec()).unwrap()).collect();
+        let names: Vec<_> = a
+            .entries()
+            .map(|e| String::from_utf8(e.name.to_vec()).unwrap())
+            .collect();
         assert_eq!(names, ["bin", "bin/hello", "hello"]);
         let f = a.find(b"/bin/hello").unwrap();
         assert!(f.is_file());

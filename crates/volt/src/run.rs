@@ -106,7 +106,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
 }
 
 fn human(bytes: u64) -> String {
-    if bytes % (1 << 20) == 0 {
+    if bytes.is_multiple_of(1 << 20) {
         format!("{}M", bytes >> 20)
     } else {
         format!("{}K", bytes >> 10)

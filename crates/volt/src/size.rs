@@ -5,7 +5,9 @@ pub fn parse(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size '{s}' (expected e.g. 64M, 1G)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size '{s}' (expected e.g. 64M, 1G)"))?;
     let mult: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "m" | "mb" | "mib" => 1 << 20,
         "k" | "kb" | "kib" => 1 << 10,
@@ -13,7 +15,9 @@ pub fn parse(s: &str) -> Result<u64, String> {
         "b" => 1,
         _ => return Err(format!("invalid size unit in '{s}' (use K, M or G)")),
     };
-    n.checked_mul(mult).filter(|&b| b > 0).ok_or_else(|| format!("invalid size '{s}'"))
+    n.checked_mul(mult)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("invalid size '{s}'"))
 }
 
 #[cfg(test)]

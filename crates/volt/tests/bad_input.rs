@@ -17,7 +17,10 @@ fn assert_one_line_error(out: &std::process::Output, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(125), "{err}");
     assert_eq!(err.lines().count(), 1, "expected one line, got: {err}");
-    assert!(err.starts_with("volt: ") && err.contains(needle), "expected '{needle}' in: {err}");
+    assert!(
+        err.starts_with("volt: ") && err.contains(needle),
+        "expected '{needle}' in: {err}"
+    );
     assert!(out.stdout.is_empty());
 }
 
@@ -30,7 +33,10 @@ fn missing_file() {
 #[test]
 fn not_an_elf() {
     let p = tmp("script.sh", b"#!/bin/sh\necho hi\n");
-    assert_one_line_error(&volt().arg("run").arg(&p).output().unwrap(), "not an ELF file");
+    assert_one_line_error(
+        &volt().arg("run").arg(&p).output().unwrap(),
+        "not an ELF file",
+    );
 }
 
 #[test]
@@ -44,15 +50,26 @@ fn thirty_two_bit_elf() {
 #[test]
 fn dynamically_linked_elf() {
     let p = program("hello", "dyn");
-    assert_one_line_error(&volt().arg("run").arg(&p).output().unwrap(), "dynamically linked");
+    assert_one_line_error(
+        &volt().arg("run").arg(&p).output().unwrap(),
+        "dynamically linked",
+    );
 }
 
 #[test]
 fn memory_too_small() {
     let p = program("hello", "glibc");
-    let out = volt().args(["run", "--memory", "2M"]).arg(&p).output().unwrap();
+    let out = volt()
+        .args(["run", "--memory", "2M"])
+        .arg(&p)
+        .output()
+        .unwrap();
     assert_one_line_error(&out, "too small");
-    let out = volt().args(["run", "--memory", "lots"]).arg(&p).output().unwrap();
+    let out = volt()
+        .args(["run", "--memory", "lots"])
+        .arg(&p)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2)); // clap's usage error
 }
 
@@ -68,14 +85,22 @@ fn kvm_missing_or_not_accessible() {
     }
     let volt_bin = env!("CARGO_BIN_EXE_volt");
     let missing = Command::new("unshare")
-        .args(["--mount", "sh", "-c", "mount -t tmpfs none /dev && exec \"$0\" run \"$1\"", volt_bin])
+        .args([
+            "--mount",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /dev && exec \"$0\" run \"$1\"",
+            volt_bin,
+        ])
         .arg(&p)
         .output();
     match missing {
         Ok(out) if !String::from_utf8_lossy(&out.stderr).contains("unshare:") => {
             assert_one_line_error(&out, "/dev/kvm")
         }
-        _ => eprintln!("=== SKIPPED the missing-/dev/kvm case: unshare --mount is not available ==="),
+        _ => {
+            eprintln!("=== SKIPPED the missing-/dev/kvm case: unshare --mount is not available ===")
+        }
     }
     if std::path::Path::new("/dev/kvm").exists() {
         // Copy the binary and program where an unprivileged user may read them.
@@ -86,13 +111,20 @@ fn kvm_missing_or_not_accessible() {
         std::fs::copy(volt_bin, &v).unwrap();
         std::fs::copy(&p, &h).unwrap();
         let _ = Command::new("chmod").arg("-R").arg("a+rx").arg(&d).status();
-        let out = Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&v).arg("run").arg(&h).output();
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&v)
+            .arg("run")
+            .arg(&h)
+            .output();
         let _ = std::fs::remove_dir_all(&d);
         match out {
             Ok(out) if !String::from_utf8_lossy(&out.stderr).contains("setpriv:") => {
                 assert_one_line_error(&out, "Permission denied")
             }
-            _ => eprintln!("=== SKIPPED the inaccessible-/dev/kvm case: setpriv is not available ==="),
+            _ => eprintln!(
+                "=== SKIPPED the inaccessible-/dev/kvm case: setpriv is not available ==="
+            ),
         }
     }
 }

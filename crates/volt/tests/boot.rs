@@ -20,7 +20,10 @@ fn glibc_hello_matches_native() {
         return;
     }
     let p = program("hello", "glibc");
-    assert_same(&native(&p, &["glibc"], &[]), &unikernel(&p, &[], &["glibc"], &[]));
+    assert_same(
+        &native(&p, &["glibc"], &[]),
+        &unikernel(&p, &[], &["glibc"], &[]),
+    );
 }
 
 #[test]
@@ -45,7 +48,11 @@ fn exit_statuses_come_back() {
         for status in ["0", "3", "42"] {
             let n = native(&p, &[status], &[]);
             let u = unikernel(&p, &[], &[status], &[]);
-            assert_eq!(u.status.code(), Some(status.parse().unwrap()), "{kind} {status}");
+            assert_eq!(
+                u.status.code(),
+                Some(status.parse().unwrap()),
+                "{kind} {status}"
+            );
             assert_same(&n, &u);
         }
     }
@@ -57,14 +64,21 @@ fn argv_and_environment_reach_the_program() {
         return;
     }
     // Sorted: std::process::Command hands a cleared environment over in key order.
-    let env = [("EMPTY", ""), ("GREETING", "hello from the host"), ("PATH", "/bin:/usr/bin")];
+    let env = [
+        ("EMPTY", ""),
+        ("GREETING", "hello from the host"),
+        ("PATH", "/bin:/usr/bin"),
+    ];
     let args = ["one", "two words", "--flag=x", "", "ünïcödé"];
     for kind in ["musl", "glibc"] {
         let p = program("args", kind);
         let u = unikernel(&p, &[], &args, &env);
         assert_same(&native(&p, &args, &env), &u);
         let out = String::from_utf8_lossy(&u.stdout);
-        assert!(out.contains("argv[2]=two words") && out.contains("env GREETING=hello from the host"), "{out}");
+        assert!(
+            out.contains("argv[2]=two words") && out.contains("env GREETING=hello from the host"),
+            "{out}"
+        );
     }
 }
 
@@ -78,8 +92,14 @@ fn null_dereference_is_reported_as_a_fault() {
     let err = String::from_utf8_lossy(&u.stderr);
     assert_eq!(u.status.code(), Some(139), "{err}");
     assert_eq!(String::from_utf8_lossy(&u.stdout), "about to fault\n");
-    assert!(err.contains("page fault") && err.contains("read from 0x0") && err.contains("SIGSEGV"), "{err}");
-    assert!(err.contains("in the application") && err.contains("rip="), "{err}");
+    assert!(
+        err.contains("page fault") && err.contains("read from 0x0") && err.contains("SIGSEGV"),
+        "{err}"
+    );
+    assert!(
+        err.contains("in the application") && err.contains("rip="),
+        "{err}"
+    );
 }
 
 #[test]
@@ -93,7 +113,11 @@ fn trace_syscalls_shows_the_calls() {
     assert_eq!(u.status.code(), Some(5));
     assert_eq!(String::from_utf8_lossy(&u.stdout), "exiting with 5\n");
     assert!(err.contains("set_tid_address("), "{err}");
-    assert!(err.lines().any(|l| l.starts_with("writev(1, ") && l.ends_with(") = 15")), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("writev(1, ") && l.ends_with(") = 15")),
+        "{err}"
+    );
     assert!(err.contains("exit_group(5"), "{err}");
     // Unimplemented calls are shown with ENOSYS (glibc asks for rseq).
     let g = unikernel(&program("hello", "glibc"), &["--trace-syscalls"], &[], &[]);
@@ -122,9 +146,25 @@ fn timing_reports_every_phase() {
     assert_eq!(u.status.code(), Some(0));
     let err = String::from_utf8_lossy(&u.stderr);
     let mut last = 0.0;
-    for phase in ["vm_created", "vcpu_ready", "libos_entry", "libos_ready", "app_entry", "app_exit", "vm_exit", "vm_closed"] {
-        let line = err.lines().find(|l| l.trim_start().starts_with(phase)).unwrap_or_else(|| panic!("no {phase} in {err}"));
-        let t: f64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+    for phase in [
+        "vm_created",
+        "vcpu_ready",
+        "libos_entry",
+        "libos_ready",
+        "app_entry",
+        "app_exit",
+        "vm_exit",
+        "vm_closed",
+    ] {
+        let line = err
+            .lines()
+            .find(|l| l.trim_start().starts_with(phase))
+            .unwrap_or_else(|| panic!("no {phase} in {err}"));
+        let t: f64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
         assert!(t >= last, "{phase} goes back in time: {err}");
         last = t;
     }
@@ -137,7 +177,13 @@ fn timeout_stops_a_spinning_guest() {
     }
     let p = program("spin", "musl");
     let t = std::time::Instant::now();
-    let u = volt().arg("run").arg("--timeout").arg("0.5").arg(&p).output().unwrap();
+    let u = volt()
+        .arg("run")
+        .arg("--timeout")
+        .arg("0.5")
+        .arg(&p)
+        .output()
+        .unwrap();
     assert_eq!(u.status.code(), Some(124));
     assert!(String::from_utf8_lossy(&u.stderr).contains("timeout"));
     assert!(t.elapsed().as_secs() < 20);

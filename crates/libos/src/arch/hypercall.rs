@@ -11,7 +11,9 @@ pub fn call(nr: u16, value: u32) {
     // SAFETY: port I/O to a hypercall port exits to the monitor, which reads
     // `value`; it has no other effect on guest state than what the hypercall
     // documents (it may write into the argument struct).
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack, preserves_flags))
+    };
 }
 
 /// Issues hypercall `nr` with a pointer to an argument struct that lives in

@@ -93,7 +93,10 @@ impl<'a> Archive<'a> {
 
     /// Iterates over the members, stopping at the trailer or at the first malformed header.
     pub fn entries(&self) -> Entries<'a> {
-        Entries { data: self.data, pos: 0 }
+        Entries {
+            data: self.data,
+            pos: 0,
+        }
     }
 
     /// Finds a member by path (leading `/` ignored); follows no links.
@@ -129,15 +132,27 @@ impl<'a> Iterator for Entries<'a> {
             return None;
         }
         let name_start = self.pos + 110;
-        let name = self.data.get(name_start..name_start.checked_add(namesize - 1)?)?;
+        let name = self
+            .data
+            .get(name_start..name_start.checked_add(namesize - 1)?)?;
         let data_start = align4(name_start.checked_add(namesize)?)?;
-        let data = self.data.get(data_start..data_start.checked_add(filesize)?)?;
+        let data = self
+            .data
+            .get(data_start..data_start.checked_add(filesize)?)?;
         self.pos = align4(data_start + filesize)?;
         if name == b"TRAILER!!!" {
             self.pos = self.data.len();
             return None;
         }
-        Some(Entry { name, mode, uid, gid, mtime, ino, data })
+        Some(Entry {
+            name,
+            mode,
+            uid,
+            gid,
+            mtime,
+            ino,
+            data,
+        })
     }
 }
 
@@ -147,17 +162,31 @@ mod tests {
 
     fn member(out: &mut Vec<u8>, name: &str, mode: u32, data: &[u8]) {
         out.extend_from_slice(b"070701");
-        let fields = [1, mode, 0, 0, 1, 0, data.len() as u32, 0, 0, 0, 0, name.len() as u32 + 1, 0];
+        let fields = [
+            1,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len() as u32,
+            0,
+            0,
+            0,
+            0,
+            name.len() as u32 + 1,
+            0,
+        ];
         for f in fields {
             out.extend_from_slice(format!("{f:08x}").as_bytes());
         }
         out.extend_from_slice(name.as_bytes());
         out.push(0);
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
         out.extend_from_slice(data);
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
     }

@@ -36,7 +36,8 @@ fn cmdline(boot: &BootInfo) -> Vec<&'static [u8]> {
     let len = (boot.cmdline_len as u64).min(optivolt_abi::layout::CMDLINE_MAX) as usize;
     // SAFETY: the command-line area is a fixed region of guest RAM, mapped by
     // the physmap and never written after boot.
-    let area: &'static [u8] = unsafe { core::slice::from_raw_parts(phys_to_virt(boot.cmdline) as *const u8, len) };
+    let area: &'static [u8] =
+        unsafe { core::slice::from_raw_parts(phys_to_virt(boot.cmdline) as *const u8, len) };
     let mut v: Vec<&[u8]> = area.split(|&c| c == 0).collect();
     v.pop(); // after the final NUL
     v
@@ -57,7 +58,11 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     let n = (boot.free_count as usize).min(boot.free.len());
     let mut ranges = alloc_free_ranges_without_heap(&boot.free[..n]);
     let hsize = heap_size(boot.ram_size);
-    let Some(hr) = ranges.iter_mut().filter(|r| r.len() >= hsize + PAGE).max_by_key(|r| r.len()) else {
+    let Some(hr) = ranges
+        .iter_mut()
+        .filter(|r| r.len() >= hsize + PAGE)
+        .max_by_key(|r| r.len())
+    else {
         fail("not enough memory for the library OS heap")
     };
     let hstart = page_up(hr.start).unwrap_or(hr.start);
@@ -81,9 +86,15 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
 
     // SAFETY: the rootfs range was loaded by the monitor into guest RAM and is
     // never written afterwards.
-    let rootfs: &'static [u8] =
-        unsafe { core::slice::from_raw_parts(phys_to_virt(boot.rootfs.start) as *const u8, boot.rootfs.len() as usize) };
-    let Some(file) = Archive::new(rootfs).find(exec_path) else { fail("the program is not in the rootfs") };
+    let rootfs: &'static [u8] = unsafe {
+        core::slice::from_raw_parts(
+            phys_to_virt(boot.rootfs.start) as *const u8,
+            boot.rootfs.len() as usize,
+        )
+    };
+    let Some(file) = Archive::new(rootfs).find(exec_path) else {
+        fail("the program is not in the rootfs")
+    };
     if !file.is_file() {
         fail("the program is not a regular file");
     }
@@ -104,7 +115,9 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     let mut prev_prot = 0u32;
     for ph in elf.load_segments() {
         let seg_start = page_down(ph.p_vaddr + plan.bias);
-        let Some(end) = page_up(ph.p_vaddr + plan.bias + ph.p_memsz) else { fail("bad segment") };
+        let Some(end) = page_up(ph.p_vaddr + plan.bias + ph.p_memsz) else {
+            fail("bad segment")
+        };
         let prot = loader::segment_prot(&ph);
         let mut start = seg_start.max(mapped_to);
         if seg_start < mapped_to && (prot | prev_prot) != prev_prot {
@@ -118,14 +131,22 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
             start = seg_start;
         }
         if start < end {
-            let v = Vma { start, end, prot, kind: VmaKind::Image };
+            let v = Vma {
+                start,
+                end,
+                prot,
+                kind: VmaKind::Image,
+            };
             if mem.map(v, true).is_err() {
                 fail("out of memory loading the program (try a larger --memory)");
             }
             mapped_to = end;
             prev_prot = prot;
         }
-        if mem.load(ph.p_vaddr + plan.bias, elf.segment_data(&ph)).is_err() {
+        if mem
+            .load(ph.p_vaddr + plan.bias, elf.segment_data(&ph))
+            .is_err()
+        {
             fail("could not copy a program segment");
         }
     }
@@ -134,8 +155,17 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
 
     // The stack: an 8 MiB area whose top is populated now.
     let stack_top = USER_TOP;
-    let sv = Vma { start: stack_top - STACK_SIZE, end: stack_top, prot: 3, kind: VmaKind::Stack };
-    if mem.map(sv, false).is_err() || mem.populate(stack_top - STACK_POPULATE, stack_top, 3).is_err() {
+    let sv = Vma {
+        start: stack_top - STACK_SIZE,
+        end: stack_top,
+        prot: 3,
+        kind: VmaKind::Stack,
+    };
+    if mem.map(sv, false).is_err()
+        || mem
+            .populate(stack_top - STACK_POPULATE, stack_top, 3)
+            .is_err()
+    {
         fail("out of memory for the stack (try a larger --memory)");
     }
 
@@ -164,7 +194,14 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         (stack::AT_HWCAP2, boot.hwcap2),
         (stack::AT_CLKTCK, 100),
     ];
-    let spec = stack::StackSpec { argv, envp, auxv: &auxv, execfn: exec_path, platform: b"x86_64", random };
+    let spec = stack::StackSpec {
+        argv,
+        envp,
+        auxv: &auxv,
+        execfn: exec_path,
+        platform: b"x86_64",
+        random,
+    };
     let img = stack::build(&spec, stack_top);
     if img.bytes.len() as u64 > STACK_POPULATE / 2 {
         fail("argv and environment are too large");
@@ -174,7 +211,13 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     }
 
     let trace = boot.flags & optivolt_abi::boot::flags::TRACE_SYSCALLS != 0;
-    *KERNEL.lock() = Some(Kernel { boot, mem, proc: Process::new(exec_path.to_vec()), rng, trace });
+    *KERNEL.lock() = Some(Kernel {
+        boot,
+        mem,
+        proc: Process::new(exec_path.to_vec()),
+        rng,
+        trace,
+    });
 
     stamp(|t| &mut t.app_entry);
     // SAFETY: the entry point and stack were just mapped; from here on the
@@ -184,7 +227,10 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
 
 /// Copies the monitor's free ranges (they live in BootInfo, not on the heap yet).
 fn alloc_free_ranges_without_heap(r: &[PhysRange]) -> FixedRanges {
-    let mut f = FixedRanges { r: [PhysRange::default(); optivolt_abi::boot::MAX_FREE_RANGES], n: 0 };
+    let mut f = FixedRanges {
+        r: [PhysRange::default(); optivolt_abi::boot::MAX_FREE_RANGES],
+        n: 0,
+    };
     for x in r {
         if f.n < f.r.len() && !x.is_empty() {
             f.r[f.n] = *x;

@@ -14,7 +14,13 @@ pub struct Batch {
 impl Batch {
     /// A batch for host fd 1 (stdout) or 2 (stderr).
     pub fn new(fd: u32) -> Self {
-        Batch { args: ConsoleWrite { fd, ..Default::default() }, total: 0 }
+        Batch {
+            args: ConsoleWrite {
+                fd,
+                ..Default::default()
+            },
+            total: 0,
+        }
     }
 
     /// Adds guest-physical `[pa, pa + len)`; flushes when the batch is full.
@@ -54,7 +60,9 @@ impl Batch {
 
 /// Writes library-OS memory (statics, heap, stack: all in the physmap).
 pub fn write_kernel(fd: u32, bytes: &[u8]) {
-    let Some(pa) = virt_to_phys(bytes.as_ptr() as u64) else { return };
+    let Some(pa) = virt_to_phys(bytes.as_ptr() as u64) else {
+        return;
+    };
     let mut b = Batch::new(fd);
     // The physmap is physically contiguous, so one segment suffices.
     if b.push(pa, bytes.len() as u64).is_ok() {

@@ -56,7 +56,10 @@ extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
 /// Stops the VM with a message (library-OS panics and fatal boot errors).
 pub fn abort(msg: &[u8]) -> ! {
     let pa = optivolt_abi::layout::virt_to_phys(msg.as_ptr() as u64).unwrap_or(0);
-    let mut a = hc::Abort { msg: pa, len: msg.len() as u64 };
+    let mut a = hc::Abort {
+        msg: pa,
+        len: msg.len() as u64,
+    };
     loop {
         hypercall::call_with(hc::ABORT, &mut a);
     }

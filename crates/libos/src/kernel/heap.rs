@@ -12,7 +12,11 @@ struct LockedHeap(Mutex<Heap>);
 // disjoint, properly aligned blocks; the mutex serialises access.
 unsafe impl GlobalAlloc for LockedHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.0.lock().allocate_first_fit(layout).map(|p| p.as_ptr()).unwrap_or(core::ptr::null_mut())
+        self.0
+            .lock()
+            .allocate_first_fit(layout)
+            .map(|p| p.as_ptr())
+            .unwrap_or(core::ptr::null_mut())
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let Some(p) = NonNull::new(ptr) {

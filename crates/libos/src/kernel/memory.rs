@@ -9,7 +9,9 @@ use optivolt_abi::layout::{phys_to_virt, USER_MMAP_MIN, USER_TOP};
 
 use crate::arch::hypercall;
 use crate::mm::frame::FrameAllocator;
-use crate::mm::paging::{PageTables, TableMemory, PTE_ADDR, PTE_NX, PTE_P, PTE_SOFT_NONE, PTE_U, PTE_W};
+use crate::mm::paging::{
+    PageTables, TableMemory, PTE_ADDR, PTE_NX, PTE_P, PTE_SOFT_NONE, PTE_U, PTE_W,
+};
 use crate::mm::vma::{Vma, VmaError, VmaKind, VmaMap, PROT_EXEC, PROT_WRITE};
 use crate::mm::{page_down, page_up, PAGE};
 use crate::syscall::errno::{EFAULT, EINVAL, ENOMEM};
@@ -197,7 +199,9 @@ impl Memory {
     /// Handles a page fault at `addr`: backs the page if an area allows the
     /// access. False means a segmentation fault.
     pub fn handle_fault(&mut self, addr: u64, write: bool) -> bool {
-        let Some(v) = self.vmas.find(addr).copied() else { return false };
+        let Some(v) = self.vmas.find(addr).copied() else {
+            return false;
+        };
         if v.prot == 0 || (write && v.prot & PROT_WRITE == 0) {
             return false;
         }
@@ -269,7 +273,11 @@ impl Memory {
             // SAFETY: `pa..pa+l` was checked to be a user page we own; the
             // physmap maps it; it cannot overlap `data` (library-OS memory).
             unsafe {
-                core::ptr::copy_nonoverlapping(data[off..].as_ptr(), phys_to_virt(pa) as *mut u8, l as usize);
+                core::ptr::copy_nonoverlapping(
+                    data[off..].as_ptr(),
+                    phys_to_virt(pa) as *mut u8,
+                    l as usize,
+                );
             }
             off += l as usize;
             Ok(())
@@ -284,7 +292,11 @@ impl Memory {
         self.for_each_user_chunk(va, data.len() as u64, false, |pa, l| {
             // SAFETY: as in `copy_to_user`; the page is ours and present.
             unsafe {
-                core::ptr::copy_nonoverlapping(data[off..].as_ptr(), phys_to_virt(pa) as *mut u8, l as usize);
+                core::ptr::copy_nonoverlapping(
+                    data[off..].as_ptr(),
+                    phys_to_virt(pa) as *mut u8,
+                    l as usize,
+                );
             }
             off += l as usize;
             Ok(())
@@ -297,7 +309,11 @@ impl Memory {
         self.for_each_user_chunk(va, buf.len() as u64, false, |pa, l| {
             // SAFETY: as in `copy_to_user`, reading instead of writing.
             unsafe {
-                core::ptr::copy_nonoverlapping(phys_to_virt(pa) as *const u8, buf[off..].as_mut_ptr(), l as usize);
+                core::ptr::copy_nonoverlapping(
+                    phys_to_virt(pa) as *const u8,
+                    buf[off..].as_mut_ptr(),
+                    l as usize,
+                );
             }
             off += l as usize;
             Ok(())
@@ -308,7 +324,9 @@ impl Memory {
     pub fn write_obj<T: Copy>(&mut self, va: u64, v: &T) -> Result<(), i64> {
         // SAFETY: `T: Copy` values used here are `#[repr(C)]` structs and
         // integers without padding-sensitive invariants; we only read bytes.
-        let bytes = unsafe { core::slice::from_raw_parts(v as *const T as *const u8, core::mem::size_of::<T>()) };
+        let bytes = unsafe {
+            core::slice::from_raw_parts(v as *const T as *const u8, core::mem::size_of::<T>())
+        };
         self.copy_to_user(va, bytes)
     }
 
@@ -317,7 +335,9 @@ impl Memory {
         let mut v = T::default();
         // SAFETY: `T` is an integer or `#[repr(C)]` struct of integers: every
         // byte pattern is a valid value.
-        let bytes = unsafe { core::slice::from_raw_parts_mut(&mut v as *mut T as *mut u8, core::mem::size_of::<T>()) };
+        let bytes = unsafe {
+            core::slice::from_raw_parts_mut(&mut v as *mut T as *mut u8, core::mem::size_of::<T>())
+        };
         self.copy_from_user(va, bytes)?;
         Ok(v)
     }
@@ -347,10 +367,19 @@ impl Memory {
         if want < self.brk_start || want >= USER_TOP {
             return self.brk;
         }
-        let Some(old_top) = page_up(self.brk) else { return self.brk };
-        let Some(new_top) = page_up(want) else { return self.brk };
+        let Some(old_top) = page_up(self.brk) else {
+            return self.brk;
+        };
+        let Some(new_top) = page_up(want) else {
+            return self.brk;
+        };
         if new_top > old_top {
-            let v = Vma { start: old_top, end: new_top, prot: 3, kind: VmaKind::Heap };
+            let v = Vma {
+                start: old_top,
+                end: new_top,
+                prot: 3,
+                kind: VmaKind::Heap,
+            };
             if self.map(v, true).is_err() {
                 return self.brk;
             }

@@ -62,7 +62,10 @@ impl Process {
             robust_list: 0,
             actions: [SigAction::default(); NSIG],
             sigmask: 0,
-            altstack: SigAltStack { flags: SS_DISABLE, ..Default::default() },
+            altstack: SigAltStack {
+                flags: SS_DISABLE,
+                ..Default::default()
+            },
             umask: 0o022,
         }
     }

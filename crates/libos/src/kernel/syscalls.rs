@@ -26,10 +26,16 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
     let n = r.rax;
     let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
     let mut guard = KERNEL.lock();
-    let Some(k) = guard.as_mut() else { super::fault::abort(b"system call before the kernel was initialised") };
+    let Some(k) = guard.as_mut() else {
+        super::fault::abort(b"system call before the kernel was initialised")
+    };
     if k.trace && (n == nr::EXIT || n == nr::EXIT_GROUP) {
         // These do not return: show them first, as strace does ("= ?").
-        kernel_log(format_args!("{}({}) = ?\n", crate::syscall::table::name(n).unwrap_or("exit"), args[0] as i32));
+        kernel_log(format_args!(
+            "{}({}) = ?\n",
+            crate::syscall::table::name(n).unwrap_or("exit"),
+            args[0] as i32
+        ));
     }
     let ret = match dispatch(k, n, &args) {
         Ok(v) => v,
@@ -124,7 +130,8 @@ fn out_fd(fd: u64) -> Result<u32, i64> {
 fn sys_write(k: &mut Kernel, fd: u64, buf: u64, len: u64) -> Ret {
     let host_fd = out_fd(fd)?;
     let mut b = Batch::new(host_fd);
-    k.mem.for_each_user_chunk(buf, len, false, |pa, l| b.push(pa, l))?;
+    k.mem
+        .for_each_user_chunk(buf, len, false, |pa, l| b.push(pa, l))?;
     b.finish()
 }
 
@@ -137,7 +144,8 @@ fn sys_writev(k: &mut Kernel, fd: u64, iov: u64, cnt: u64) -> Ret {
     for i in 0..cnt {
         let base: u64 = k.mem.read_obj(iov + i * 16)?;
         let len: u64 = k.mem.read_obj(iov + i * 16 + 8)?;
-        k.mem.for_each_user_chunk(base, len, false, |pa, l| b.push(pa, l))?;
+        k.mem
+            .for_each_user_chunk(base, len, false, |pa, l| b.push(pa, l))?;
     }
     b.finish()
 }
@@ -190,7 +198,7 @@ fn sys_mmap(k: &mut Kernel, addr: u64, len: u64, prot: u32, flags: u32, _fd: i32
     }
     let len = page_up(len).ok_or(ENOMEM)?;
     let start = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
-        if addr % PAGE != 0 || addr.checked_add(len).is_none_or(|e| e > USER_TOP) {
+        if !addr.is_multiple_of(PAGE) || addr.checked_add(len).is_none_or(|e| e > USER_TOP) {
             return Err(EINVAL);
         }
         if k.mem.vmas.overlaps(addr, addr + len) {
@@ -201,7 +209,7 @@ fn sys_mmap(k: &mut Kernel, addr: u64, len: u64, prot: u32, flags: u32, _fd: i32
         }
         addr
     } else if addr != 0
-        && addr % PAGE == 0
+        && addr.is_multiple_of(PAGE)
         && addr.checked_add(len).is_some_and(|e| e <= USER_TOP)
         && !k.mem.vmas.overlaps(addr, addr + len)
     {
@@ -212,7 +220,15 @@ fn sys_mmap(k: &mut Kernel, addr: u64, len: u64, prot: u32, flags: u32, _fd: i32
     // MAP_NORESERVE and PROT_NONE areas get frames on first touch; everything
     // else is populated now (cheap: untouched frames cost no host memory).
     let populate = flags & MAP_NORESERVE == 0;
-    k.mem.map(Vma { start, end: start + len, prot, kind: VmaKind::Anonymous }, populate)?;
+    k.mem.map(
+        Vma {
+            start,
+            end: start + len,
+            prot,
+            kind: VmaKind::Anonymous,
+        },
+        populate,
+    )?;
     Ok(start as i64)
 }
 
@@ -220,7 +236,7 @@ fn sys_mmap(k: &mut Kernel, addr: u64, len: u64, prot: u32, flags: u32, _fd: i32
 const ENODEV_OR_BADF: i64 = EBADF;
 
 fn user_range(addr: u64, len: u64) -> Result<(u64, u64), i64> {
-    if addr % PAGE != 0 || len == 0 {
+    if !addr.is_multiple_of(PAGE) || len == 0 {
         return Err(EINVAL);
     }
     let end = page_up(addr.checked_add(len).ok_or(EINVAL)?).ok_or(EINVAL)?;
@@ -307,7 +323,7 @@ fn clock_ns(k: &Kernel, clock: u64) -> Result<u64, i64> {
     match clock {
         0 | 5 | 11 => Ok(k.boot.wallclock_ns + up), // REALTIME, REALTIME_COARSE, TAI
         1 | 4 | 6 | 7 | 8 | 9 => Ok(up),            // MONOTONIC(_RAW/_COARSE), BOOTTIME(_ALARM)
-        2 | 3 => Ok(up),                            // PROCESS/THREAD_CPUTIME: the unikernel is the process
+        2 | 3 => Ok(up), // PROCESS/THREAD_CPUTIME: the unikernel is the process
         _ => Err(EINVAL),
     }
 }

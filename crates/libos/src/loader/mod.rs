@@ -39,7 +39,13 @@ pub fn plan(elf: &Elf<'_>, pie_base: u64, user_top: u64) -> Result<LoadPlan, Elf
         return Err(ElfError::Dynamic);
     }
     let (lo, hi) = elf.load_bounds();
-    let bias = if elf.e_type == ET_DYN { pie_base.checked_sub(lo & !0xfff).ok_or(ElfError::BadSegment)? } else { 0 };
+    let bias = if elf.e_type == ET_DYN {
+        pie_base
+            .checked_sub(lo & !0xfff)
+            .ok_or(ElfError::BadSegment)?
+    } else {
+        0
+    };
     let hi = hi.checked_add(bias).ok_or(ElfError::BadSegment)?;
     if hi > user_top || (lo.wrapping_add(bias)) < 0x1000 {
         return Err(ElfError::BadSegment);
@@ -60,9 +66,15 @@ mod tests {
 
     #[test]
     fn prot_from_flags() {
-        let ph = ProgramHeader { p_flags: 5, ..Default::default() };
+        let ph = ProgramHeader {
+            p_flags: 5,
+            ..Default::default()
+        };
         assert_eq!(segment_prot(&ph), PROT_READ | PROT_EXEC);
-        let ph = ProgramHeader { p_flags: 6, ..Default::default() };
+        let ph = ProgramHeader {
+            p_flags: 6,
+            ..Default::default()
+        };
         assert_eq!(segment_prot(&ph), PROT_READ | PROT_WRITE);
     }
 }

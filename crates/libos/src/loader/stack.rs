@@ -52,8 +52,16 @@ pub fn build(spec: &StackSpec<'_>, top: u64) -> StackImage {
         strings.push(0);
         off
     };
-    let argv_off: Vec<u64> = spec.argv.iter().map(|s| push_str(s, &mut strings)).collect();
-    let envp_off: Vec<u64> = spec.envp.iter().map(|s| push_str(s, &mut strings)).collect();
+    let argv_off: Vec<u64> = spec
+        .argv
+        .iter()
+        .map(|s| push_str(s, &mut strings))
+        .collect();
+    let envp_off: Vec<u64> = spec
+        .envp
+        .iter()
+        .map(|s| push_str(s, &mut strings))
+        .collect();
     let execfn_off = push_str(spec.execfn, &mut strings);
     let platform_off = push_str(spec.platform, &mut strings);
     let random_off = strings.len() as u64;
@@ -72,7 +80,11 @@ pub fn build(spec: &StackSpec<'_>, top: u64) -> StackImage {
         words.push(k);
         words.push(v);
     }
-    for (k, v) in [(AT_RANDOM, at(random_off)), (AT_EXECFN, at(execfn_off)), (AT_PLATFORM, at(platform_off))] {
+    for (k, v) in [
+        (AT_RANDOM, at(random_off)),
+        (AT_EXECFN, at(execfn_off)),
+        (AT_PLATFORM, at(platform_off)),
+    ] {
         words.push(k);
         words.push(v);
     }
@@ -102,7 +114,11 @@ mod tests {
 
     fn cstr(img: &StackImage, addr: u64) -> Vec<u8> {
         let o = (addr - img.rsp) as usize;
-        img.bytes[o..].iter().take_while(|&&c| c != 0).copied().collect()
+        img.bytes[o..]
+            .iter()
+            .take_while(|&&c| c != 0)
+            .copied()
+            .collect()
     }
 
     #[test]
@@ -163,8 +179,16 @@ mod more_tests {
             };
             let top = 0x7d00_0000_0000u64;
             let img = build(&spec, top);
-            let word = |a: u64| u64::from_le_bytes(img.bytes[(a - img.rsp) as usize..][..8].try_into().unwrap());
-            let s = |a: u64| -> Vec<u8> { img.bytes[(a - img.rsp) as usize..].iter().take_while(|&&c| c != 0).copied().collect() };
+            let word = |a: u64| {
+                u64::from_le_bytes(img.bytes[(a - img.rsp) as usize..][..8].try_into().unwrap())
+            };
+            let s = |a: u64| -> Vec<u8> {
+                img.bytes[(a - img.rsp) as usize..]
+                    .iter()
+                    .take_while(|&&c| c != 0)
+                    .copied()
+                    .collect()
+            };
             assert_eq!(word(img.rsp), 2);
             assert_eq!(s(word(img.rsp + 8)), b"./args-musl", "n={n}");
             assert_eq!(s(word(img.rsp + 16)), b"x", "n={n}");

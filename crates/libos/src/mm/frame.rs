@@ -44,7 +44,14 @@ impl FrameAllocator {
         v.sort_by_key(|r| r.start);
         let total = v.iter().map(|r| r.len() / PAGE).sum();
         let next = v.first().map(|r| r.start).unwrap_or(0);
-        FrameAllocator { ranges: v, current: 0, next, free: Vec::new(), total, used: 0 }
+        FrameAllocator {
+            ranges: v,
+            current: 0,
+            next,
+            free: Vec::new(),
+            total,
+            used: 0,
+        }
     }
 
     /// Allocates one frame, recycled frames first.
@@ -112,25 +119,49 @@ mod tests {
     #[test]
     fn bumps_then_recycles() {
         let mut f = FrameAllocator::new(&[
-            PhysRange { start: 0x5000, end: 0x7000 },
-            PhysRange { start: 0x1001, end: 0x3000 },
+            PhysRange {
+                start: 0x5000,
+                end: 0x7000,
+            },
+            PhysRange {
+                start: 0x1001,
+                end: 0x3000,
+            },
         ]);
         assert_eq!(f.total(), 3);
         let a = f.alloc().unwrap();
-        assert_eq!(a, Frame { pa: 0x2000, zeroed: true });
+        assert_eq!(
+            a,
+            Frame {
+                pa: 0x2000,
+                zeroed: true
+            }
+        );
         assert_eq!(f.alloc().unwrap().pa, 0x5000);
         assert_eq!(f.alloc().unwrap().pa, 0x6000);
         assert!(f.alloc().is_none());
         f.free(0x5000);
         assert_eq!(f.available(), 1);
-        assert_eq!(f.alloc().unwrap(), Frame { pa: 0x5000, zeroed: false });
+        assert_eq!(
+            f.alloc().unwrap(),
+            Frame {
+                pa: 0x5000,
+                zeroed: false
+            }
+        );
     }
 
     #[test]
     fn contiguous_skips_short_ranges() {
         let mut f = FrameAllocator::new(&[
-            PhysRange { start: 0x1000, end: 0x2000 },
-            PhysRange { start: 0x10000, end: 0x20000 },
+            PhysRange {
+                start: 0x1000,
+                end: 0x2000,
+            },
+            PhysRange {
+                start: 0x10000,
+                end: 0x20000,
+            },
         ]);
         assert_eq!(f.alloc_contiguous(4), Some(0x10000));
         assert_eq!(f.alloc().unwrap().pa, 0x14000);

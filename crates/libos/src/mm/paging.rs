@@ -199,11 +199,17 @@ mod tests {
 
     #[test]
     fn map_translate_protect_unmap() {
-        let mem = FakeMem { limit: 1 << 30, ..Default::default() };
+        let mem = FakeMem {
+            limit: 1 << 30,
+            ..Default::default()
+        };
         let mut pt = PageTables::new(0x1000, mem);
         assert_eq!(pt.translate(0x400000), None);
         assert_eq!(pt.map(0x400000, 0x9000, PTE_U | PTE_W).unwrap(), None);
-        assert_eq!(pt.translate(0x400123), Some((0x9123, PTE_P | PTE_U | PTE_W)));
+        assert_eq!(
+            pt.translate(0x400123),
+            Some((0x9123, PTE_P | PTE_U | PTE_W))
+        );
         assert!(pt.protect(0x400000, PTE_U | PTE_NX));
         assert_eq!(pt.translate(0x400000).unwrap().1, PTE_P | PTE_U | PTE_NX);
         assert!(!pt.protect(0x800000, PTE_U));
@@ -214,7 +220,10 @@ mod tests {
 
     #[test]
     fn large_pages_translate_and_refuse_small_maps() {
-        let mem = FakeMem { limit: 1 << 30, ..Default::default() };
+        let mem = FakeMem {
+            limit: 1 << 30,
+            ..Default::default()
+        };
         let mut pt = PageTables::new(0x1000, mem);
         pt.map(0x0, 0x5000, PTE_U).unwrap();
         // Turn the PD entry for 0x200000 into a 2 MiB page at 0x40000000.
@@ -230,7 +239,10 @@ mod tests {
 
     #[test]
     fn out_of_table_memory_is_an_error() {
-        let mem = FakeMem { limit: 4096, ..Default::default() };
+        let mem = FakeMem {
+            limit: 4096,
+            ..Default::default()
+        };
         let mut pt = PageTables::new(0x1000, mem);
         assert_eq!(pt.map(0x400000, 0x9000, PTE_U), Err(MapError::NoMemory));
     }

@@ -61,12 +61,20 @@ pub struct VmaMap {
 impl VmaMap {
     /// An empty map managing `[low, high)`.
     pub fn new(low: u64, high: u64) -> Self {
-        VmaMap { areas: BTreeMap::new(), low, high }
+        VmaMap {
+            areas: BTreeMap::new(),
+            low,
+            high,
+        }
     }
 
     /// The area containing `addr`.
     pub fn find(&self, addr: u64) -> Option<&Vma> {
-        self.areas.range(..=addr).next_back().map(|(_, v)| v).filter(|v| addr < v.end)
+        self.areas
+            .range(..=addr)
+            .next_back()
+            .map(|(_, v)| v)
+            .filter(|v| addr < v.end)
     }
 
     /// Whether any area overlaps `[start, end)`.
@@ -78,7 +86,12 @@ impl VmaMap {
     }
 
     fn check(&self, start: u64, end: u64) -> Result<(), VmaError> {
-        if start % super::PAGE != 0 || end % super::PAGE != 0 || start >= end || start < self.low || end > self.high {
+        if !start.is_multiple_of(super::PAGE)
+            || !end.is_multiple_of(super::PAGE)
+            || start >= end
+            || start < self.low
+            || end > self.high
+        {
             return Err(VmaError::Invalid);
         }
         Ok(())
@@ -96,7 +109,7 @@ impl VmaMap {
 
     /// Finds the highest gap of `len` bytes below `below` (top-down, like Linux).
     pub fn find_free(&self, len: u64, below: u64) -> Result<u64, VmaError> {
-        if len == 0 || len % super::PAGE != 0 {
+        if len == 0 || !len.is_multiple_of(super::PAGE) {
             return Err(VmaError::Invalid);
         }
         let mut top = below.min(self.high);
@@ -126,14 +139,20 @@ impl VmaMap {
             .map(|(k, _)| *k)
             .collect();
         for k in keys {
-            let Some(v) = self.areas.remove(&k) else { continue };
+            let Some(v) = self.areas.remove(&k) else {
+                continue;
+            };
             if v.start < start {
                 self.areas.insert(v.start, Vma { end: start, ..v });
             }
             if v.end > end {
                 self.areas.insert(end, Vma { start: end, ..v });
             }
-            removed.push(Vma { start: v.start.max(start), end: v.end.min(end), ..v });
+            removed.push(Vma {
+                start: v.start.max(start),
+                end: v.end.min(end),
+                ..v
+            });
         }
         removed.sort_by_key(|v| v.start);
         Ok(removed)
@@ -194,7 +213,12 @@ mod tests {
     use super::*;
 
     fn anon(start: u64, end: u64) -> Vma {
-        Vma { start, end, prot: PROT_READ | PROT_WRITE, kind: VmaKind::Anonymous }
+        Vma {
+            start,
+            end,
+            prot: PROT_READ | PROT_WRITE,
+            kind: VmaKind::Anonymous,
+        }
     }
 
     #[test]

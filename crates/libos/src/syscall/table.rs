@@ -733,5 +733,7 @@ pub const ALL: &[(u64, &str)] = &[
 
 /// The name of system call `nr`.
 pub fn name(nr: u64) -> Option<&'static str> {
-    ALL.binary_search_by_key(&nr, |&(n, _)| n).ok().map(|i| ALL[i].1)
+    ALL.binary_search_by_key(&nr, |&(n, _)| n)
+        .ok()
+        .map(|i| ALL[i].1)
 }

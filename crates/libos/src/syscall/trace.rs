@@ -8,14 +8,17 @@ use super::{errno, table};
 pub fn arity(nr: u64) -> usize {
     use table::*;
     match nr {
-        GETPID | GETTID | GETUID | GETEUID | GETGID | GETEGID | GETPPID | SCHED_YIELD | PAUSE | SYNC => 0,
-        EXIT | EXIT_GROUP | CLOSE | BRK | SET_TID_ADDRESS | UNAME | TIME | UMASK | DUP | CHDIR | FSYNC => 1,
-        ARCH_PRCTL | MUNMAP | SET_ROBUST_LIST | SIGALTSTACK | CLOCK_GETTIME | CLOCK_GETRES | GETTIMEOFDAY
-        | NANOSLEEP | FSTAT | STAT | LSTAT | ACCESS | PIPE2 | DUP2 | GETCWD | KILL | TKILL | FTRUNCATE => 2,
-        WRITE | READ | WRITEV | READV | MPROTECT | IOCTL | GETRANDOM | LSEEK | OPEN | POLL | FCNTL
-        | MADVISE | SCHED_GETAFFINITY | TGKILL | DUP3 | GETDENTS64 => 3,
-        RT_SIGACTION | RT_SIGPROCMASK | OPENAT | NEWFSTATAT | READLINKAT | PRLIMIT64 | RSEQ | PREAD64
-        | PWRITE64 | CLOCK_NANOSLEEP | FACCESSAT | FACCESSAT2 => 4,
+        GETPID | GETTID | GETUID | GETEUID | GETGID | GETEGID | GETPPID | SCHED_YIELD | PAUSE
+        | SYNC => 0,
+        EXIT | EXIT_GROUP | CLOSE | BRK | SET_TID_ADDRESS | UNAME | TIME | UMASK | DUP | CHDIR
+        | FSYNC => 1,
+        ARCH_PRCTL | MUNMAP | SET_ROBUST_LIST | SIGALTSTACK | CLOCK_GETTIME | CLOCK_GETRES
+        | GETTIMEOFDAY | NANOSLEEP | FSTAT | STAT | LSTAT | ACCESS | PIPE2 | DUP2 | GETCWD
+        | KILL | TKILL | FTRUNCATE => 2,
+        WRITE | READ | WRITEV | READV | MPROTECT | IOCTL | GETRANDOM | LSEEK | OPEN | POLL
+        | FCNTL | MADVISE | SCHED_GETAFFINITY | TGKILL | DUP3 | GETDENTS64 => 3,
+        RT_SIGACTION | RT_SIGPROCMASK | OPENAT | NEWFSTATAT | READLINKAT | PRLIMIT64 | RSEQ
+        | PREAD64 | PWRITE64 | CLOCK_NANOSLEEP | FACCESSAT | FACCESSAT2 => 4,
         MREMAP | STATX => 5,
         _ => 6,
     }
@@ -57,7 +60,13 @@ mod tests {
         format_call(&mut s, table::WRITE, &[1, 0x7ffc_0000, 12, 9, 9, 9], 12).unwrap();
         assert_eq!(s, "write(1, 0x7ffc0000, 12) = 12\n");
         let mut s = String::new();
-        format_call(&mut s, table::RSEQ, &[0x1000, 32, 0, 0x53053053, 0, 0], -errno::ENOSYS).unwrap();
+        format_call(
+            &mut s,
+            table::RSEQ,
+            &[0x1000, 32, 0, 0x53053053, 0, 0],
+            -errno::ENOSYS,
+        )
+        .unwrap();
         assert_eq!(s, "rseq(0x1000, 32, 0, 0x53053053) = -1 ENOSYS (38)\n");
         let mut s = String::new();
         format_call(&mut s, 9999, &[0; 6], 0).unwrap();

@@ -32,14 +32,21 @@ fn out_dir() -> PathBuf {
 
 fn build(cmd: &mut Command, what: &str) {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run the compiler for {what}: {e} (the README's test command installs musl-tools)"));
-    assert!(out.status.success(), "building {what} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "building {what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Builds (once per test binary) and returns the path of a test program.
 /// `kind`: "musl" (musl-gcc -static), "glibc" (gcc -static), "dyn" (gcc, dynamic), "rust" (rustc +crt-static).
 pub fn program(name: &str, kind: &str) -> PathBuf {
     static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
-    let _g = LOCK.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let _g = LOCK
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let out = out_dir().join(format!("{name}-{kind}"));
     if out.exists() {
         return out;
@@ -47,17 +54,36 @@ pub fn program(name: &str, kind: &str) -> PathBuf {
     let tmp = out.with_extension("tmp");
     match kind {
         "musl" => build(
-            Command::new("musl-gcc").args(["-static", "-O2", "-o"]).arg(&tmp).arg(programs_dir().join(format!("{name}.c"))),
+            Command::new("musl-gcc")
+                .args(["-static", "-O2", "-o"])
+                .arg(&tmp)
+                .arg(programs_dir().join(format!("{name}.c"))),
             name,
         ),
         "glibc" => build(
-            Command::new("gcc").args(["-static", "-O2", "-o"]).arg(&tmp).arg(programs_dir().join(format!("{name}.c"))),
+            Command::new("gcc")
+                .args(["-static", "-O2", "-o"])
+                .arg(&tmp)
+                .arg(programs_dir().join(format!("{name}.c"))),
             name,
         ),
-        "dyn" => build(Command::new("gcc").args(["-O2", "-o"]).arg(&tmp).arg(programs_dir().join(format!("{name}.c"))), name),
+        "dyn" => build(
+            Command::new("gcc")
+                .args(["-O2", "-o"])
+                .arg(&tmp)
+                .arg(programs_dir().join(format!("{name}.c"))),
+            name,
+        ),
         "rust" => build(
             Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-                .args(["-O", "-C", "target-feature=+crt-static", "--edition", "2021", "-o"])
+                .args([
+                    "-O",
+                    "-C",
+                    "target-feature=+crt-static",
+                    "--edition",
+                    "2021",
+                    "-o",
+                ])
                 .arg(&tmp)
                 .arg(programs_dir().join(format!("{name}.rs"))),
             name,
@@ -71,7 +97,12 @@ pub fn program(name: &str, kind: &str) -> PathBuf {
 /// Runs `prog args` natively with exactly `env`, from the program's directory as `./name`.
 pub fn native(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = prog.parent().expect("program directory");
-    let rel = format!("./{}", prog.file_name().and_then(|n| n.to_str()).expect("program name"));
+    let rel = format!(
+        "./{}",
+        prog.file_name()
+            .and_then(|n| n.to_str())
+            .expect("program name")
+    );
     Command::new(&rel)
         .current_dir(dir)
         .args(args)
@@ -85,19 +116,42 @@ pub fn native(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 /// Runs `volt run [opts] ./name args` from the program's directory with `--env` for each of `env`.
 pub fn unikernel(prog: &Path, opts: &[&str], args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = prog.parent().expect("program directory");
-    let rel = format!("./{}", prog.file_name().and_then(|n| n.to_str()).expect("program name"));
+    let rel = format!(
+        "./{}",
+        prog.file_name()
+            .and_then(|n| n.to_str())
+            .expect("program name")
+    );
     let mut c = volt();
-    c.current_dir(dir).arg("run").args(opts).arg("--timeout").arg("60");
+    c.current_dir(dir)
+        .arg("run")
+        .args(opts)
+        .arg("--timeout")
+        .arg("60");
     for (k, v) in env {
         c.arg("--env").arg(format!("{k}={v}"));
     }
-    c.arg(&rel).args(args).stdin(Stdio::null()).output().expect("run volt")
+    c.arg(&rel)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run volt")
 }
 
 /// Asserts that two runs printed the same and exited the same.
 pub fn assert_same(native: &Output, uni: &Output) {
     let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    assert_eq!(s(&uni.stdout), s(&native.stdout), "stdout differs (unikernel stderr: {})", s(&uni.stderr));
+    assert_eq!(
+        s(&uni.stdout),
+        s(&native.stdout),
+        "stdout differs (unikernel stderr: {})",
+        s(&uni.stderr)
+    );
     assert_eq!(s(&uni.stderr), s(&native.stderr), "stderr differs");
-    assert_eq!(uni.status.code(), native.status.code(), "exit status differs (stderr: {})", s(&uni.stderr));
+    assert_eq!(
+        uni.status.code(),
+        native.status.code(),
+        "exit status differs (stderr: {})",
+        s(&uni.stderr)
+    );
 }

@@ -1,0 +1,25 @@
+//! `volt bench`: benchmarks that print median/min/max and ratios against
+//! baselines measured in the same run (never pass/fail timings).
+mod boot;
+mod stats;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: Bench,
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// Whole-process boot of a static hello: volt run vs. a plain process vs. the bare-KVM floor.
+    Boot(boot::BootArgs),
+}
+
+pub fn bench(a: BenchArgs) -> Result<i32> {
+    match a.what {
+        Bench::Boot(b) => boot::run(b),
+    }
+}

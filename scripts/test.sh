@@ -1,0 +1,24 @@
+#!/bin/sh
+# Every test: installs what the tests need (as root, with apt-get), then runs
+# formatting and lint checks and the whole test suite. Tests that boot VMs run
+# wherever /dev/kvm exists and say loudly when they skip.
+set -eu
+cd "$(dirname "$0")/.."
+need=""
+command -v musl-gcc >/dev/null 2>&1 || need="$need musl-tools"
+command -v gcc >/dev/null 2>&1 || need="$need gcc"
+[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need="$need libc6-dev"
+command -v unshare >/dev/null 2>&1 || need="$need util-linux"
+if [ -n "$need" ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need
+    else
+        echo "test.sh: missing$need; run as root so that apt-get can install them" >&2
+        exit 1
+    fi
+fi
+[ -e /dev/kvm ] || echo "=== WARNING: /dev/kvm is missing: every test that boots a VM will be SKIPPED ===" >&2
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
+cargo test --locked --workspace
