@@ -69,12 +69,10 @@ pub struct Vm {
     pub(crate) timeout: Option<Duration>,
 }
 
-/// Opens /dev/kvm and checks the API version: the cheapest way to fail early
-/// with a clear message before any image is read.
-pub fn check_kvm() -> Result<()> {
-    Kvm::new()
-        .map(|_| ())
-        .map_err(|e| Error::KvmOpen(std::io::Error::from_raw_os_error(e.errno())))
+/// Opens /dev/kvm (and checks its API version): the cheapest way to fail
+/// early with a clear message. Pass the handle to [`Vm::create_with`].
+pub fn check_kvm() -> Result<Kvm> {
+    Kvm::new().map_err(|e| Error::KvmOpen(std::io::Error::from_raw_os_error(e.errno())))
 }
 
 /// The library OS heap's minimum (see the library OS's boot code).
@@ -223,6 +221,11 @@ fn entropy() -> [u8; 32] {
 impl Vm {
     /// Creates the VM and prepares everything up to the first instruction.
     pub fn create(cfg: &VmConfig<'_>) -> Result<Vm> {
+        Self::create_with(check_kvm()?, cfg)
+    }
+
+    /// As [`Vm::create`], with an already opened /dev/kvm.
+    pub fn create_with(kvm: Kvm, cfg: &VmConfig<'_>) -> Result<Vm> {
         let mut timing = crate::Timing::new(cfg.started, cfg.timing);
         let ram = align_up(cfg.memory.max(MIN_RAM), LARGE_PAGE_SIZE)
             .ok_or(Error::Memory("size overflows".into()))?;
@@ -236,8 +239,6 @@ impl Vm {
         }
         let cmd = cmdline(cfg)?;
 
-        let kvm =
-            Kvm::new().map_err(|e| Error::KvmOpen(std::io::Error::from_raw_os_error(e.errno())))?;
         let vm = kvm.create_vm().map_err(Error::kvm("create VM"))?;
         let mem = memory::create(ram)?;
         let region = mem

@@ -1,5 +1,13 @@
 //! `volt`: run ordinary Linux programs as OptiVolt unikernels.
-use std::process::ExitCode;
+//!
+//! `volt run` is on the boot path of every unikernel, so it skips Rust's
+//! runtime start-up (`#![no_main]`: no `/proc/self/maps` read for the stack
+//! guard, no alternate signal stack) and does by hand the one part it needs:
+//! ignoring SIGPIPE, so that a closed output pipe is an EPIPE for the guest
+//! rather than the death of the monitor.
+#![no_main]
+
+use std::io::Write;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
@@ -33,18 +41,29 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-fn main() -> ExitCode {
+#[no_mangle]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     let started = Instant::now();
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let code = real_main(started);
+    let _ = std::io::stdout().flush();
+    code
+}
+
+fn real_main(started: Instant) -> i32 {
+    // std::env::args works without the Rust runtime: glibc hands argv to std's
+    // .init_array hook.
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::run(a, started),
         Command::Bench(a) => bench::bench(a),
     };
     match result {
-        Ok(code) => ExitCode::from((code & 0xff) as u8),
+        Ok(code) => code & 0xff,
         Err(e) => {
             eprintln!("volt: {e:#}");
-            ExitCode::from(optivolt_abi::exit::VOLT_ERROR as u8)
+            optivolt_abi::exit::VOLT_ERROR
         }
     }
 }

@@ -71,7 +71,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
             need.div_ceil(1 << 20)
         );
     }
-    optivolt_vmm::check_kvm()?;
+    let kvm = optivolt_vmm::check_kvm()?;
 
     let mut argv = vec![a.binary.as_os_str().as_bytes().to_vec()];
     argv.extend(a.args.iter().map(|s| s.as_bytes().to_vec()));
@@ -87,7 +87,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         timeout,
         started,
     };
-    let mut vm = Vm::create(&cfg)?;
+    let mut vm = Vm::create_with(kvm, &cfg)?;
     let outcome = vm.run()?;
     drop(cfg);
     if !matches!(outcome, Outcome::Exited(_)) {

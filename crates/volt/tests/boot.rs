@@ -188,3 +188,19 @@ fn timeout_stops_a_spinning_guest() {
     assert!(String::from_utf8_lossy(&u.stderr).contains("timeout"));
     assert!(t.elapsed().as_secs() < 20);
 }
+
+#[test]
+fn host_write_errors_reach_the_guest_as_errno() {
+    if !kvm_available("host_write_errors_reach_the_guest_as_errno") {
+        return;
+    }
+    // stdout is /dev/full: write(2) fails with ENOSPC, natively and in the guest.
+    let p = program("hello", "rust");
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let n = std::process::Command::new(&p).arg("1").env_clear().stdout(full()).output().unwrap();
+    let u = volt().arg("run").arg(&p).arg("1").stdout(full()).output().unwrap();
+    assert_eq!(u.status.code(), n.status.code());
+    assert_eq!(u.status.code(), Some(101));
+    let err = String::from_utf8_lossy(&u.stderr);
+    assert!(err.contains("failed printing to stdout: No space left on device (os error 28)"), "{err}");
+}

@@ -45,7 +45,8 @@ impl Batch {
         hypercall::call_with(hc::CONSOLE_WRITE, &mut self.args);
         self.args.nsegs = 0;
         if self.args.result < 0 {
-            return Err(self.args.result);
+            // The monitor reports -errno; errors travel as positive errno here.
+            return Err(-self.args.result);
         }
         self.total += self.args.result;
         Ok(())

@@ -19,6 +19,7 @@ pub fn arity(nr: u64) -> usize {
         | FCNTL | MADVISE | SCHED_GETAFFINITY | TGKILL | DUP3 | GETDENTS64 => 3,
         RT_SIGACTION | RT_SIGPROCMASK | OPENAT | NEWFSTATAT | READLINKAT | PRLIMIT64 | RSEQ
         | PREAD64 | PWRITE64 | CLOCK_NANOSLEEP | FACCESSAT | FACCESSAT2 => 4,
+        READLINK => 3,
         MREMAP | STATX => 5,
         _ => 6,
     }
