@@ -21,4 +21,7 @@ fi
 [ -e /dev/kvm ] || echo "=== WARNING: /dev/kvm is missing: every test that boots a VM will be SKIPPED ===" >&2
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
+# The guest binary too (its own flags: no crt-static, panic=abort).
+CARGO_ENCODED_RUSTFLAGS= cargo clippy --locked -p optivolt-libos --features guest --bin optivolt-libos \
+    --target-dir target/guest-clippy --config 'profile.dev.panic="abort"' -- -D warnings
 cargo test --locked --workspace

@@ -51,6 +51,51 @@ impl PhysRange {
     }
 }
 
+/// Most segments a [`PreloadedImage`] describes.
+pub const MAX_PRELOADED_SEGMENTS: usize = 16;
+
+/// One loadable segment placed by the monitor.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PreloadedSegment {
+    /// Relocated virtual address of the segment's first byte.
+    pub vaddr: u64,
+    /// Size in memory.
+    pub memsz: u64,
+    /// PROT_* bits.
+    pub prot: u32,
+    /// Reserved, zero.
+    pub _reserved: u32,
+}
+
+/// The application's executable, already placed in guest-physical memory by
+/// the monitor: the pages `[start, end)` of the address space are the
+/// physically contiguous frames from `pa` (segment bytes copied, the rest
+/// zero). The library OS maps them without copying; if `present` is 0 it loads
+/// the executable from the rootfs itself.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PreloadedImage {
+    /// 1 if the monitor placed the image.
+    pub present: u32,
+    /// Valid entries in `segs`.
+    pub nsegs: u32,
+    /// Guest-physical address backing `start`.
+    pub pa: u64,
+    /// First page of the image (virtual).
+    pub start: u64,
+    /// End of the last page (virtual); the initial program break.
+    pub end: u64,
+    /// Entry point.
+    pub entry: u64,
+    /// AT_PHDR.
+    pub phdr: u64,
+    /// AT_PHNUM.
+    pub phnum: u64,
+    /// The segments, in address order.
+    pub segs: [PreloadedSegment; MAX_PRELOADED_SEGMENTS],
+}
+
 /// Guest TSC readings taken at boot milestones (0 = not reached). Written by
 /// the guest, read by the monitor for `--timing`; never trusted for anything else.
 #[repr(C)]
@@ -116,6 +161,8 @@ pub struct BootInfo {
     pub hypercall_port: u16,
     /// Reserved, zero.
     pub _reserved0: [u16; 3],
+    /// The executable, if the monitor placed it.
+    pub image: PreloadedImage,
     /// Boot milestones written by the guest.
     pub timestamps: Timestamps,
 }
@@ -146,6 +193,22 @@ impl BootInfo {
             hwcap2: 0,
             hypercall_port: crate::hypercall::PORT_BASE,
             _reserved0: [0; 3],
+            image: PreloadedImage {
+                present: 0,
+                nsegs: 0,
+                pa: 0,
+                start: 0,
+                end: 0,
+                entry: 0,
+                phdr: 0,
+                phnum: 0,
+                segs: [PreloadedSegment {
+                    vaddr: 0,
+                    memsz: 0,
+                    prot: 0,
+                    _reserved: 0,
+                }; MAX_PRELOADED_SEGMENTS],
+            },
             timestamps: Timestamps {
                 libos_entry: 0,
                 libos_ready: 0,

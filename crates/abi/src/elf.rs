@@ -272,9 +272,99 @@ impl<'a> Elf<'a> {
     }
 }
 
+/// Readable (PROT_READ).
+pub const PROT_READ: u32 = 1;
+/// Writable (PROT_WRITE).
+pub const PROT_WRITE: u32 = 2;
+/// Executable (PROT_EXEC).
+pub const PROT_EXEC: u32 = 4;
+
+/// PROT_* bits for a segment's p_flags.
+pub fn segment_prot(ph: &ProgramHeader) -> u32 {
+    let mut p = PROT_READ;
+    if ph.p_flags & PF_W != 0 {
+        p |= PROT_WRITE;
+    }
+    if ph.p_flags & PF_X != 0 {
+        p |= PROT_EXEC;
+    }
+    p
+}
+
+/// Where a static executable goes in the application's address space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadPlan {
+    /// Added to every p_vaddr (0 for ET_EXEC).
+    pub bias: u64,
+    /// Relocated entry point.
+    pub entry: u64,
+    /// Relocated address of the program headers (AT_PHDR), 0 if not loaded.
+    pub phdr: u64,
+    /// Number of program headers (AT_PHNUM).
+    pub phnum: u64,
+    /// First page of the image (relocated, page aligned).
+    pub start: u64,
+    /// Page-aligned end of the highest segment: the initial program break.
+    pub end: u64,
+}
+
+/// Plans the load: ET_EXEC at its addresses, ET_DYN (static-PIE) at
+/// `pie_base`. Every segment must lie in `[0x1000, user_top)`.
+pub fn plan(elf: &Elf<'_>, pie_base: u64, user_top: u64) -> Result<LoadPlan, ElfError> {
+    if elf.interpreter().is_some() {
+        return Err(ElfError::Dynamic);
+    }
+    let (lo, hi) = elf.load_bounds();
+    let lo_page = lo & !0xfff;
+    let bias = if elf.e_type == ET_DYN {
+        pie_base.checked_sub(lo_page).ok_or(ElfError::BadSegment)?
+    } else {
+        0
+    };
+    let start = lo_page.checked_add(bias).ok_or(ElfError::BadSegment)?;
+    let end = hi
+        .checked_add(bias)
+        .and_then(|h| h.checked_add(0xfff))
+        .ok_or(ElfError::BadSegment)?
+        & !0xfff;
+    if end > user_top || start < 0x1000 {
+        return Err(ElfError::BadSegment);
+    }
+    Ok(LoadPlan {
+        bias,
+        entry: elf.entry.checked_add(bias).ok_or(ElfError::BadSegment)?,
+        phdr: elf.phdr_vaddr().map(|p| p + bias).unwrap_or(0),
+        phnum: elf.phnum as u64,
+        start,
+        end,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plans_exec_and_pie() {
+        let b = minimal(ET_EXEC, false);
+        let e = Elf::parse(&b).unwrap();
+        let p = plan(&e, 0x5555_0000_0000, 0x7000_0000_0000).unwrap();
+        assert_eq!(
+            (p.bias, p.entry, p.start, p.end),
+            (0, 0x401000, 0x400000, 0x402000)
+        );
+        let b = minimal(ET_DYN, false);
+        let e = Elf::parse(&b).unwrap();
+        let p = plan(&e, 0x5555_0000_0000, 0x7000_0000_0000).unwrap();
+        assert_eq!(p.bias, 0x5555_0000_0000 - 0x400000);
+        assert_eq!(p.start, 0x5555_0000_0000);
+        assert!(plan(&e, 0x5555_0000_0000, 0x1000).is_err());
+        let b = minimal(ET_DYN, true);
+        assert_eq!(
+            plan(&Elf::parse(&b).unwrap(), 0x10000, 1 << 40),
+            Err(ElfError::Dynamic)
+        );
+    }
 
     fn minimal(e_type: u16, with_interp: bool) -> [u8; 64 + 2 * PHDR_SIZE + 32] {
         let mut b = [0u8; 64 + 2 * PHDR_SIZE + 32];

@@ -3,7 +3,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kvm_bindings::{kvm_msr_entry, kvm_userspace_memory_region, Msrs};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
-use optivolt_abi::boot::{cpu, flags, BootInfo, PhysRange};
+use optivolt_abi::boot::{
+    cpu, flags, BootInfo, PhysRange, PreloadedImage, PreloadedSegment, MAX_PRELOADED_SEGMENTS,
+};
 use optivolt_abi::elf::Elf;
 use optivolt_abi::header::{LibosHeader, EXCEPTION_VECTORS, HEADER_SIZE};
 use optivolt_abi::layout::*;
@@ -22,6 +24,10 @@ pub struct VmConfig<'a> {
     pub rootfs: Vec<u8>,
     /// Path of the program inside the rootfs.
     pub exec_path: String,
+    /// The program's ELF bytes, if the monitor should place its segments in
+    /// guest memory itself (faster: the guest maps them without copying).
+    /// `None`: the library OS loads `exec_path` from the rootfs.
+    pub program: Option<&'a [u8]>,
     /// The program's argv (argv[0] included).
     pub argv: Vec<Vec<u8>>,
     /// The program's environment, `KEY=VALUE`.
@@ -45,6 +51,7 @@ impl<'a> VmConfig<'a> {
             libos,
             rootfs,
             exec_path: exec_path.to_string(),
+            program: None,
             argv,
             env: Vec::new(),
             memory: 64 << 20,
@@ -152,6 +159,60 @@ fn load_libos(
     Ok((h, table, end))
 }
 
+/// Places a static executable's segments at guest-physical `pa` (the image's
+/// first page) and describes them for the library OS. Returns the descriptor
+/// and the end of the placed frames.
+pub fn place_program(mem: &GuestRam, program: &[u8], pa: u64) -> Result<(PreloadedImage, u64)> {
+    let bad = |e: optivolt_abi::elf::ElfError| Error::Program(e.to_string());
+    let elf = Elf::parse_static(program).map_err(bad)?;
+    let plan = optivolt_abi::elf::plan(&elf, USER_PIE_BASE, USER_TOP - STACK_AREA).map_err(bad)?;
+    let mut img = PreloadedImage {
+        present: 1,
+        pa,
+        start: plan.start,
+        end: plan.end,
+        entry: plan.entry,
+        phdr: plan.phdr,
+        phnum: plan.phnum,
+        ..Default::default()
+    };
+    let segs: Vec<_> = elf.load_segments().collect();
+    if segs.len() > MAX_PRELOADED_SEGMENTS {
+        return Err(Error::Program(format!(
+            "{} loadable segments (at most {MAX_PRELOADED_SEGMENTS})",
+            segs.len()
+        )));
+    }
+    for (i, ph) in segs.iter().enumerate() {
+        let vaddr = ph.p_vaddr + plan.bias;
+        write_bytes(mem, pa + (vaddr - plan.start), elf.segment_data(ph))?;
+        img.segs[i] = PreloadedSegment {
+            vaddr,
+            memsz: ph.p_memsz,
+            prot: optivolt_abi::elf::segment_prot(ph),
+            _reserved: 0,
+        };
+    }
+    img.nsegs = segs.len() as u32;
+    Ok((img, pa + (plan.end - plan.start)))
+}
+
+/// Bytes of address space an executable spans once loaded (for [`min_memory`]).
+pub fn program_span(program: &[u8]) -> u64 {
+    match Elf::parse(program) {
+        Ok(e) => {
+            let (lo, hi) = e.load_bounds();
+            align_up(hi, PAGE_SIZE)
+                .unwrap_or(hi)
+                .saturating_sub(lo & !(PAGE_SIZE - 1))
+        }
+        Err(_) => 0,
+    }
+}
+
+/// The main stack area the library OS reserves below USER_TOP.
+const STACK_AREA: u64 = 8 << 20;
+
 fn cmdline(cfg: &VmConfig<'_>) -> Result<Vec<u8>> {
     let mut v = Vec::new();
     for s in std::iter::once(cfg.exec_path.as_bytes())
@@ -230,7 +291,11 @@ impl Vm {
         let ram = align_up(cfg.memory.max(MIN_RAM), LARGE_PAGE_SIZE)
             .ok_or(Error::Memory("size overflows".into()))?;
         let (_, libos_end) = inspect_libos(cfg.libos)?;
-        let need = min_memory(libos_end, cfg.rootfs.len() as u64, 0);
+        let need = min_memory(
+            libos_end,
+            cfg.rootfs.len() as u64,
+            cfg.program.map(program_span).unwrap_or(0),
+        );
         if ram < need {
             return Err(Error::MemoryTooSmall {
                 need_mib: need.div_ceil(1 << 20),
@@ -266,6 +331,15 @@ impl Vm {
         let rootfs_start = libos_end;
         write_bytes(&mem, rootfs_start, &cfg.rootfs)?;
         let rootfs_end = rootfs_start + cfg.rootfs.len() as u64;
+        let mut free_start = align_up(rootfs_end, PAGE_SIZE).unwrap_or(ram);
+        let image = match cfg.program {
+            Some(p) => {
+                let (img, end) = place_program(&mem, p, free_start)?;
+                free_start = end;
+                img
+            }
+            None => PreloadedImage::default(),
+        };
         write_bytes(&mem, CMDLINE_PA, &cmd)?;
 
         let vcpu = vm.create_vcpu(0).map_err(Error::kvm("create vCPU"))?;
@@ -299,9 +373,10 @@ impl Vm {
             end: rootfs_end,
         };
         bi.free[0] = PhysRange {
-            start: align_up(rootfs_end, PAGE_SIZE).unwrap_or(ram),
+            start: free_start,
             end: ram,
         };
+        bi.image = image;
         bi.free_count = 1;
         bi.argc = cfg.argv.len() as u32;
         bi.envc = cfg.env.len() as u32;

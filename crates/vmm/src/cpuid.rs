@@ -128,7 +128,11 @@ pub fn guest_cpuid() -> Result<CpuId> {
         v.push(e);
     }
     for f in EXTENDED.into_iter().filter(|&f| f <= max_ext) {
-        let mut e = if f == 0x8000_0000 { ext0 } else { entry(f, 0, 0) };
+        let mut e = if f == 0x8000_0000 {
+            ext0
+        } else {
+            entry(f, 0, 0)
+        };
         match f {
             0x8000_0000 => e.eax = max_ext,
             0x8000_0001 => {

@@ -22,6 +22,9 @@ pub enum Error {
     /// The library OS image is unusable.
     #[error("library OS image: {0}")]
     LibosImage(String),
+    /// The application executable cannot be loaded.
+    #[error("program: {0}")]
+    Program(String),
     /// The configured memory cannot hold the image.
     #[error(
         "--memory {have_mib} MiB is too small for this image: it needs at least {need_mib} MiB"

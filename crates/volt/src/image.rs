@@ -15,6 +15,8 @@ pub struct AppImage {
     pub exec_path: String,
     /// Bytes the program's loadable segments span.
     pub load_size: u64,
+    /// The executable itself (the monitor places its segments).
+    pub program: Vec<u8>,
 }
 
 /// Reads and checks `binary`, then packs it as `/<name>` in a rootfs.
@@ -42,5 +44,6 @@ pub fn pack_binary(binary: &Path) -> Result<AppImage> {
         rootfs: w.finish(),
         exec_path: format!("/{name}"),
         load_size,
+        program: data,
     })
 }

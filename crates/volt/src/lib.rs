@@ -1,1 +1,52 @@
+//! `volt`: run ordinary Linux programs as OptiVolt unikernels. The binary's
+//! entry point is in `main.rs`; everything else is here.
+use std::time::Instant;
 
+use clap::{Parser, Subcommand};
+
+pub mod bench;
+pub mod image;
+pub mod rootfs;
+pub mod run;
+pub mod size;
+
+/// The library OS image, built by build.rs.
+pub static LIBOS: &[u8] = include_bytes!(env!("OPTIVOLT_LIBOS_PATH"));
+
+#[derive(Parser)]
+#[command(
+    name = "volt",
+    version,
+    about = "Run ordinary Linux programs as KVM unikernels",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot a static x86-64 Linux binary as a unikernel and wait for it.
+    Run(run::RunArgs),
+    /// Benchmarks (boot time against a process and the bare-KVM floor).
+    Bench(bench::BenchArgs),
+}
+
+/// Parses the command line and runs the command; returns the exit status.
+pub fn real_main(started: Instant) -> i32 {
+    // std::env::args works without the Rust runtime: glibc hands argv to std's
+    // .init_array hook.
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => run::run(a, started),
+        Command::Bench(a) => bench::bench(a),
+    };
+    match result {
+        Ok(code) => code & 0xff,
+        Err(e) => {
+            eprintln!("volt: {e:#}");
+            optivolt_abi::exit::VOLT_ERROR
+        }
+    }
+}

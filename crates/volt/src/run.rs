@@ -27,6 +27,10 @@ pub struct RunArgs {
     /// Stop the guest after this many seconds (exit status 124).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// Let the library OS load the executable from the rootfs instead of the
+    /// monitor placing its segments (slower; for testing the in-guest loader).
+    #[arg(long, hide = true)]
+    pub guest_loader: bool,
     /// The static x86-64 Linux executable to run.
     pub binary: PathBuf,
     /// Arguments passed to the program.
@@ -79,6 +83,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         libos: LIBOS,
         rootfs: app.rootfs,
         exec_path: app.exec_path,
+        program: (!a.guest_loader).then_some(app.program.as_slice()),
         argv,
         env,
         memory: a.memory,

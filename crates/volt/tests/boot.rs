@@ -15,6 +15,26 @@ fn musl_hello_matches_native() {
 }
 
 #[test]
+fn the_in_guest_elf_loader_matches_native_too() {
+    if !kvm_available("the_in_guest_elf_loader_matches_native_too") {
+        return;
+    }
+    // Normally the monitor places the segments; the library OS can load from the rootfs itself.
+    for (name, kind) in [
+        ("hello", "musl"),
+        ("hello", "glibc"),
+        ("hello", "rust"),
+        ("args", "musl"),
+    ] {
+        let p = program(name, kind);
+        assert_same(
+            &native(&p, &["7", "x"], &[]),
+            &unikernel(&p, &["--guest-loader"], &["7", "x"], &[]),
+        );
+    }
+}
+
+#[test]
 fn glibc_hello_matches_native() {
     if !kvm_available("glibc_hello_matches_native") {
         return;
@@ -196,11 +216,30 @@ fn host_write_errors_reach_the_guest_as_errno() {
     }
     // stdout is /dev/full: write(2) fails with ENOSPC, natively and in the guest.
     let p = program("hello", "rust");
-    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
-    let n = std::process::Command::new(&p).arg("1").env_clear().stdout(full()).output().unwrap();
-    let u = volt().arg("run").arg(&p).arg("1").stdout(full()).output().unwrap();
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full")
+    };
+    let n = std::process::Command::new(&p)
+        .arg("1")
+        .env_clear()
+        .stdout(full())
+        .output()
+        .unwrap();
+    let u = volt()
+        .arg("run")
+        .arg(&p)
+        .arg("1")
+        .stdout(full())
+        .output()
+        .unwrap();
     assert_eq!(u.status.code(), n.status.code());
     assert_eq!(u.status.code(), Some(101));
     let err = String::from_utf8_lossy(&u.stderr);
-    assert!(err.contains("failed printing to stdout: No space left on device (os error 28)"), "{err}");
+    assert!(
+        err.contains("failed printing to stdout: No space left on device (os error 28)"),
+        "{err}"
+    );
 }

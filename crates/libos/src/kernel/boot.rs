@@ -1,17 +1,18 @@
 //! Boot: from the monitor's hand-off to the application's first instruction.
 use alloc::vec::Vec;
 
-use optivolt_abi::boot::{BootInfo, PhysRange};
+use optivolt_abi::boot::{BootInfo, PhysRange, PreloadedImage};
 use optivolt_abi::elf::Elf;
 use optivolt_abi::layout::{phys_to_virt, USER_PIE_BASE, USER_TOP};
 
-use super::memory::Memory;
+use super::memory::{pte_flags, Memory};
 use super::process::Process;
 use super::{fault, heap, stamp, Kernel, KERNEL};
 use crate::arch::cpu;
 use crate::fs::cpio::Archive;
-use crate::loader::{self, stack};
+use crate::loader::{self, stack, LoadPlan};
 use crate::mm::frame::FrameAllocator;
+use crate::mm::paging::{PTE_NX, PTE_P, PTE_W};
 use crate::mm::vma::{Vma, VmaKind};
 use crate::mm::{page_down, page_up, PAGE};
 use crate::rand::Csprng;
@@ -84,74 +85,26 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     let argv = &strings[1..1 + argc];
     let envp = &strings[1 + argc..1 + argc + envc];
 
-    // SAFETY: the rootfs range was loaded by the monitor into guest RAM and is
-    // never written afterwards.
-    let rootfs: &'static [u8] = unsafe {
-        core::slice::from_raw_parts(
-            phys_to_virt(boot.rootfs.start) as *const u8,
-            boot.rootfs.len() as usize,
-        )
+    let app = if boot.image.present == 1 {
+        map_preloaded(&mut mem, &boot.image, boot.ram_size)
+    } else {
+        // SAFETY: the rootfs range was loaded by the monitor into guest RAM and
+        // is never written afterwards.
+        let rootfs: &'static [u8] = unsafe {
+            core::slice::from_raw_parts(
+                phys_to_virt(boot.rootfs.start) as *const u8,
+                boot.rootfs.len() as usize,
+            )
+        };
+        load_from_rootfs(&mut mem, rootfs, exec_path)
     };
-    let Some(file) = Archive::new(rootfs).find(exec_path) else {
-        fail("the program is not in the rootfs")
-    };
-    if !file.is_file() {
-        fail("the program is not a regular file");
-    }
-    let elf = match Elf::parse_static(file.data) {
-        Ok(e) => e,
-        Err(_) => fail("the program is not a static x86-64 ELF executable"),
-    };
-    let plan = match loader::plan(&elf, USER_PIE_BASE, USER_TOP - STACK_SIZE) {
-        Ok(p) => p,
-        Err(_) => fail("the program's segments do not fit the address space"),
+    let app = match app {
+        Ok(a) => a,
+        Err(msg) => fail(msg),
     };
     stamp(|t| &mut t.libos_ready);
-
-    // Segments: map each page once with its final protection (segments may
-    // share a boundary page: it gets the union), then copy the file bytes
-    // through the physmap; the rest stays zero.
-    let mut mapped_to = 0u64;
-    let mut prev_prot = 0u32;
-    for ph in elf.load_segments() {
-        let seg_start = page_down(ph.p_vaddr + plan.bias);
-        let Some(end) = page_up(ph.p_vaddr + plan.bias + ph.p_memsz) else {
-            fail("bad segment")
-        };
-        let prot = loader::segment_prot(&ph);
-        let mut start = seg_start.max(mapped_to);
-        if seg_start < mapped_to && (prot | prev_prot) != prev_prot {
-            // The shared page already belongs to the previous segment: widen it.
-            let shared = mapped_to - PAGE;
-            if mem.protect(shared, mapped_to, prot | prev_prot).is_err() {
-                fail("could not merge segment protections");
-            }
-        }
-        if start < seg_start {
-            start = seg_start;
-        }
-        if start < end {
-            let v = Vma {
-                start,
-                end,
-                prot,
-                kind: VmaKind::Image,
-            };
-            if mem.map(v, true).is_err() {
-                fail("out of memory loading the program (try a larger --memory)");
-            }
-            mapped_to = end;
-            prev_prot = prot;
-        }
-        if mem
-            .load(ph.p_vaddr + plan.bias, elf.segment_data(&ph))
-            .is_err()
-        {
-            fail("could not copy a program segment");
-        }
-    }
-    mem.brk_start = plan.brk;
-    mem.brk = plan.brk;
+    mem.brk_start = app.end;
+    mem.brk = app.end;
 
     // The stack: an 8 MiB area whose top is populated now.
     let stack_top = USER_TOP;
@@ -178,13 +131,13 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     }
     rng.fill(&mut random);
     let auxv = [
-        (stack::AT_PHDR, plan.phdr),
+        (stack::AT_PHDR, app.phdr),
         (stack::AT_PHENT, optivolt_abi::elf::PHDR_SIZE as u64),
-        (stack::AT_PHNUM, plan.phnum),
+        (stack::AT_PHNUM, app.phnum),
         (stack::AT_PAGESZ, PAGE),
         (stack::AT_BASE, 0),
         (stack::AT_FLAGS, 0),
-        (stack::AT_ENTRY, plan.entry),
+        (stack::AT_ENTRY, app.entry),
         (stack::AT_UID, 0),
         (stack::AT_EUID, 0),
         (stack::AT_GID, 0),
@@ -222,7 +175,127 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     stamp(|t| &mut t.app_entry);
     // SAFETY: the entry point and stack were just mapped; from here on the
     // boot stack serves as the system-call stack.
-    unsafe { crate::arch::entry::ov_enter_user(plan.entry, img.rsp) }
+    unsafe { crate::arch::entry::ov_enter_user(app.entry, img.rsp) }
+}
+
+/// Maps the executable the monitor placed in guest-physical memory: no copy,
+/// and every page is touched only through the application's own addresses.
+fn map_preloaded(
+    mem: &mut Memory,
+    img: &PreloadedImage,
+    ram: u64,
+) -> Result<LoadPlan, &'static str> {
+    let len = img
+        .end
+        .checked_sub(img.start)
+        .ok_or("bad preloaded image")?;
+    if img.nsegs as usize > img.segs.len()
+        || img.pa.checked_add(len).is_none_or(|e| e > ram)
+        || img.end > USER_TOP - STACK_SIZE
+        || !img.start.is_multiple_of(PAGE)
+        || !img.pa.is_multiple_of(PAGE)
+    {
+        return Err("the monitor's preloaded image is malformed");
+    }
+    let mut mapped_to = img.start;
+    for seg in &img.segs[..img.nsegs as usize] {
+        let s = page_down(seg.vaddr);
+        let e = page_up(seg.vaddr.saturating_add(seg.memsz)).ok_or("bad segment")?;
+        if s < img.start || e > img.end || s > e {
+            return Err("the monitor's preloaded image is malformed");
+        }
+        let mut va = s;
+        while va < e {
+            let pa = img.pa + (va - img.start);
+            let old = mem.pt.entry(va);
+            let mut flags = pte_flags(seg.prot);
+            if old & PTE_P != 0 {
+                // A page shared with the previous segment gets both protections.
+                if old & PTE_W != 0 {
+                    flags |= PTE_W;
+                }
+                if old & PTE_NX == 0 {
+                    flags &= !PTE_NX;
+                }
+            }
+            mem.pt
+                .set_entry(va, pa | flags)
+                .map_err(|_| "out of memory for page tables")?;
+            va += PAGE;
+        }
+        let vs = s.max(mapped_to);
+        if vs < e {
+            mem.vmas
+                .insert(Vma {
+                    start: vs,
+                    end: e,
+                    prot: seg.prot,
+                    kind: VmaKind::Image,
+                })
+                .map_err(|_| "overlapping segments in the preloaded image")?;
+            mapped_to = e;
+        }
+        if s < vs {
+            let shared_prot = mem.vmas.find(s).map(|v| v.prot).unwrap_or(0) | seg.prot;
+            let _ = mem.vmas.protect(s, s + PAGE, shared_prot);
+        }
+    }
+    Ok(LoadPlan {
+        bias: 0,
+        entry: img.entry,
+        phdr: img.phdr,
+        phnum: img.phnum,
+        start: img.start,
+        end: img.end,
+    })
+}
+
+/// Loads the executable from the rootfs (when the monitor did not place it).
+fn load_from_rootfs(
+    mem: &mut Memory,
+    rootfs: &[u8],
+    path: &[u8],
+) -> Result<LoadPlan, &'static str> {
+    let file = Archive::new(rootfs)
+        .find(path)
+        .ok_or("the program is not in the rootfs")?;
+    if !file.is_file() {
+        return Err("the program is not a regular file");
+    }
+    let elf = Elf::parse_static(file.data)
+        .map_err(|_| "the program is not a static x86-64 ELF executable")?;
+    let plan = loader::plan(&elf, USER_PIE_BASE, USER_TOP - STACK_SIZE)
+        .map_err(|_| "the program's segments do not fit the address space")?;
+    // Map each page once with its final protection (segments may share a
+    // boundary page: it gets the union), then copy the file bytes through the
+    // physmap; the rest stays zero.
+    let mut mapped_to = 0u64;
+    let mut prev_prot = 0u32;
+    for ph in elf.load_segments() {
+        let seg_start = page_down(ph.p_vaddr + plan.bias);
+        let end = page_up(ph.p_vaddr + plan.bias + ph.p_memsz).ok_or("bad segment")?;
+        let prot = loader::segment_prot(&ph);
+        if seg_start < mapped_to && (prot | prev_prot) != prev_prot {
+            mem.protect(mapped_to - PAGE, mapped_to, prot | prev_prot)
+                .map_err(|_| "bad segment protections")?;
+        }
+        let start = seg_start.max(mapped_to);
+        if start < end {
+            let v = Vma {
+                start,
+                end,
+                prot,
+                kind: VmaKind::Image,
+            };
+            mem.map(v, true)
+                .map_err(|_| "out of memory loading the program (try a larger --memory)")?;
+            mapped_to = end;
+            prev_prot = prot;
+        }
+        mem.load(ph.p_vaddr + plan.bias, elf.segment_data(&ph))
+            .map_err(|_| "could not copy a program segment")?;
+    }
+    Ok(plan)
 }
 
 /// Copies the monitor's free ranges (they live in BootInfo, not on the heap yet).

@@ -35,17 +35,30 @@ fn compile(dir: &Path, name: &str, source: &str, compilers: &[&[&str]]) -> Resul
     std::fs::write(&src, source)?;
     let out = dir.join(name);
     for cc in compilers {
-        let st = Command::new(cc[0]).args(&cc[1..]).arg("-o").arg(&out).arg(&src).stderr(Stdio::null()).status();
+        let st = Command::new(cc[0])
+            .args(&cc[1..])
+            .arg("-o")
+            .arg(&out)
+            .arg(&src)
+            .stderr(Stdio::null())
+            .status();
         if matches!(st, Ok(s) if s.success()) {
             return Ok(out);
         }
     }
-    bail!("cannot compile {name}: none of {:?} worked (install musl-tools or gcc)", compilers.iter().map(|c| c[0]).collect::<Vec<_>>())
+    bail!(
+        "cannot compile {name}: none of {:?} worked (install musl-tools or gcc)",
+        compilers.iter().map(|c| c[0]).collect::<Vec<_>>()
+    )
 }
 
 fn time_once(cmd: &mut Command) -> Result<Duration> {
     let t = Instant::now();
-    let st = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().context("spawn")?;
+    let st = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("spawn")?;
     let d = t.elapsed();
     if !st.success() {
         bail!("{cmd:?} failed: {st}");
@@ -67,9 +80,19 @@ pub fn run(a: BootArgs) -> Result<i32> {
 fn run_in(a: &BootArgs, dir: &Path) -> Result<i32> {
     let hello = match &a.binary {
         Some(b) => b.clone(),
-        None => compile(dir, "hello", HELLO_C, &[&["musl-gcc", "-static", "-O2"], &["gcc", "-static", "-O2"]])?,
+        None => compile(
+            dir,
+            "hello",
+            HELLO_C,
+            &[&["musl-gcc", "-static", "-O2"], &["gcc", "-static", "-O2"]],
+        )?,
     };
-    let floor = compile(dir, "kvm-floor", FLOOR_C, &[&["gcc", "-O2"], &["cc", "-O2"]])?;
+    let floor = compile(
+        dir,
+        "kvm-floor",
+        FLOOR_C,
+        &[&["gcc", "-O2"], &["cc", "-O2"]],
+    )?;
     let volt = std::env::current_exe()?;
     let volt_cmd = || {
         let mut c = Command::new(&volt);
@@ -98,14 +121,34 @@ fn run_in(a: &BootArgs, dir: &Path) -> Result<i32> {
     }
     let names = ["volt run (unikernel)", "native process", "bare-KVM floor"];
     let s: Vec<Summary> = samples.iter().map(|v| Summary::of(v)).collect();
-    println!("boot: whole process, spawn to exit, {} runs each, alternating ({})", a.runs, hello.display());
-    println!("  {:<22} {:>10} {:>10} {:>10} {:>10}", "", "median ms", "min ms", "max ms", "mean ms");
+    println!(
+        "boot: whole process, spawn to exit, {} runs each, alternating ({})",
+        a.runs,
+        hello.display()
+    );
+    println!(
+        "  {:<22} {:>10} {:>10} {:>10} {:>10}",
+        "", "median ms", "min ms", "max ms", "mean ms"
+    );
     for (n, x) in names.iter().zip(&s) {
-        println!("  {:<22} {:>10} {:>10} {:>10} {:>10}", n, ms(x.median), ms(x.min), ms(x.max), ms(x.mean));
+        println!(
+            "  {:<22} {:>10} {:>10} {:>10} {:>10}",
+            n,
+            ms(x.median),
+            ms(x.min),
+            ms(x.max),
+            ms(x.mean)
+        );
     }
     let r = |x: Duration, y: Duration| x.as_secs_f64() / y.as_secs_f64();
-    println!("  ratio volt/floor (median)  {:.2}x   (target <= 2x)", r(s[0].median, s[2].median));
-    println!("  ratio volt/native (median) {:.2}x", r(s[0].median, s[1].median));
+    println!(
+        "  ratio volt/floor (median)  {:.2}x   (target <= 2x)",
+        r(s[0].median, s[2].median)
+    );
+    println!(
+        "  ratio volt/native (median) {:.2}x",
+        r(s[0].median, s[1].median)
+    );
 
     // The breakdown, from `--timing`.
     let mut phases: BTreeMap<usize, (String, Vec<f64>)> = BTreeMap::new();
@@ -113,10 +156,18 @@ fn run_in(a: &BootArgs, dir: &Path) -> Result<i32> {
         let out = volt_cmd().arg("--timing").env_remove("x").output()?;
         let err = String::from_utf8_lossy(&out.stderr);
         let mut idx = 0;
-        for line in err.lines().skip_while(|l| !l.starts_with("volt timing")).skip(1) {
+        for line in err
+            .lines()
+            .skip_while(|l| !l.starts_with("volt timing"))
+            .skip(1)
+        {
             let mut it = line.split_whitespace();
             if let (Some(name), Some(Ok(v))) = (it.next(), it.next().map(str::parse::<f64>)) {
-                phases.entry(idx).or_insert_with(|| (name.to_string(), Vec::new())).1.push(v);
+                phases
+                    .entry(idx)
+                    .or_insert_with(|| (name.to_string(), Vec::new()))
+                    .1
+                    .push(v);
                 idx += 1;
             }
         }
@@ -125,7 +176,10 @@ fn run_in(a: &BootArgs, dir: &Path) -> Result<i32> {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
-    println!("timing breakdown: median µs since the monitor started, {} runs of --timing", a.timing_runs);
+    println!(
+        "timing breakdown: median µs since the monitor started, {} runs of --timing",
+        a.timing_runs
+    );
     let mut prev = 0.0;
     let mut at = BTreeMap::new();
     for (_, (name, v)) in phases.iter_mut() {
@@ -135,10 +189,23 @@ fn run_in(a: &BootArgs, dir: &Path) -> Result<i32> {
         prev = m;
     }
     if let (Some(e), Some(app)) = (at.get("libos_entry"), at.get("app_entry")) {
-        println!("  library OS entry -> application entry: {:.1} µs (target <= 200 µs)", app - e);
+        println!(
+            "  library OS entry -> application entry: {:.1} µs (target <= 200 µs)",
+            app - e
+        );
     }
-    println!("guest image (library OS ELF): {} bytes (target <= 1 MiB)", crate::LIBOS.len());
-    let small = Command::new(&volt).args(["run", "--memory", "4M"]).arg(&hello).stdout(Stdio::null()).status()?;
-    println!("boots with --memory 4M: {}", if small.success() { "yes" } else { "NO" });
+    println!(
+        "guest image (library OS ELF): {} bytes (target <= 1 MiB)",
+        crate::LIBOS.len()
+    );
+    let small = Command::new(&volt)
+        .args(["run", "--memory", "4M"])
+        .arg(&hello)
+        .stdout(Stdio::null())
+        .status()?;
+    println!(
+        "boots with --memory 4M: {}",
+        if small.success() { "yes" } else { "NO" }
+    );
     Ok(0)
 }

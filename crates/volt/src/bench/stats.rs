@@ -17,9 +17,19 @@ impl Summary {
         let mut s = v.to_vec();
         s.sort();
         let n = s.len();
-        let median = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2 };
+        let median = if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            (s[n / 2 - 1] + s[n / 2]) / 2
+        };
         let total: Duration = s.iter().sum();
-        Summary { median, min: s[0], max: s[n - 1], mean: total / n as u32, n }
+        Summary {
+            median,
+            min: s[0],
+            max: s[n - 1],
+            mean: total / n as u32,
+            n,
+        }
     }
 }
 
@@ -37,6 +47,9 @@ mod tests {
         let d = |x| Duration::from_micros(x);
         let s = Summary::of(&[d(5), d(1), d(3)]);
         assert_eq!((s.median, s.min, s.max, s.mean), (d(3), d(1), d(5), d(3)));
-        assert_eq!(Summary::of(&[d(1), d(2), d(3), d(10)]).median, Duration::from_nanos(2500));
+        assert_eq!(
+            Summary::of(&[d(1), d(2), d(3), d(10)]).median,
+            Duration::from_nanos(2500)
+        );
     }
 }
