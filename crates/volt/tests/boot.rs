@@ -243,3 +243,19 @@ fn host_write_errors_reach_the_guest_as_errno() {
         "{err}"
     );
 }
+
+#[test]
+fn hostile_hypercalls_end_only_the_guest() {
+    if !kvm_available("hostile_hypercalls_end_only_the_guest") {
+        return;
+    }
+    let p = program("hostile", "musl");
+    for attack in ["0", "1", "2", "3", "4", "5"] {
+        let u = unikernel(&p, &["--memory", "16M"], &[attack], &[]);
+        let err = String::from_utf8_lossy(&u.stderr);
+        assert_eq!(String::from_utf8_lossy(&u.stdout), format!("attack {attack}\n"), "{err}");
+        assert_eq!(u.status.code(), Some(134), "attack {attack}: {err}");
+        assert!(err.starts_with("volt: guest crashed: bad hypercall: "), "attack {attack}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
