@@ -19,6 +19,151 @@ pub struct AppImage {
     pub program: Vec<u8>,
 }
 
+/// Builds the image: with `rootfs`, the directory becomes the guest's `/` and
+/// `binary` is looked up inside it first (`/bin/app`), else taken from the
+/// host and added as `/<name>`; without, the binary alone.
+pub fn pack(binary: &Path, rootfs: Option<&Path>) -> Result<AppImage> {
+    let Some(root) = rootfs else {
+        return pack_binary(binary);
+    };
+    let meta = std::fs::metadata(root).with_context(|| format!("--rootfs {}", root.display()))?;
+    if !meta.is_dir() {
+        anyhow::bail!("--rootfs {}: not a directory", root.display());
+    }
+    let inside = root.join(binary.strip_prefix("/").unwrap_or(binary));
+    let in_rootfs = binary.is_absolute() && std::fs::symlink_metadata(&inside).is_ok();
+    let (exec_path, host_file, add_binary) = if in_rootfs {
+        (binary.to_string_lossy().into_owned(), inside.clone(), false)
+    } else {
+        let name = binary
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("app")
+            .to_string();
+        if std::fs::symlink_metadata(root.join(&name)).is_ok() {
+            anyhow::bail!(
+                "{} would be added as /{name}, which already exists in --rootfs {}",
+                binary.display(),
+                root.display()
+            );
+        }
+        (format!("/{name}"), binary.to_path_buf(), true)
+    };
+    // Follow symlinks inside the rootfs (never out of it) to check the program.
+    let real = resolve_inside(root, Path::new(&exec_path)).unwrap_or(host_file.clone());
+    let data = std::fs::read(if in_rootfs { &real } else { &host_file })
+        .with_context(|| format!("cannot read {}", binary.display()))?;
+    let elf = Elf::parse_static(&data).map_err(|e| anyhow::anyhow!("{}: {e}", binary.display()))?;
+    let (lo, hi) = elf.load_bounds();
+    let load_size = (hi.div_ceil(4096) * 4096).saturating_sub(lo & !4095);
+    let mut w = CpioWriter::new();
+    add_tree(&mut w, root, Path::new(""))?;
+    if add_binary {
+        w.file(&exec_path, 0o755, mtime_of(&host_file), &data);
+    }
+    Ok(AppImage {
+        rootfs: w.finish(),
+        exec_path,
+        load_size,
+        program: data,
+    })
+}
+
+/// Resolves `path` (absolute, inside the guest) against the rootfs on the
+/// host, following symlinks as the guest would, never leaving `root`.
+fn resolve_inside(root: &Path, path: &Path) -> Option<std::path::PathBuf> {
+    let mut cur = std::path::PathBuf::new();
+    let mut todo: Vec<std::ffi::OsString> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.to_os_string()),
+            std::path::Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&c);
+        let host = root.join(&next);
+        match std::fs::symlink_metadata(&host) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    return None;
+                }
+                let target = std::fs::read_link(&host).ok()?;
+                if target.is_absolute() {
+                    cur = std::path::PathBuf::new();
+                }
+                for t in target.components().rev() {
+                    match t {
+                        std::path::Component::Normal(n) => todo.push(n.to_os_string()),
+                        std::path::Component::ParentDir => todo.push("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            Ok(_) => cur = next,
+            Err(_) => return None,
+        }
+    }
+    Some(root.join(cur))
+}
+
+fn mtime_of(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p)
+        .ok()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+/// Adds the directory `root/rel` recursively (sorted, so images are reproducible).
+fn add_tree(w: &mut CpioWriter, root: &Path, rel: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = root.join(rel);
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = rel.join(e.file_name());
+        let host = root.join(&path);
+        let name = format!("/{}", path.to_string_lossy());
+        let m = std::fs::symlink_metadata(&host)
+            .with_context(|| format!("cannot stat {}", host.display()))?;
+        let perm = m.permissions().mode() & 0o7777;
+        let ft = m.file_type();
+        if ft.is_symlink() {
+            let t = std::fs::read_link(&host)
+                .with_context(|| format!("cannot read link {}", host.display()))?;
+            w.symlink(&name, &t.to_string_lossy());
+        } else if ft.is_dir() {
+            w.dir(&name, perm);
+            add_tree(w, root, &path)?;
+        } else if ft.is_file() {
+            if m.len() > u32::MAX as u64 {
+                anyhow::bail!(
+                    "{}: files over 4 GiB do not fit a cpio newc rootfs",
+                    host.display()
+                );
+            }
+            let data =
+                std::fs::read(&host).with_context(|| format!("cannot read {}", host.display()))?;
+            w.file(&name, perm, mtime_of(&host), &data);
+        }
+        // Sockets, FIFOs and device nodes are not part of an image.
+    }
+    Ok(())
+}
+
 /// Reads and checks `binary`, then packs it as `/<name>` in a rootfs.
 pub fn pack_binary(binary: &Path) -> Result<AppImage> {
     let data =

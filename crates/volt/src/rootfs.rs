@@ -1,6 +1,4 @@
 //! Writing cpio `newc` archives: the rootfs format of OptiVolt images.
-// Directories and symlinks are written by the tests now and by `--rootfs` next.
-#![allow(dead_code)]
 
 /// File type: regular file.
 pub const S_IFREG: u32 = 0o100000;

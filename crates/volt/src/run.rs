@@ -27,6 +27,10 @@ pub struct RunArgs {
     /// Stop the guest after this many seconds (exit status 124).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// A directory that becomes the guest's root file system; BINARY may then
+    /// be a path inside it (e.g. /bin/app).
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
     /// Let the library OS load the executable from the rootfs instead of the
     /// monitor placing its segments (slower; for testing the in-guest loader).
     #[arg(long, hide = true)]
@@ -64,7 +68,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     };
     let env = guest_env(&a.env)?;
     // Everything the user can get wrong is checked before a VM exists.
-    let app = image::pack_binary(&a.binary)?;
+    let app = image::pack(&a.binary, a.rootfs.as_deref())?;
     let (_, libos_end) = optivolt_vmm::builder::inspect_libos(LIBOS)?;
     let need = optivolt_vmm::min_memory(libos_end, app.rootfs.len() as u64, app.load_size);
     if a.memory < need {

@@ -253,9 +253,30 @@ fn hostile_hypercalls_end_only_the_guest() {
     for attack in ["0", "1", "2", "3", "4", "5"] {
         let u = unikernel(&p, &["--memory", "16M"], &[attack], &[]);
         let err = String::from_utf8_lossy(&u.stderr);
-        assert_eq!(String::from_utf8_lossy(&u.stdout), format!("attack {attack}\n"), "{err}");
+        assert_eq!(
+            String::from_utf8_lossy(&u.stdout),
+            format!("attack {attack}\n"),
+            "{err}"
+        );
         assert_eq!(u.status.code(), Some(134), "attack {attack}: {err}");
-        assert!(err.starts_with("volt: guest crashed: bad hypercall: "), "attack {attack}: {err}");
+        assert!(
+            err.starts_with("volt: guest crashed: bad hypercall: "),
+            "attack {attack}: {err}"
+        );
         assert_eq!(err.lines().count(), 1, "{err}");
     }
+}
+
+#[test]
+fn rust_std_fs_time_env_match_native() {
+    if !kvm_available("rust_std_fs_time_env_match_native") {
+        return;
+    }
+    let p = program("fsrust", "rust");
+    let tag = format!("{}", std::process::id());
+    let env = [("HOME", "/root")];
+    let u = unikernel(&p, &[], &[&tag], &env);
+    let n = native(&p, &[&tag], &env);
+    assert_same(&n, &u);
+    assert!(String::from_utf8_lossy(&u.stdout).contains("cleaned: true"));
 }

@@ -1,2 +1,5 @@
-//! File systems. For now: the read-only rootfs in cpio `newc` format.
+//! File systems: the cpio reader and the in-memory VFS that the rootfs is
+//! unpacked into (writable everywhere, like a tmpfs over the image).
 pub mod cpio;
+pub mod path;
+pub mod vfs;

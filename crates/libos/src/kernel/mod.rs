@@ -5,7 +5,10 @@
 //! lock so that SMP stays possible.
 pub mod boot;
 pub mod console;
+pub mod cpuinfo;
 pub mod fault;
+pub mod files;
+pub mod fs_calls;
 pub mod heap;
 pub mod memory;
 pub mod process;
@@ -28,6 +31,33 @@ pub struct Kernel {
     pub rng: Csprng,
     /// `--trace-syscalls`.
     pub trace: bool,
+    /// The file system (rootfs unpacked, writable).
+    pub fs: crate::fs::vfs::Vfs,
+    /// Open descriptors.
+    pub fds: files::FdTable,
+    /// Current directory.
+    pub cwd: crate::fs::vfs::Ino,
+}
+
+impl Kernel {
+    /// Nanoseconds since boot (MONOTONIC), from the TSC: no exit.
+    pub fn uptime_ns(&self) -> u64 {
+        crate::time::ticks_to_ns(
+            crate::arch::cpu::rdtsc().wrapping_sub(self.boot.boot_tsc),
+            self.boot.tsc_khz,
+        )
+    }
+
+    /// The value of clock `clock` in nanoseconds.
+    pub fn clock_ns(&self, clock: u64) -> Result<u64, i64> {
+        let up = self.uptime_ns();
+        match clock {
+            0 | 5 | 11 => Ok(self.boot.wallclock_ns + up), // REALTIME, REALTIME_COARSE, TAI
+            1 | 4 | 6 | 7 | 8 | 9 => Ok(up), // MONOTONIC(_RAW/_COARSE), BOOTTIME(_ALARM)
+            2 | 3 => Ok(up),                 // PROCESS/THREAD_CPUTIME: the unikernel is the process
+            _ => Err(crate::syscall::errno::EINVAL),
+        }
+    }
 }
 
 /// The kernel state, set once by [`boot`].

@@ -4,7 +4,8 @@ use core::fmt::Write;
 
 use optivolt_abi::layout::USER_TOP;
 
-use super::console::{self, Batch};
+use super::console;
+use super::fs_calls as fs;
 use super::process::{SigAction, SigAltStack, NSIG, PID};
 use super::{stamp, Kernel, KERNEL};
 use crate::arch::entry::SyscallFrame;
@@ -52,11 +53,65 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
 }
 
 fn dispatch(k: &mut Kernel, n: u64, a: &[u64; 6]) -> Ret {
+    const AT_FDCWD: u64 = fs::AT_FDCWD as u64;
     match n {
-        nr::READ => sys_read(a[0], a[1], a[2]),
-        nr::WRITE => sys_write(k, a[0], a[1], a[2]),
-        nr::WRITEV => sys_writev(k, a[0], a[1], a[2]),
-        nr::READV => sys_read(a[0], 0, 0),
+        // Files.
+        nr::READ => fs::read(k, a[0], a[1], a[2], None),
+        nr::WRITE => fs::write(k, a[0], a[1], a[2], None),
+        nr::PREAD64 => fs::read(k, a[0], a[1], a[2], Some(nonneg(a[3])?)),
+        nr::PWRITE64 => fs::write(k, a[0], a[1], a[2], Some(nonneg(a[3])?)),
+        nr::READV => fs::vectored(k, a[0], a[1], a[2], None, false),
+        nr::WRITEV => fs::vectored(k, a[0], a[1], a[2], None, true),
+        nr::PREADV => fs::vectored(k, a[0], a[1], a[2], Some(nonneg(a[3])?), false),
+        nr::PWRITEV => fs::vectored(k, a[0], a[1], a[2], Some(nonneg(a[3])?), true),
+        nr::OPEN => fs::openat(k, AT_FDCWD, a[0], a[1] as u32, a[2] as u32),
+        nr::CREAT => fs::openat(k, AT_FDCWD, a[0], 0o1101, a[1] as u32),
+        nr::OPENAT => fs::openat(k, a[0], a[1], a[2] as u32, a[3] as u32),
+        nr::CLOSE => fs::close(k, a[0]),
+        nr::LSEEK => fs::lseek(k, a[0], a[1] as i64, a[2] as u32),
+        nr::FSTAT => fs::fstat(k, a[0], a[1]),
+        nr::STAT => fs::fstatat(k, AT_FDCWD, a[0], a[1], 0),
+        nr::LSTAT => fs::fstatat(k, AT_FDCWD, a[0], a[1], 0x100),
+        nr::NEWFSTATAT => fs::fstatat(k, a[0], a[1], a[2], a[3]),
+        nr::STATX => fs::statx(k, a[0], a[1], a[2], a[4]),
+        nr::ACCESS => fs::faccessat(k, AT_FDCWD, a[0], a[1], 0),
+        nr::FACCESSAT => fs::faccessat(k, a[0], a[1], a[2], 0),
+        nr::FACCESSAT2 => fs::faccessat(k, a[0], a[1], a[2], a[3]),
+        nr::GETDENTS64 => fs::getdents64(k, a[0], a[1], a[2]),
+        nr::MKDIR => fs::mkdirat(k, AT_FDCWD, a[0], a[1] as u32),
+        nr::MKDIRAT => fs::mkdirat(k, a[0], a[1], a[2] as u32),
+        nr::RMDIR => fs::unlinkat(k, AT_FDCWD, a[0], 0x200),
+        nr::UNLINK => fs::unlinkat(k, AT_FDCWD, a[0], 0),
+        nr::UNLINKAT => fs::unlinkat(k, a[0], a[1], a[2]),
+        nr::RENAME => fs::renameat2(k, AT_FDCWD, a[0], AT_FDCWD, a[1], 0),
+        nr::RENAMEAT => fs::renameat2(k, a[0], a[1], a[2], a[3], 0),
+        nr::RENAMEAT2 => fs::renameat2(k, a[0], a[1], a[2], a[3], a[4]),
+        nr::READLINK => fs::readlinkat(k, AT_FDCWD, a[0], a[1], a[2]),
+        nr::READLINKAT => fs::readlinkat(k, a[0], a[1], a[2], a[3]),
+        nr::SYMLINK => fs::symlinkat(k, a[0], AT_FDCWD, a[1]),
+        nr::SYMLINKAT => fs::symlinkat(k, a[0], a[1], a[2]),
+        nr::LINK | nr::LINKAT => Err(EMLINK),
+        nr::CHMOD => fs::fchmodat(k, AT_FDCWD, a[0], a[1] as u32),
+        nr::FCHMODAT => fs::fchmodat(k, a[0], a[1], a[2] as u32),
+        nr::FCHMOD => fs::fchmod(k, a[0], a[1] as u32),
+        nr::CHOWN | nr::LCHOWN | nr::FCHOWN | nr::FCHOWNAT => Ok(0),
+        nr::UTIMENSAT | nr::UTIMES | nr::UTIME | nr::FUTIMESAT => Ok(0),
+        nr::GETCWD => fs::getcwd(k, a[0], a[1]),
+        nr::CHDIR => fs::chdir(k, a[0]),
+        nr::FCHDIR => fs::fchdir(k, a[0]),
+        nr::DUP => fs::dup(k, a[0]),
+        nr::DUP2 => fs::dup3(k, a[0], a[1], 0, true),
+        nr::DUP3 => fs::dup3(k, a[0], a[1], a[2], false),
+        nr::FCNTL => fs::fcntl(k, a[0], a[1], a[2]),
+        nr::FTRUNCATE => fs::ftruncate(k, a[0], a[1] as i64),
+        nr::TRUNCATE => fs::truncate(k, a[0], a[1] as i64),
+        nr::FSYNC | nr::FDATASYNC | nr::SYNCFS => k.fds.get(a[0]).map(|_| 0),
+        nr::SYNC => Ok(0),
+        nr::FADVISE64 => k.fds.get(a[0]).map(|_| 0),
+        nr::IOCTL => fs::ioctl(k, a[0], a[1], a[2]),
+        nr::POLL | nr::PPOLL => fs::poll(k, a[0], a[1]),
+        nr::UMASK => Ok(core::mem::replace(&mut k.proc.umask, a[0] as u32 & 0o777) as i64),
+        // Process.
         nr::EXIT | nr::EXIT_GROUP => sys_exit(a[0] as i32),
         nr::ARCH_PRCTL => sys_arch_prctl(k, a[0], a[1]),
         nr::SET_TID_ADDRESS => {
@@ -67,87 +122,41 @@ fn dispatch(k: &mut Kernel, n: u64, a: &[u64; 6]) -> Ret {
             k.proc.robust_list = a[0];
             Ok(0)
         }
-        nr::BRK => Ok(k.mem.set_brk(a[0]) as i64),
-        nr::MMAP => sys_mmap(k, a[0], a[1], a[2] as u32, a[3] as u32, a[4] as i32),
-        nr::MUNMAP => sys_munmap(k, a[0], a[1]),
-        nr::MPROTECT => sys_mprotect(k, a[0], a[1], a[2] as u32),
-        nr::MADVISE => Ok(0),
-        nr::UNAME => sys_uname(k, a[0]),
-        nr::READLINK => sys_readlink(k, a[0], a[1], a[2]),
-        nr::READLINKAT => sys_readlink(k, a[1], a[2], a[3]),
-        nr::GETRANDOM => sys_getrandom(k, a[0], a[1]),
-        nr::IOCTL => sys_ioctl(a[0]),
-        nr::CLOCK_GETTIME => sys_clock_gettime(k, a[0], a[1]),
-        nr::CLOCK_GETRES => sys_clock_getres(k, a[0], a[1]),
-        nr::GETTIMEOFDAY => sys_gettimeofday(k, a[0]),
-        nr::TIME => sys_time(k, a[0]),
         nr::GETPID | nr::GETTID => Ok(PID),
         nr::GETPPID => Ok(0),
         nr::GETUID | nr::GETEUID | nr::GETGID | nr::GETEGID => Ok(0),
         nr::PRLIMIT64 => sys_prlimit(k, a[1], a[3]),
         nr::GETRLIMIT => sys_prlimit(k, a[0], a[1]),
+        nr::UNAME => sys_uname(k, a[0]),
+        nr::SCHED_GETAFFINITY => sys_sched_getaffinity(k, a[1], a[2]),
+        nr::SCHED_YIELD => Ok(0),
+        nr::FUTEX => Ok(0),
+        // Memory.
+        nr::BRK => Ok(k.mem.set_brk(a[0]) as i64),
+        nr::MMAP => sys_mmap(k, a[0], a[1], a[2] as u32, a[3] as u32, a[4], a[5]),
+        nr::MUNMAP => sys_munmap(k, a[0], a[1]),
+        nr::MPROTECT => sys_mprotect(k, a[0], a[1], a[2] as u32),
+        nr::MADVISE => Ok(0),
+        // Signals (bookkeeping).
         nr::RT_SIGACTION => sys_rt_sigaction(k, a[0], a[1], a[2], a[3]),
         nr::RT_SIGPROCMASK => sys_rt_sigprocmask(k, a[0], a[1], a[2], a[3]),
         nr::SIGALTSTACK => sys_sigaltstack(k, a[0], a[1]),
-        nr::POLL => sys_poll(k, a[0], a[1]),
-        nr::FCNTL => sys_fcntl(a[0], a[1]),
-        nr::FSTAT => sys_fstat(k, a[0], a[1]),
-        nr::NEWFSTATAT => sys_newfstatat(k, a[0], a[1], a[2], a[3]),
-        nr::OPEN | nr::OPENAT => Err(ENOENT),
-        nr::CLOSE => stdio_fd(a[0]).map(|_| 0),
-        nr::LSEEK => stdio_fd(a[0]).and(Err(ESPIPE)),
-        nr::SCHED_GETAFFINITY => sys_sched_getaffinity(k, a[1], a[2]),
-        nr::SCHED_YIELD => Ok(0),
-        nr::GETCWD => sys_getcwd(k, a[0], a[1]),
-        nr::UMASK => Ok(core::mem::replace(&mut k.proc.umask, a[0] as u32 & 0o777) as i64),
-        nr::FUTEX => Ok(0),
+        // Time and randomness.
+        nr::CLOCK_GETTIME => sys_clock_gettime(k, a[0], a[1]),
+        nr::CLOCK_GETRES => sys_clock_getres(k, a[0], a[1]),
+        nr::GETTIMEOFDAY => sys_gettimeofday(k, a[0]),
+        nr::TIME => sys_time(k, a[0]),
+        nr::GETRANDOM => sys_getrandom(k, a[0], a[1]),
         _ => Err(ENOSYS),
     }
 }
 
-fn stdio_fd(fd: u64) -> Ret {
-    if fd <= 2 {
-        Ok(fd as i64)
+fn nonneg(off: u64) -> Result<u64, i64> {
+    if (off as i64) < 0 {
+        Err(EINVAL)
     } else {
-        Err(EBADF)
+        Ok(off)
     }
-}
-
-fn sys_read(fd: u64, _buf: u64, _len: u64) -> Ret {
-    stdio_fd(fd)?;
-    // stdin is empty for now: end of file.
-    Ok(0)
-}
-
-fn out_fd(fd: u64) -> Result<u32, i64> {
-    match fd {
-        1 | 2 => Ok(fd as u32),
-        0 => Err(EBADF),
-        _ => Err(EBADF),
-    }
-}
-
-fn sys_write(k: &mut Kernel, fd: u64, buf: u64, len: u64) -> Ret {
-    let host_fd = out_fd(fd)?;
-    let mut b = Batch::new(host_fd);
-    k.mem
-        .for_each_user_chunk(buf, len, false, |pa, l| b.push(pa, l))?;
-    b.finish()
-}
-
-fn sys_writev(k: &mut Kernel, fd: u64, iov: u64, cnt: u64) -> Ret {
-    let host_fd = out_fd(fd)?;
-    if cnt > 1024 {
-        return Err(EINVAL);
-    }
-    let mut b = Batch::new(host_fd);
-    for i in 0..cnt {
-        let base: u64 = k.mem.read_obj(iov + i * 16)?;
-        let len: u64 = k.mem.read_obj(iov + i * 16 + 8)?;
-        k.mem
-            .for_each_user_chunk(base, len, false, |pa, l| b.push(pa, l))?;
-    }
-    b.finish()
 }
 
 fn sys_exit(status: i32) -> Ret {
@@ -185,16 +194,19 @@ const MAP_ANONYMOUS: u32 = 0x20;
 const MAP_NORESERVE: u32 = 0x4000;
 const MAP_FIXED_NOREPLACE: u32 = 0x100000;
 
-fn sys_mmap(k: &mut Kernel, addr: u64, len: u64, prot: u32, flags: u32, _fd: i32) -> Ret {
+fn sys_mmap(k: &mut Kernel, addr: u64, len: u64, prot: u32, flags: u32, fd: u64, off: u64) -> Ret {
     if len == 0 || prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
         return Err(EINVAL);
     }
-    if flags & MAP_ANONYMOUS == 0 {
-        // No file systems with mmap-able files yet.
-        return Err(ENODEV_OR_BADF);
-    }
     if flags & (MAP_SHARED | MAP_PRIVATE) == 0 {
         return Err(EINVAL);
+    }
+    let file = flags & MAP_ANONYMOUS == 0;
+    if file {
+        if !off.is_multiple_of(PAGE) {
+            return Err(EINVAL);
+        }
+        fs::file_for_mmap(k, fd)?;
     }
     let len = page_up(len).ok_or(ENOMEM)?;
     let start = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
@@ -219,7 +231,9 @@ fn sys_mmap(k: &mut Kernel, addr: u64, len: u64, prot: u32, flags: u32, _fd: i32
     };
     // MAP_NORESERVE and PROT_NONE areas get frames on first touch; everything
     // else is populated now (cheap: untouched frames cost no host memory).
-    let populate = flags & MAP_NORESERVE == 0;
+    // File mappings are private copies of the file (MAP_SHARED writes are not
+    // written back: files live in memory and nothing else maps them).
+    let populate = flags & MAP_NORESERVE == 0 || file;
     k.mem.map(
         Vma {
             start,
@@ -229,11 +243,21 @@ fn sys_mmap(k: &mut Kernel, addr: u64, len: u64, prot: u32, flags: u32, _fd: i32
         },
         populate,
     )?;
+    if file {
+        let data = fs::file_for_mmap(k, fd)?;
+        let data: &[u8] = {
+            let s = (off.min(data.len() as u64)) as usize;
+            let e = (off.saturating_add(len).min(data.len() as u64)) as usize;
+            // SAFETY: see fs_calls::unsafe_extend — the VFS is not touched while copying.
+            unsafe { core::slice::from_raw_parts(data[s..e].as_ptr(), e - s) }
+        };
+        if let Err(e) = k.mem.load(start, data) {
+            let _ = k.mem.unmap(start, start + len);
+            return Err(e);
+        }
+    }
     Ok(start as i64)
 }
-
-/// File mappings are refused until the VFS lands.
-const ENODEV_OR_BADF: i64 = EBADF;
 
 fn user_range(addr: u64, len: u64) -> Result<(u64, u64), i64> {
     if !addr.is_multiple_of(PAGE) || len == 0 {
@@ -277,24 +301,6 @@ fn sys_uname(k: &mut Kernel, addr: u64) -> Ret {
     Ok(0)
 }
 
-fn sys_readlink(k: &mut Kernel, path: u64, buf: u64, size: u64) -> Ret {
-    let p = k.mem.read_cstr(path, 4096)?;
-    if p != b"/proc/self/exe" {
-        return Err(ENOENT);
-    }
-    if size == 0 || size > i32::MAX as u64 {
-        return Err(EINVAL);
-    }
-    let mut target = alloc::vec::Vec::with_capacity(k.proc.exec_path.len() + 1);
-    if !k.proc.exec_path.starts_with(b"/") {
-        target.push(b'/');
-    }
-    target.extend_from_slice(&k.proc.exec_path);
-    let n = target.len().min(size as usize);
-    k.mem.copy_to_user(buf, &target[..n])?;
-    Ok(n as i64)
-}
-
 fn sys_getrandom(k: &mut Kernel, buf: u64, len: u64) -> Ret {
     let len = len.min(1 << 25);
     let mut chunk = [0u8; 256];
@@ -308,34 +314,14 @@ fn sys_getrandom(k: &mut Kernel, buf: u64, len: u64) -> Ret {
     Ok(len as i64)
 }
 
-fn sys_ioctl(fd: u64) -> Ret {
-    stdio_fd(fd)?;
-    // The console is not a terminal (TCGETS, TIOCGWINSZ, …).
-    Err(ENOTTY)
-}
-
-fn now_ns(k: &Kernel) -> u64 {
-    time::ticks_to_ns(cpu::rdtsc().wrapping_sub(k.boot.boot_tsc), k.boot.tsc_khz)
-}
-
-fn clock_ns(k: &Kernel, clock: u64) -> Result<u64, i64> {
-    let up = now_ns(k);
-    match clock {
-        0 | 5 | 11 => Ok(k.boot.wallclock_ns + up), // REALTIME, REALTIME_COARSE, TAI
-        1 | 4 | 6 | 7 | 8 | 9 => Ok(up),            // MONOTONIC(_RAW/_COARSE), BOOTTIME(_ALARM)
-        2 | 3 => Ok(up), // PROCESS/THREAD_CPUTIME: the unikernel is the process
-        _ => Err(EINVAL),
-    }
-}
-
 fn sys_clock_gettime(k: &mut Kernel, clock: u64, ts: u64) -> Ret {
-    let (s, ns) = time::split_ns(clock_ns(k, clock)?);
+    let (s, ns) = time::split_ns(k.clock_ns(clock)?);
     k.mem.write_obj(ts, &[s, ns])?;
     Ok(0)
 }
 
 fn sys_clock_getres(k: &mut Kernel, clock: u64, ts: u64) -> Ret {
-    clock_ns(k, clock)?;
+    k.clock_ns(clock)?;
     if ts != 0 {
         k.mem.write_obj(ts, &[0i64, 1])?;
     }
@@ -344,14 +330,14 @@ fn sys_clock_getres(k: &mut Kernel, clock: u64, ts: u64) -> Ret {
 
 fn sys_gettimeofday(k: &mut Kernel, tv: u64) -> Ret {
     if tv != 0 {
-        let (s, ns) = time::split_ns(clock_ns(k, 0)?);
+        let (s, ns) = time::split_ns(k.clock_ns(0)?);
         k.mem.write_obj(tv, &[s, ns / 1000])?;
     }
     Ok(0)
 }
 
 fn sys_time(k: &mut Kernel, t: u64) -> Ret {
-    let s = (clock_ns(k, 0)? / 1_000_000_000) as i64;
+    let s = (k.clock_ns(0)? / 1_000_000_000) as i64;
     if t != 0 {
         k.mem.write_obj(t, &s)?;
     }
@@ -428,112 +414,12 @@ fn sys_sigaltstack(k: &mut Kernel, ss: u64, old: u64) -> Ret {
     Ok(0)
 }
 
-const POLLIN: i16 = 0x1;
-const POLLOUT: i16 = 0x4;
-const POLLNVAL: i16 = 0x20;
-
-fn sys_poll(k: &mut Kernel, fds: u64, n: u64) -> Ret {
-    if n > 1024 {
-        return Err(EINVAL);
-    }
-    let mut ready = 0;
-    for i in 0..n {
-        let p = fds + i * 8;
-        let fd: i32 = k.mem.read_obj(p)?;
-        let events: i16 = k.mem.read_obj(p + 4)?;
-        let revents = match fd {
-            f if f < 0 => 0,
-            0 => events & POLLIN,
-            1 | 2 => events & POLLOUT,
-            _ => POLLNVAL,
-        };
-        k.mem.write_obj(p + 6, &revents)?;
-        if revents != 0 {
-            ready += 1;
-        }
-    }
-    // Nothing here ever blocks yet: stdio is always ready or at end of file.
-    Ok(ready)
-}
-
-const F_GETFD: u64 = 1;
-const F_SETFD: u64 = 2;
-const F_GETFL: u64 = 3;
-const F_SETFL: u64 = 4;
-
-fn sys_fcntl(fd: u64, cmd: u64) -> Ret {
-    stdio_fd(fd)?;
-    match cmd {
-        F_GETFD | F_SETFD | F_SETFL => Ok(0),
-        F_GETFL => Ok(if fd == 0 { 0 } else { 1 }), // O_RDONLY / O_WRONLY
-        _ => Err(EINVAL),
-    }
-}
-
-/// `struct stat` (x86-64).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct Stat {
-    dev: u64,
-    ino: u64,
-    nlink: u64,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    _pad0: u32,
-    rdev: u64,
-    size: i64,
-    blksize: i64,
-    blocks: i64,
-    atime: [i64; 2],
-    mtime: [i64; 2],
-    ctime: [i64; 2],
-    _unused: [i64; 3],
-}
-
-fn stat_stdio(k: &mut Kernel, fd: u64, out: u64) -> Ret {
-    stdio_fd(fd)?;
-    let st = Stat {
-        dev: 5,
-        ino: fd + 3,
-        nlink: 1,
-        mode: 0o020620, // a character device, like a console
-        rdev: (136 << 8) | fd,
-        blksize: 1024,
-        ..Default::default()
-    };
-    k.mem.write_obj(out, &st)?;
-    Ok(0)
-}
-
-fn sys_fstat(k: &mut Kernel, fd: u64, out: u64) -> Ret {
-    stat_stdio(k, fd, out)
-}
-
-const AT_EMPTY_PATH: u64 = 0x1000;
-
-fn sys_newfstatat(k: &mut Kernel, dirfd: u64, path: u64, out: u64, flags: u64) -> Ret {
-    let p = k.mem.read_cstr(path, 4096)?;
-    if p.is_empty() && flags & AT_EMPTY_PATH != 0 {
-        return stat_stdio(k, dirfd, out);
-    }
-    Err(ENOENT)
-}
-
 fn sys_sched_getaffinity(k: &mut Kernel, size: u64, mask: u64) -> Ret {
     if size < 8 {
         return Err(EINVAL);
     }
     k.mem.write_obj(mask, &1u64)?;
     Ok(8)
-}
-
-fn sys_getcwd(k: &mut Kernel, buf: u64, size: u64) -> Ret {
-    if size < 2 {
-        return Err(ERANGE);
-    }
-    k.mem.copy_to_user(buf, b"/\0")?;
-    Ok(2)
 }
 
 /// Writes a formatted line to the guest's stderr from inside the library OS.

@@ -23,6 +23,18 @@ pub const EPIPE: i64 = 32;
 pub const ERANGE: i64 = 34;
 pub const ENAMETOOLONG: i64 = 36;
 pub const ENOSYS: i64 = 38;
+pub const ENOTEMPTY: i64 = 39;
+pub const ENXIO: i64 = 6;
+pub const EBUSY: i64 = 16;
+pub const EMLINK: i64 = 31;
+pub const ELOOP: i64 = 40;
+pub const EFBIG: i64 = 27;
+pub const ENOSPC: i64 = 28;
+pub const EXDEV: i64 = 18;
+pub const ENODEV: i64 = 19;
+pub const EDEADLK: i64 = 35;
+pub const ENOTSOCK: i64 = 88;
+pub const EOPNOTSUPP: i64 = 95;
 pub const ETIMEDOUT: i64 = 110;
 
 /// The symbolic name of an errno, for traces.
@@ -52,6 +64,18 @@ pub fn name(e: i64) -> &'static str {
         ENAMETOOLONG => "ENAMETOOLONG",
         ENOSYS => "ENOSYS",
         ETIMEDOUT => "ETIMEDOUT",
+        ENOTEMPTY => "ENOTEMPTY",
+        ENXIO => "ENXIO",
+        EBUSY => "EBUSY",
+        EMLINK => "EMLINK",
+        ELOOP => "ELOOP",
+        EFBIG => "EFBIG",
+        ENOSPC => "ENOSPC",
+        EXDEV => "EXDEV",
+        ENODEV => "ENODEV",
+        EDEADLK => "EDEADLK",
+        ENOTSOCK => "ENOTSOCK",
+        EOPNOTSUPP => "EOPNOTSUPP",
         _ => "E?",
     }
 }

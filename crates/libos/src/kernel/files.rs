@@ -1,0 +1,186 @@
+//! Open files and the descriptor table.
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use spin::Mutex;
+
+use crate::fs::vfs::Ino;
+use crate::syscall::errno::*;
+
+/// O_ACCMODE.
+pub const O_ACCMODE: u32 = 3;
+/// O_RDONLY.
+pub const O_RDONLY: u32 = 0;
+/// O_WRONLY.
+pub const O_WRONLY: u32 = 1;
+/// O_RDWR.
+pub const O_RDWR: u32 = 2;
+/// O_CREAT.
+pub const O_CREAT: u32 = 0o100;
+/// O_EXCL.
+pub const O_EXCL: u32 = 0o200;
+/// O_NOCTTY.
+pub const O_NOCTTY: u32 = 0o400;
+/// O_TRUNC.
+pub const O_TRUNC: u32 = 0o1000;
+/// O_APPEND.
+pub const O_APPEND: u32 = 0o2000;
+/// O_NONBLOCK.
+pub const O_NONBLOCK: u32 = 0o4000;
+/// O_DIRECTORY.
+pub const O_DIRECTORY: u32 = 0o200000;
+/// O_NOFOLLOW.
+pub const O_NOFOLLOW: u32 = 0o400000;
+/// O_CLOEXEC.
+pub const O_CLOEXEC: u32 = 0o2000000;
+/// O_PATH.
+pub const O_PATH: u32 = 0o10000000;
+/// O_TMPFILE (with O_DIRECTORY).
+pub const O_TMPFILE: u32 = 0o20000000;
+
+/// What an open file refers to.
+#[derive(Debug)]
+pub enum FileKind {
+    /// An inode of the VFS (file, directory, device).
+    Inode(Ino),
+    /// The console: 0 = stdin, 1 = stdout, 2 = stderr.
+    Console(u8),
+    /// A generated file's contents, taken when it was opened.
+    Snapshot(Ino, Vec<u8>),
+}
+
+/// An open file description (shared by dup'ed descriptors).
+#[derive(Debug)]
+pub struct OpenFile {
+    /// What it is.
+    pub kind: FileKind,
+    /// File offset (or directory cursor).
+    pub offset: u64,
+    /// O_* status flags and access mode.
+    pub flags: u32,
+}
+
+impl OpenFile {
+    /// Whether reading is allowed.
+    pub fn readable(&self) -> bool {
+        self.flags & O_PATH == 0 && self.flags & O_ACCMODE != O_WRONLY
+    }
+    /// Whether writing is allowed.
+    pub fn writable(&self) -> bool {
+        self.flags & O_PATH == 0 && self.flags & O_ACCMODE != O_RDONLY
+    }
+}
+
+/// A shared open file.
+pub type FileRef = Arc<Mutex<OpenFile>>;
+
+/// One descriptor.
+#[derive(Clone, Debug)]
+pub struct Fd {
+    /// The open file.
+    pub file: FileRef,
+    /// FD_CLOEXEC.
+    pub cloexec: bool,
+}
+
+/// The descriptor table.
+#[derive(Debug, Default)]
+pub struct FdTable {
+    fds: Vec<Option<Fd>>,
+}
+
+/// RLIMIT_NOFILE.
+pub const MAX_FDS: usize = 1024;
+
+impl FdTable {
+    /// A table with stdin, stdout and stderr.
+    pub fn with_console() -> Self {
+        let mut t = FdTable::default();
+        for (fd, flags) in [(0u8, O_RDONLY), (1, O_WRONLY), (2, O_WRONLY)] {
+            let f = OpenFile {
+                kind: FileKind::Console(fd),
+                offset: 0,
+                flags,
+            };
+            t.fds.push(Some(Fd {
+                file: Arc::new(Mutex::new(f)),
+                cloexec: false,
+            }));
+        }
+        t
+    }
+
+    /// The descriptor `fd`.
+    pub fn get(&self, fd: u64) -> Result<&Fd, i64> {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.fds.get(i))
+            .and_then(|f| f.as_ref())
+            .ok_or(EBADF)
+    }
+
+    /// The descriptor `fd`, mutably.
+    pub fn get_mut(&mut self, fd: u64) -> Result<&mut Fd, i64> {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.fds.get_mut(i))
+            .and_then(|f| f.as_mut())
+            .ok_or(EBADF)
+    }
+
+    /// The open file behind `fd`.
+    pub fn file(&self, fd: u64) -> Result<FileRef, i64> {
+        Ok(self.get(fd)?.file.clone())
+    }
+
+    /// Installs at the lowest free descriptor >= `min`.
+    pub fn install_from(&mut self, min: usize, fd: Fd) -> Result<u64, i64> {
+        let slot = (min..MAX_FDS)
+            .find(|&i| self.fds.get(i).is_none_or(|f| f.is_none()))
+            .ok_or(EMFILE)?;
+        if self.fds.len() <= slot {
+            self.fds.resize(slot + 1, None);
+        }
+        self.fds[slot] = Some(fd);
+        Ok(slot as u64)
+    }
+
+    /// Installs at the lowest free descriptor.
+    pub fn install(&mut self, file: OpenFile, cloexec: bool) -> Result<u64, i64> {
+        self.install_from(
+            0,
+            Fd {
+                file: Arc::new(Mutex::new(file)),
+                cloexec,
+            },
+        )
+    }
+
+    /// Installs at exactly `fd`, closing what was there.
+    pub fn install_at(&mut self, fd: u64, f: Fd) -> Result<u64, i64> {
+        let i = usize::try_from(fd)
+            .ok()
+            .filter(|&i| i < MAX_FDS)
+            .ok_or(EBADF)?;
+        if self.fds.len() <= i {
+            self.fds.resize(i + 1, None);
+        }
+        self.fds[i] = Some(f);
+        Ok(fd)
+    }
+
+    /// Closes `fd`.
+    pub fn close(&mut self, fd: u64) -> Result<Fd, i64> {
+        let i = usize::try_from(fd).map_err(|_| EBADF)?;
+        self.fds.get_mut(i).and_then(|f| f.take()).ok_or(EBADF)
+    }
+
+    /// Descriptors in use (for /proc and close_range).
+    pub fn open_fds(&self) -> impl Iterator<Item = u64> + '_ {
+        self.fds
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.is_some())
+            .map(|(i, _)| i as u64)
+    }
+}

@@ -1,0 +1,971 @@
+//! File-system system calls: paths, descriptors, reads and writes, metadata.
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::console::Batch;
+use super::files::*;
+use super::Kernel;
+use crate::fs::vfs::{self, Device, Generated, Ino, Node, PATH_MAX, S_IFCHR};
+use crate::syscall::errno::*;
+
+type Ret = Result<i64, i64>;
+
+/// AT_FDCWD.
+pub const AT_FDCWD: i32 = -100;
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+const AT_REMOVEDIR: u64 = 0x200;
+const AT_EMPTY_PATH: u64 = 0x1000;
+
+fn user_path(k: &mut Kernel, ptr: u64) -> Result<Vec<u8>, i64> {
+    let p = k.mem.read_cstr(ptr, PATH_MAX)?;
+    if p.is_empty() {
+        return Err(ENOENT);
+    }
+    Ok(p)
+}
+
+/// The directory a *at() call is relative to.
+fn base_dir(k: &Kernel, dirfd: u64) -> Result<Ino, i64> {
+    if dirfd as i32 == AT_FDCWD {
+        return Ok(k.cwd);
+    }
+    let f = k.fds.file(dirfd)?;
+    let f = f.lock();
+    match f.kind {
+        FileKind::Inode(ino) if k.fs.inode(ino)?.is_dir() => Ok(ino),
+        _ => Err(ENOTDIR),
+    }
+}
+
+fn resolve(k: &mut Kernel, dirfd: u64, path: u64, follow: bool) -> Result<Ino, i64> {
+    let p = user_path(k, path)?;
+    let base = base_dir(k, dirfd)?;
+    k.fs.lookup(base, &p, follow)
+}
+
+/// The inode behind a descriptor (for fstat, fchdir, …).
+fn fd_inode(k: &Kernel, fd: u64) -> Result<Option<Ino>, i64> {
+    let f = k.fds.file(fd)?;
+    let f = f.lock();
+    Ok(match f.kind {
+        FileKind::Inode(i) | FileKind::Snapshot(i, _) => Some(i),
+        FileKind::Console(_) => None,
+    })
+}
+
+/// Contents of a generated file, made now.
+fn generate(k: &mut Kernel, g: Generated) -> Vec<u8> {
+    use core::fmt::Write;
+    let mut s = alloc::string::String::new();
+    match g {
+        Generated::Maps => {
+            for v in k.mem.vmas.iter() {
+                let r = if v.prot & 1 != 0 { 'r' } else { '-' };
+                let w = if v.prot & 2 != 0 { 'w' } else { '-' };
+                let x = if v.prot & 4 != 0 { 'x' } else { '-' };
+                let name = match v.kind {
+                    crate::mm::vma::VmaKind::Image => {
+                        core::str::from_utf8(&k.proc.exec_path).unwrap_or("")
+                    }
+                    crate::mm::vma::VmaKind::Heap => "[heap]",
+                    crate::mm::vma::VmaKind::Stack => "[stack]",
+                    crate::mm::vma::VmaKind::Anonymous => "",
+                };
+                let _ = writeln!(
+                    s,
+                    "{:08x}-{:08x} {r}{w}{x}p 00000000 00:00 0          {name}",
+                    v.start, v.end
+                );
+            }
+        }
+        Generated::CpuInfo => {
+            let info = super::cpuinfo::describe(&k.boot);
+            let _ = s.write_str(&info);
+        }
+        Generated::MemInfo => {
+            let total = k.boot.ram_size / 1024;
+            let (used, avail) = k.mem.frame_usage();
+            let free = avail * 4;
+            let _ = write!(
+                s,
+                "MemTotal:       {total:>8} kB\nMemFree:        {free:>8} kB\nMemAvailable:   {free:>8} kB\n\
+                 Buffers:               0 kB\nCached:                0 kB\nSwapCached:            0 kB\n\
+                 Active:         {:>8} kB\nInactive:              0 kB\nSwapTotal:             0 kB\n\
+                 SwapFree:              0 kB\nAnonPages:      {:>8} kB\nShmem:                 0 kB\n",
+                used * 4,
+                used * 4
+            );
+        }
+    }
+    s.into_bytes()
+}
+
+/// openat(2).
+pub fn openat(k: &mut Kernel, dirfd: u64, path: u64, flags: u32, mode: u32) -> Ret {
+    let p = user_path(k, path)?;
+    if flags & O_TMPFILE == O_TMPFILE {
+        return Err(EOPNOTSUPP);
+    }
+    let base = base_dir(k, dirfd)?;
+    let acc = flags & O_ACCMODE;
+    let follow = flags & O_NOFOLLOW == 0;
+    let ino = match k.fs.lookup(base, &p, follow) {
+        Ok(i) => {
+            if flags & O_CREAT != 0 && flags & O_EXCL != 0 {
+                return Err(EEXIST);
+            }
+            i
+        }
+        Err(ENOENT) if flags & O_CREAT != 0 => {
+            let (dir, name) = k.fs.lookup_parent(base, &p)?;
+            if name.is_empty() || p.ends_with(b"/") {
+                return Err(EISDIR);
+            }
+            k.fs.now = (k.clock_ns(0)? / 1_000_000_000) as i64;
+            k.fs.create(dir, name, mode & !k.proc.umask & 0o7777)?
+        }
+        Err(e) => return Err(e),
+    };
+    let node = k.fs.inode(ino)?;
+    if matches!(node.node, Node::Symlink(_)) && flags & O_PATH == 0 {
+        return Err(ELOOP); // O_NOFOLLOW on a symlink
+    }
+    let is_dir = node.is_dir();
+    if flags & O_DIRECTORY != 0 && !is_dir {
+        return Err(ENOTDIR);
+    }
+    if is_dir && acc != O_RDONLY {
+        return Err(EISDIR);
+    }
+    let kind = match &node.node {
+        Node::Device(Device::Console(n)) if flags & O_PATH == 0 => FileKind::Console(*n),
+        Node::Generated(g) => {
+            let g = *g;
+            FileKind::Snapshot(ino, generate(k, g))
+        }
+        _ => FileKind::Inode(ino),
+    };
+    if flags & O_TRUNC != 0 && acc != O_RDONLY && matches!(k.fs.inode(ino)?.node, Node::File(_)) {
+        k.fs.truncate(ino, 0)?;
+    }
+    let keep = O_ACCMODE | O_APPEND | O_NONBLOCK | O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CREAT;
+    let file = OpenFile {
+        kind,
+        offset: 0,
+        flags: flags & keep,
+    };
+    k.fds
+        .install(file, flags & O_CLOEXEC != 0)
+        .map(|fd| fd as i64)
+}
+
+/// close(2).
+pub fn close(k: &mut Kernel, fd: u64) -> Ret {
+    k.fds.close(fd).map(|_| 0)
+}
+
+/// read/pread: `off` = None uses and advances the file offset.
+pub fn read(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> Ret {
+    let file = k.fds.file(fd)?;
+    let mut f = file.lock();
+    if !f.readable() {
+        return Err(EBADF);
+    }
+    let len = len.min(i32::MAX as u64 & !0xfff);
+    let pos = off.unwrap_or(f.offset);
+    let n = match &f.kind {
+        FileKind::Console(_) => {
+            if off.is_some() {
+                return Err(ESPIPE);
+            }
+            0 // stdin is empty
+        }
+        FileKind::Snapshot(_, data) => copy_out(k, data, pos, buf, len)?,
+        FileKind::Inode(ino) => {
+            let ino = *ino;
+            match &k.fs.inode(ino)?.node {
+                Node::File(_) => {
+                    let data = k.fs.contents(ino)?;
+                    // Split borrow: contents live in k.fs, the copy goes through k.mem.
+                    let data: &[u8] = unsafe_extend(data);
+                    copy_out(k, data, pos, buf, len)?
+                }
+                Node::Dir { .. } => return Err(EISDIR),
+                Node::Device(Device::Null) => 0,
+                Node::Device(Device::Zero) => fill_user(k, buf, len, |c| c.fill(0))?,
+                Node::Device(Device::Random) => {
+                    let mut rng = core::mem::replace(&mut k.rng, crate::rand::Csprng::new([0; 32]));
+                    let r = fill_user(k, buf, len, |c| rng.fill(c));
+                    k.rng = rng;
+                    r?
+                }
+                _ => return Err(EINVAL),
+            }
+        }
+    };
+    if off.is_none() {
+        f.offset = pos + n as u64;
+    }
+    Ok(n as i64)
+}
+
+/// Extends a borrow of VFS file contents across a call that also borrows the
+/// kernel mutably. The VFS is not modified by the copy in between.
+fn unsafe_extend(data: &[u8]) -> &'static [u8] {
+    // SAFETY: callers copy out of `data` only while holding the kernel lock,
+    // and the copy (user memory writes through the physmap) never touches the
+    // VFS, so the bytes stay alive and unchanged for the duration.
+    unsafe { core::slice::from_raw_parts(data.as_ptr(), data.len()) }
+}
+
+fn copy_out(k: &mut Kernel, data: &[u8], pos: u64, buf: u64, len: u64) -> Result<usize, i64> {
+    let start = (pos.min(data.len() as u64)) as usize;
+    let n = (len as usize).min(data.len() - start);
+    k.mem.copy_to_user(buf, &data[start..start + n])?;
+    Ok(n)
+}
+
+fn fill_user(
+    k: &mut Kernel,
+    buf: u64,
+    len: u64,
+    mut f: impl FnMut(&mut [u8]),
+) -> Result<usize, i64> {
+    let mut chunk = [0u8; 512];
+    let mut done = 0u64;
+    while done < len {
+        let n = ((len - done) as usize).min(chunk.len());
+        f(&mut chunk[..n]);
+        k.mem.copy_to_user(buf + done, &chunk[..n])?;
+        done += n as u64;
+    }
+    Ok(len as usize)
+}
+
+/// write/pwrite.
+pub fn write(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> Ret {
+    let file = k.fds.file(fd)?;
+    let mut f = file.lock();
+    if !f.writable() {
+        return Err(EBADF);
+    }
+    let len = len.min(i32::MAX as u64 & !0xfff);
+    match &f.kind {
+        FileKind::Console(n) => {
+            if off.is_some() {
+                return Err(ESPIPE);
+            }
+            let mut b = Batch::new(if *n == 2 { 2 } else { 1 });
+            k.mem
+                .for_each_user_chunk(buf, len, false, |pa, l| b.push(pa, l))?;
+            b.finish()
+        }
+        FileKind::Snapshot(..) => Err(EACCES),
+        FileKind::Inode(ino) => {
+            let ino = *ino;
+            match k.fs.inode(ino)?.node {
+                Node::File(_) => {
+                    let mut data = vec![0u8; len as usize];
+                    k.mem.copy_from_user(buf, &mut data)?;
+                    let pos = match off {
+                        Some(o) => o,
+                        None if f.flags & O_APPEND != 0 => k.fs.inode(ino)?.size(),
+                        None => f.offset,
+                    };
+                    k.fs.now = (k.clock_ns(0)? / 1_000_000_000) as i64;
+                    let n = k.fs.write(ino, pos, &data)?;
+                    if off.is_none() {
+                        f.offset = pos + n as u64;
+                    }
+                    Ok(n as i64)
+                }
+                Node::Dir { .. } => Err(EISDIR),
+                Node::Device(_) => {
+                    // /dev/null, /dev/zero, /dev/random accept and discard.
+                    k.mem.for_each_user_chunk(buf, len, false, |_, _| Ok(()))?;
+                    Ok(len as i64)
+                }
+                _ => Err(EINVAL),
+            }
+        }
+    }
+}
+
+/// readv/writev/preadv/pwritev.
+pub fn vectored(
+    k: &mut Kernel,
+    fd: u64,
+    iov: u64,
+    cnt: u64,
+    off: Option<u64>,
+    writing: bool,
+) -> Ret {
+    if cnt > 1024 {
+        return Err(EINVAL);
+    }
+    let mut total: i64 = 0;
+    let mut pos = off;
+    for i in 0..cnt {
+        let base: u64 = k.mem.read_obj(iov + i * 16)?;
+        let len: u64 = k.mem.read_obj(iov + i * 16 + 8)?;
+        if len == 0 {
+            continue;
+        }
+        let r = if writing {
+            write(k, fd, base, len, pos)
+        } else {
+            read(k, fd, base, len, pos)
+        };
+        match r {
+            Ok(n) => {
+                total += n;
+                if let Some(p) = pos.as_mut() {
+                    *p += n as u64;
+                }
+                if (n as u64) < len {
+                    break;
+                }
+            }
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(total)
+}
+
+/// lseek(2).
+pub fn lseek(k: &mut Kernel, fd: u64, off: i64, whence: u32) -> Ret {
+    let file = k.fds.file(fd)?;
+    let mut f = file.lock();
+    let size = match &f.kind {
+        FileKind::Console(_) => return Err(ESPIPE),
+        FileKind::Snapshot(_, d) => d.len() as i64,
+        FileKind::Inode(i) => k.fs.inode(*i)?.size() as i64,
+    };
+    let new = match whence {
+        0 => off,
+        1 => (f.offset as i64).checked_add(off).ok_or(EINVAL)?,
+        2 => size.checked_add(off).ok_or(EINVAL)?,
+        3 if off < size => off,   // SEEK_DATA: no holes
+        4 if off <= size => size, // SEEK_HOLE
+        3 | 4 => return Err(ENXIO),
+        _ => return Err(EINVAL),
+    };
+    if new < 0 {
+        return Err(EINVAL);
+    }
+    f.offset = new as u64;
+    Ok(new)
+}
+
+/// Metadata of an inode or the console.
+pub struct Meta {
+    pub ino: u64,
+    pub mode: u32,
+    pub nlink: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u64,
+    pub size: i64,
+    pub mtime: i64,
+}
+
+fn meta_inode(k: &Kernel, ino: Ino) -> Result<Meta, i64> {
+    let i = k.fs.inode(ino)?;
+    let rdev = match i.node {
+        Node::Device(Device::Null) => (1 << 8) | 3,
+        Node::Device(Device::Zero) => (1 << 8) | 5,
+        Node::Device(Device::Random) => (1 << 8) | 9,
+        Node::Device(Device::Console(n)) => (136 << 8) | n as u64,
+        _ => 0,
+    };
+    Ok(Meta {
+        ino: ino as u64 + 1,
+        mode: i.mode(),
+        nlink: i.nlink as u64,
+        uid: i.uid,
+        gid: i.gid,
+        rdev,
+        size: i.size() as i64,
+        mtime: i.mtime,
+    })
+}
+
+fn meta_fd(k: &Kernel, fd: u64) -> Result<Meta, i64> {
+    let file = k.fds.file(fd)?;
+    let f = file.lock();
+    match &f.kind {
+        FileKind::Console(n) => Ok(Meta {
+            ino: 100 + *n as u64,
+            mode: S_IFCHR | 0o620,
+            nlink: 1,
+            uid: 0,
+            gid: 5,
+            rdev: (136 << 8) | *n as u64,
+            size: 0,
+            mtime: (k.boot.wallclock_ns / 1_000_000_000) as i64,
+        }),
+        FileKind::Snapshot(ino, data) => {
+            let mut m = meta_inode(k, *ino)?;
+            m.size = data.len() as i64;
+            Ok(m)
+        }
+        FileKind::Inode(ino) => meta_inode(k, *ino),
+    }
+}
+
+/// `struct stat` (x86-64).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Stat {
+    dev: u64,
+    ino: u64,
+    nlink: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    _pad0: u32,
+    rdev: u64,
+    size: i64,
+    blksize: i64,
+    blocks: i64,
+    atime: [i64; 2],
+    mtime: [i64; 2],
+    ctime: [i64; 2],
+    _unused: [i64; 3],
+}
+
+fn put_stat(k: &mut Kernel, m: &Meta, out: u64) -> Ret {
+    let st = Stat {
+        dev: 0x2a,
+        ino: m.ino,
+        nlink: m.nlink,
+        mode: m.mode,
+        uid: m.uid,
+        gid: m.gid,
+        rdev: m.rdev,
+        size: m.size,
+        blksize: 4096,
+        blocks: (m.size + 511) / 512,
+        atime: [m.mtime, 0],
+        mtime: [m.mtime, 0],
+        ctime: [m.mtime, 0],
+        ..Default::default()
+    };
+    k.mem.write_obj(out, &st)?;
+    Ok(0)
+}
+
+/// fstat(2).
+pub fn fstat(k: &mut Kernel, fd: u64, out: u64) -> Ret {
+    let m = meta_fd(k, fd)?;
+    put_stat(k, &m, out)
+}
+
+/// stat/lstat/newfstatat.
+pub fn fstatat(k: &mut Kernel, dirfd: u64, path: u64, out: u64, flags: u64) -> Ret {
+    let p = k.mem.read_cstr(path, PATH_MAX)?;
+    let m = if p.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(ENOENT);
+        }
+        if dirfd as i32 == AT_FDCWD {
+            meta_inode(k, k.cwd)?
+        } else {
+            meta_fd(k, dirfd)?
+        }
+    } else {
+        let base = base_dir(k, dirfd)?;
+        let ino = k.fs.lookup(base, &p, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+        meta_inode(k, ino)?
+    };
+    put_stat(k, &m, out)
+}
+
+/// `struct statx`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Statx {
+    mask: u32,
+    blksize: u32,
+    attributes: u64,
+    nlink: u32,
+    uid: u32,
+    gid: u32,
+    mode: u16,
+    _pad1: u16,
+    ino: u64,
+    size: u64,
+    blocks: u64,
+    attributes_mask: u64,
+    atime: [i64; 2],
+    btime: [i64; 2],
+    ctime: [i64; 2],
+    mtime: [i64; 2],
+    rdev_major: u32,
+    rdev_minor: u32,
+    dev_major: u32,
+    dev_minor: u32,
+    _spare: [u64; 14],
+}
+
+/// statx(2).
+pub fn statx(k: &mut Kernel, dirfd: u64, path: u64, flags: u64, out: u64) -> Ret {
+    let p = k.mem.read_cstr(path, PATH_MAX)?;
+    let m = if p.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(ENOENT);
+        }
+        if dirfd as i32 == AT_FDCWD {
+            meta_inode(k, k.cwd)?
+        } else {
+            meta_fd(k, dirfd)?
+        }
+    } else {
+        let base = base_dir(k, dirfd)?;
+        meta_inode(k, k.fs.lookup(base, &p, flags & AT_SYMLINK_NOFOLLOW == 0)?)?
+    };
+    let ts = |s: i64| [s, 0];
+    let sx = Statx {
+        mask: 0x7ff, // STATX_BASIC_STATS | STATX_BTIME
+        blksize: 4096,
+        nlink: m.nlink as u32,
+        uid: m.uid,
+        gid: m.gid,
+        mode: m.mode as u16,
+        ino: m.ino,
+        size: m.size as u64,
+        blocks: (m.size as u64).div_ceil(512),
+        atime: ts(m.mtime),
+        btime: ts(m.mtime),
+        ctime: ts(m.mtime),
+        mtime: ts(m.mtime),
+        rdev_major: (m.rdev >> 8) as u32,
+        rdev_minor: (m.rdev & 0xff) as u32,
+        dev_major: 0,
+        dev_minor: 0x2a,
+        ..Default::default()
+    };
+    k.mem.write_obj(out, &sx)?;
+    Ok(0)
+}
+
+/// access/faccessat/faccessat2 (everyone is root: only existence and execute bits matter).
+pub fn faccessat(k: &mut Kernel, dirfd: u64, path: u64, mode: u64, flags: u64) -> Ret {
+    let ino = resolve(k, dirfd, path, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+    let i = k.fs.inode(ino)?;
+    if mode & 1 != 0 && !i.is_dir() && i.perm & 0o111 == 0 {
+        return Err(EACCES);
+    }
+    Ok(0)
+}
+
+/// getdents64(2).
+pub fn getdents64(k: &mut Kernel, fd: u64, buf: u64, count: u64) -> Ret {
+    let file = k.fds.file(fd)?;
+    let mut f = file.lock();
+    let FileKind::Inode(dir) = f.kind else {
+        return Err(ENOTDIR);
+    };
+    let entries = k.fs.readdir(dir)?;
+    let mut out = Vec::new();
+    let mut idx = f.offset as usize;
+    while let Some(e) = entries.get(idx) {
+        let reclen = (19 + e.name.len() + 1).div_ceil(8) * 8;
+        if out.len() + reclen > count as usize {
+            break;
+        }
+        let start = out.len();
+        out.extend_from_slice(&(e.ino as u64 + 1).to_le_bytes());
+        out.extend_from_slice(&((idx + 1) as i64).to_le_bytes());
+        out.extend_from_slice(&(reclen as u16).to_le_bytes());
+        out.push(e.dtype);
+        out.extend_from_slice(&e.name);
+        out.resize(start + reclen, 0);
+        idx += 1;
+    }
+    if out.is_empty() && idx < entries.len() {
+        return Err(EINVAL); // buffer too small for one entry
+    }
+    k.mem.copy_to_user(buf, &out)?;
+    f.offset = idx as u64;
+    Ok(out.len() as i64)
+}
+
+/// mkdirat(2).
+pub fn mkdirat(k: &mut Kernel, dirfd: u64, path: u64, mode: u32) -> Ret {
+    let p = user_path(k, path)?;
+    let base = base_dir(k, dirfd)?;
+    let (dir, name) = k.fs.lookup_parent(base, &p)?;
+    k.fs.now = (k.clock_ns(0)? / 1_000_000_000) as i64;
+    k.fs.mkdir(dir, name, mode & !k.proc.umask & 0o7777)
+        .map(|_| 0)
+}
+
+/// unlinkat(2) and rmdir(2).
+pub fn unlinkat(k: &mut Kernel, dirfd: u64, path: u64, flags: u64) -> Ret {
+    let p = user_path(k, path)?;
+    let base = base_dir(k, dirfd)?;
+    let (dir, name) = k.fs.lookup_parent(base, &p)?;
+    k.fs.now = (k.clock_ns(0)? / 1_000_000_000) as i64;
+    if flags & AT_REMOVEDIR != 0 {
+        if name.is_empty() {
+            return Err(EBUSY);
+        }
+        k.fs.rmdir(dir, name).map(|_| 0)
+    } else {
+        if p.ends_with(b"/") {
+            return Err(EISDIR);
+        }
+        k.fs.unlink(dir, name).map(|_| 0)
+    }
+}
+
+/// renameat2(2).
+pub fn renameat2(
+    k: &mut Kernel,
+    odirfd: u64,
+    opath: u64,
+    ndirfd: u64,
+    npath: u64,
+    flags: u64,
+) -> Ret {
+    const RENAME_NOREPLACE: u64 = 1;
+    if flags & !RENAME_NOREPLACE != 0 {
+        return Err(EINVAL);
+    }
+    let op = user_path(k, opath)?;
+    let np = user_path(k, npath)?;
+    let ob = base_dir(k, odirfd)?;
+    let nb = base_dir(k, ndirfd)?;
+    let (od, on) = k.fs.lookup_parent(ob, &op)?;
+    let (nd, nn) = k.fs.lookup_parent(nb, &np)?;
+    if flags & RENAME_NOREPLACE != 0 && k.fs.lookup(nd, nn, false).is_ok() {
+        return Err(EEXIST);
+    }
+    k.fs.now = (k.clock_ns(0)? / 1_000_000_000) as i64;
+    k.fs.rename(od, on, nd, nn).map(|_| 0)
+}
+
+/// readlinkat(2).
+pub fn readlinkat(k: &mut Kernel, dirfd: u64, path: u64, buf: u64, size: u64) -> Ret {
+    if size == 0 || size > i32::MAX as u64 {
+        return Err(EINVAL);
+    }
+    let ino = resolve(k, dirfd, path, false)?;
+    let t = k.fs.readlink(ino)?.to_vec();
+    let n = t.len().min(size as usize);
+    k.mem.copy_to_user(buf, &t[..n])?;
+    Ok(n as i64)
+}
+
+/// symlinkat(2).
+pub fn symlinkat(k: &mut Kernel, target: u64, dirfd: u64, path: u64) -> Ret {
+    let t = user_path(k, target)?;
+    let p = user_path(k, path)?;
+    let base = base_dir(k, dirfd)?;
+    let (dir, name) = k.fs.lookup_parent(base, &p)?;
+    k.fs.symlink(dir, name, &t).map(|_| 0)
+}
+
+/// fchmodat/chmod/fchmod.
+pub fn chmod(k: &mut Kernel, ino: Ino, mode: u32) -> Ret {
+    k.fs.chmod(ino, mode).map(|_| 0)
+}
+
+/// chmod by path.
+pub fn fchmodat(k: &mut Kernel, dirfd: u64, path: u64, mode: u32) -> Ret {
+    let ino = resolve(k, dirfd, path, true)?;
+    chmod(k, ino, mode)
+}
+
+/// chmod by descriptor.
+pub fn fchmod(k: &mut Kernel, fd: u64, mode: u32) -> Ret {
+    match fd_inode(k, fd)? {
+        Some(i) => chmod(k, i, mode),
+        None => Ok(0),
+    }
+}
+
+/// getcwd(2).
+pub fn getcwd(k: &mut Kernel, buf: u64, size: u64) -> Ret {
+    let mut p = k.fs.path_of(k.cwd)?;
+    p.push(0);
+    if (size as usize) < p.len() {
+        return Err(ERANGE);
+    }
+    k.mem.copy_to_user(buf, &p)?;
+    Ok(p.len() as i64)
+}
+
+/// chdir(2).
+pub fn chdir(k: &mut Kernel, path: u64) -> Ret {
+    let ino = resolve(k, AT_FDCWD as u64, path, true)?;
+    if !k.fs.inode(ino)?.is_dir() {
+        return Err(ENOTDIR);
+    }
+    k.cwd = ino;
+    Ok(0)
+}
+
+/// fchdir(2).
+pub fn fchdir(k: &mut Kernel, fd: u64) -> Ret {
+    let ino = fd_inode(k, fd)?.ok_or(ENOTDIR)?;
+    if !k.fs.inode(ino)?.is_dir() {
+        return Err(ENOTDIR);
+    }
+    k.cwd = ino;
+    Ok(0)
+}
+
+/// dup(2).
+pub fn dup(k: &mut Kernel, fd: u64) -> Ret {
+    let f = k.fds.get(fd)?.clone();
+    k.fds
+        .install_from(
+            0,
+            Fd {
+                file: f.file,
+                cloexec: false,
+            },
+        )
+        .map(|n| n as i64)
+}
+
+/// dup2/dup3.
+pub fn dup3(k: &mut Kernel, old: u64, new: u64, flags: u64, is_dup2: bool) -> Ret {
+    let f = k.fds.get(old)?.clone();
+    if old == new {
+        return if is_dup2 { Ok(new as i64) } else { Err(EINVAL) };
+    }
+    if flags & !(O_CLOEXEC as u64) != 0 {
+        return Err(EINVAL);
+    }
+    k.fds
+        .install_at(
+            new,
+            Fd {
+                file: f.file,
+                cloexec: flags & O_CLOEXEC as u64 != 0,
+            },
+        )
+        .map(|n| n as i64)
+}
+
+/// fcntl(2).
+pub fn fcntl(k: &mut Kernel, fd: u64, cmd: u64, arg: u64) -> Ret {
+    const F_DUPFD: u64 = 0;
+    const F_GETFD: u64 = 1;
+    const F_SETFD: u64 = 2;
+    const F_GETFL: u64 = 3;
+    const F_SETFL: u64 = 4;
+    const F_GETLK: u64 = 5;
+    const F_SETLK: u64 = 6;
+    const F_SETLKW: u64 = 7;
+    const F_DUPFD_CLOEXEC: u64 = 1030;
+    const F_GETPIPE_SZ: u64 = 1032;
+    match cmd {
+        F_DUPFD | F_DUPFD_CLOEXEC => {
+            let f = k.fds.get(fd)?.clone();
+            let min = usize::try_from(arg)
+                .ok()
+                .filter(|&m| m < MAX_FDS)
+                .ok_or(EINVAL)?;
+            k.fds
+                .install_from(
+                    min,
+                    Fd {
+                        file: f.file,
+                        cloexec: cmd == F_DUPFD_CLOEXEC,
+                    },
+                )
+                .map(|n| n as i64)
+        }
+        F_GETFD => Ok(k.fds.get(fd)?.cloexec as i64),
+        F_SETFD => {
+            k.fds.get_mut(fd)?.cloexec = arg & 1 != 0;
+            Ok(0)
+        }
+        F_GETFL => {
+            let f = k.fds.file(fd)?;
+            let fl = f.lock().flags;
+            Ok((fl & (O_ACCMODE | O_APPEND | O_NONBLOCK | O_PATH | O_DIRECTORY)) as i64)
+        }
+        F_SETFL => {
+            let f = k.fds.file(fd)?;
+            let mut f = f.lock();
+            let changeable = O_APPEND | O_NONBLOCK;
+            f.flags = (f.flags & !changeable) | (arg as u32 & changeable);
+            Ok(0)
+        }
+        F_GETLK => {
+            k.fds.get(fd)?;
+            // struct flock: l_type first; nobody else holds locks in a unikernel.
+            k.mem.write_obj(arg, &2i16)?; // F_UNLCK
+            Ok(0)
+        }
+        F_SETLK | F_SETLKW => k.fds.get(fd).map(|_| 0),
+        F_GETPIPE_SZ => Err(EBADF),
+        _ => Err(EINVAL),
+    }
+}
+
+/// ftruncate(2).
+pub fn ftruncate(k: &mut Kernel, fd: u64, len: i64) -> Ret {
+    if len < 0 {
+        return Err(EINVAL);
+    }
+    let file = k.fds.file(fd)?;
+    let f = file.lock();
+    if !f.writable() {
+        return Err(EINVAL);
+    }
+    match f.kind {
+        FileKind::Inode(ino) => k.fs.truncate(ino, len as u64).map(|_| 0),
+        _ => Err(EINVAL),
+    }
+}
+
+/// truncate(2).
+pub fn truncate(k: &mut Kernel, path: u64, len: i64) -> Ret {
+    if len < 0 {
+        return Err(EINVAL);
+    }
+    let ino = resolve(k, AT_FDCWD as u64, path, true)?;
+    k.fs.truncate(ino, len as u64).map(|_| 0)
+}
+
+/// ioctl(2).
+pub fn ioctl(k: &mut Kernel, fd: u64, req: u64, arg: u64) -> Ret {
+    const TCGETS: u64 = 0x5401;
+    const TIOCGWINSZ: u64 = 0x5413;
+    const FIONREAD: u64 = 0x541b;
+    const FIONBIO: u64 = 0x5421;
+    const FIONCLEX: u64 = 0x5450;
+    const FIOCLEX: u64 = 0x5451;
+    let file = k.fds.file(fd)?;
+    match req {
+        FIONBIO => {
+            let on: i32 = k.mem.read_obj(arg)?;
+            let mut f = file.lock();
+            if on != 0 {
+                f.flags |= O_NONBLOCK;
+            } else {
+                f.flags &= !O_NONBLOCK;
+            }
+            Ok(0)
+        }
+        FIOCLEX | FIONCLEX => {
+            k.fds.get_mut(fd)?.cloexec = req == FIOCLEX;
+            Ok(0)
+        }
+        FIONREAD => {
+            let f = file.lock();
+            let avail = match &f.kind {
+                FileKind::Inode(i) => k.fs.inode(*i)?.size().saturating_sub(f.offset),
+                FileKind::Snapshot(_, d) => (d.len() as u64).saturating_sub(f.offset),
+                FileKind::Console(_) => 0,
+            };
+            drop(f);
+            k.mem.write_obj(arg, &(avail.min(i32::MAX as u64) as i32))?;
+            Ok(0)
+        }
+        // Nothing here is a terminal: isatty() is false, as for a redirected process.
+        TCGETS | TIOCGWINSZ => Err(ENOTTY),
+        _ => Err(ENOTTY),
+    }
+}
+
+const POLLIN: i16 = 0x1;
+const POLLOUT: i16 = 0x4;
+const POLLNVAL: i16 = 0x20;
+
+/// Readiness of one descriptor (nothing here blocks yet).
+pub fn poll_ready(k: &Kernel, fd: i32, events: i16) -> i16 {
+    if fd < 0 {
+        return 0;
+    }
+    match k.fds.file(fd as u64) {
+        Err(_) => POLLNVAL,
+        Ok(f) => {
+            let f = f.lock();
+            let mut r = 0;
+            if f.readable() {
+                r |= POLLIN;
+            }
+            if f.writable() {
+                r |= POLLOUT;
+            }
+            r & (events | POLLNVAL)
+        }
+    }
+}
+
+/// poll(2) / ppoll(2) over always-ready files.
+pub fn poll(k: &mut Kernel, fds: u64, n: u64) -> Ret {
+    if n > MAX_FDS as u64 {
+        return Err(EINVAL);
+    }
+    let mut ready = 0;
+    for i in 0..n {
+        let p = fds + i * 8;
+        let fd: i32 = k.mem.read_obj(p)?;
+        let events: i16 = k.mem.read_obj(p + 4)?;
+        let revents = poll_ready(k, fd, events);
+        k.mem.write_obj(p + 6, &revents)?;
+        if revents != 0 {
+            ready += 1;
+        }
+    }
+    Ok(ready)
+}
+
+/// The contents of a regular file for a private file mapping.
+pub fn file_for_mmap(k: &Kernel, fd: u64) -> Result<&[u8], i64> {
+    let file = k.fds.file(fd)?;
+    let f = file.lock();
+    if !f.readable() {
+        return Err(EACCES);
+    }
+    match f.kind {
+        FileKind::Inode(ino) => match k.fs.inode(ino)?.node {
+            Node::File(_) => k.fs.contents(ino),
+            Node::Device(Device::Zero) => Ok(&[]),
+            _ => Err(ENODEV),
+        },
+        _ => Err(ENODEV),
+    }
+}
+
+/// Builds the /dev, /proc and /tmp entries around the unpacked rootfs.
+pub fn populate_special(fs: &mut vfs::Vfs, exec_path: &[u8]) -> Result<(), i64> {
+    let dev = fs.mkdir_all(b"/dev", 0o755)?;
+    for (name, d, perm) in [
+        (&b"null"[..], Device::Null, 0o666),
+        (b"zero", Device::Zero, 0o666),
+        (b"random", Device::Random, 0o666),
+        (b"urandom", Device::Random, 0o666),
+        (b"stdin", Device::Console(0), 0o620),
+        (b"stdout", Device::Console(1), 0o620),
+        (b"stderr", Device::Console(2), 0o620),
+        (b"tty", Device::Console(1), 0o666),
+    ] {
+        let _ = fs.unlink(dev, name);
+        fs.mknod(dev, name, d, perm)?;
+    }
+    fs.mkdir_all(b"/dev/shm", 0o1777)?;
+    let proc_self = fs.mkdir_all(b"/proc/self", 0o555)?;
+    let mut target = Vec::new();
+    if !exec_path.starts_with(b"/") {
+        target.push(b'/');
+    }
+    target.extend_from_slice(exec_path);
+    fs.symlink(proc_self, b"exe", &target)?;
+    fs.generated(proc_self, b"maps", Generated::Maps)?;
+    let proc = fs.lookup(vfs::ROOT, b"/proc", true)?;
+    fs.generated(proc, b"cpuinfo", Generated::CpuInfo)?;
+    fs.generated(proc, b"meminfo", Generated::MemInfo)?;
+    let tmp = fs.mkdir_all(b"/tmp", 0o1777)?;
+    fs.chmod(tmp, 0o1777)?;
+    Ok(())
+}
