@@ -96,6 +96,17 @@ pub struct PreloadedImage {
     pub segs: [PreloadedSegment; MAX_PRELOADED_SEGMENTS],
 }
 
+/// Scheduler state the monitor reads (written by the guest).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SchedShared {
+    /// Non-zero while more than one thread is runnable: the monitor then
+    /// injects the timer interrupt (about every 10 ms) for preemption.
+    pub want_tick: u32,
+    /// Reserved, zero.
+    pub _reserved: u32,
+}
+
 /// Guest TSC readings taken at boot milestones (0 = not reached). Written by
 /// the guest, read by the monitor for `--timing`; never trusted for anything else.
 #[repr(C)]
@@ -165,6 +176,8 @@ pub struct BootInfo {
     pub image: PreloadedImage,
     /// Boot milestones written by the guest.
     pub timestamps: Timestamps,
+    /// Scheduler flags written by the guest.
+    pub sched: SchedShared,
 }
 
 impl BootInfo {
@@ -215,6 +228,10 @@ impl BootInfo {
                 app_entry: 0,
                 app_exit: 0,
             },
+            sched: SchedShared {
+                want_tick: 0,
+                _reserved: 0,
+            },
         }
     }
 
@@ -229,6 +246,9 @@ impl Default for BootInfo {
         Self::new()
     }
 }
+
+/// Byte offset of [`BootInfo::sched`].
+pub const SCHED_OFFSET: usize = core::mem::offset_of!(BootInfo, sched);
 
 /// Byte offset of [`BootInfo::timestamps`], for a monitor reading them back.
 pub const TIMESTAMPS_OFFSET: usize = core::mem::offset_of!(BootInfo, timestamps);

@@ -31,6 +31,9 @@ pub struct LibosHeader {
     pub exception_table: u64,
     /// Handler for all other vectors (external interrupts).
     pub interrupt_entry: u64,
+    /// Handler of the timer interrupt ([`crate::layout::TIMER_VECTOR`], IST3).
+    /// The monitor injects it only while the guest executes application code.
+    pub timer_entry: u64,
 }
 
 /// Size of the header as stored in the image.
@@ -61,6 +64,7 @@ impl LibosHeader {
             syscall_entry: q(32),
             exception_table: q(40),
             interrupt_entry: q(48),
+            timer_entry: q(56),
         })
     }
 
@@ -87,6 +91,6 @@ mod tests {
         assert!(h.is_valid());
         assert_eq!(h.entry, 0x1234);
         assert!(LibosHeader::from_bytes(&b[..10]).is_none());
-        assert_eq!(HEADER_SIZE, 56);
+        assert_eq!(HEADER_SIZE, 64);
     }
 }

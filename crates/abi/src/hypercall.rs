@@ -30,6 +30,18 @@ pub const READ_CR2: u16 = 4;
 /// page-table entries. Value: ignored.
 pub const TLB_FLUSH: u16 = 5;
 
+/// Nothing can run: sleep in the monitor until `deadline` (guest TSC; 0 =
+/// no deadline) or until a device has work. Value: address of [`Block`].
+pub const BLOCK: u16 = 6;
+
+/// Arguments of [`BLOCK`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Block {
+    /// Guest TSC value to wake at; 0 = only device activity (or never).
+    pub deadline_tsc: u64,
+}
+
 /// Arguments of [`READ_CR2`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

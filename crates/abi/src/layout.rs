@@ -50,9 +50,12 @@ pub const CMDLINE_MAX: u64 = 0xc000;
 /// Guest-physical base of the interrupt stacks.
 pub const IST_PA: u64 = 0x10000;
 /// Size of each interrupt stack.
-pub const IST_SIZE: u64 = 0x8000;
-/// Number of interrupt stacks (IST1: exceptions, IST2: double fault/NMI/machine check).
-pub const IST_COUNT: u64 = 2;
+pub const IST_SIZE: u64 = 0x4000;
+/// Number of interrupt stacks (IST1: exceptions, IST2: double fault/NMI/machine
+/// check, IST3: the timer interrupt).
+pub const IST_COUNT: u64 = 3;
+/// Vector of the timer interrupt the monitor injects for preemption.
+pub const TIMER_VECTOR: u8 = 32;
 /// Guest-physical base of the monitor-built page tables.
 pub const PAGE_TABLE_PA: u64 = 0x20000;
 /// End (exclusive) of the monitor's page-table pool.

@@ -63,7 +63,7 @@ pub const TSS_SIZE: usize = 104 + 32 + 1;
 const _: () = assert!(TSS_PA + TSS_SIZE as u64 <= IDT_PA);
 
 /// The 64-bit TSS: IST1 for exceptions and interrupts, IST2 for double fault,
-/// NMI and machine check, and an I/O-permission bitmap that opens only the
+/// NMI and machine check, IST3 for the timer, and an I/O-permission bitmap that opens only the
 /// hypercall ports to CPL 3 (PVM checks it: every other port raises #GP).
 pub fn tss() -> [u8; TSS_SIZE] {
     let mut t = [0xffu8; TSS_SIZE];
@@ -72,6 +72,7 @@ pub fn tss() -> [u8; TSS_SIZE] {
     t[4..12].copy_from_slice(&ist(1).to_le_bytes()); // RSP0 (never used: no CPL3→0 gates)
     t[0x24..0x2c].copy_from_slice(&ist(1).to_le_bytes()); // IST1
     t[0x2c..0x34].copy_from_slice(&ist(2).to_le_bytes()); // IST2
+    t[0x34..0x3c].copy_from_slice(&ist(3).to_le_bytes()); // IST3: timer
     t[0x66..0x68].copy_from_slice(&104u16.to_le_bytes()); // I/O bitmap offset
     for port in PORT_BASE..PORT_BASE + PORT_COUNT {
         t[104 + port as usize / 8] &= !(1 << (port % 8));
@@ -84,19 +85,27 @@ fn gate(handler: u64, ist: u8) -> [u8; 16] {
     e[0..2].copy_from_slice(&(handler as u16).to_le_bytes());
     e[2..4].copy_from_slice(&USER_CS.to_le_bytes());
     e[4] = ist;
-    e[5] = 0x80 | (3 << 5) | 0xe; // present, DPL 3, 64-bit interrupt gate
+    // Present, DPL 3, 64-bit *trap* gate: IF stays set. Under PVM `iretq` at
+    // CPL 3 cannot set IF again, so an interrupt gate would leave the guest
+    // with interrupts off for good after its first exception.
+    e[5] = 0x80 | (3 << 5) | 0xf;
     e[6..8].copy_from_slice(&((handler >> 16) as u16).to_le_bytes());
     e[8..12].copy_from_slice(&((handler >> 32) as u32).to_le_bytes());
     e
 }
 
 /// 256 IDT gates, all to CPL-3 handlers on IST stacks.
-pub fn idt(exception_handlers: &[u64; EXCEPTION_VECTORS], interrupt_entry: u64) -> Vec<u8> {
+pub fn idt(
+    exception_handlers: &[u64; EXCEPTION_VECTORS],
+    interrupt_entry: u64,
+    timer_entry: u64,
+) -> Vec<u8> {
     let mut v = Vec::with_capacity(4096);
     for vec in 0..256usize {
         let (h, ist) = match (vec, exception_handlers.get(vec)) {
             (2 | 8 | 18, Some(&h)) => (h, 2),
             (_, Some(&h)) => (h, 1),
+            _ if vec == TIMER_VECTOR as usize => (timer_entry, 3),
             (_, None) => (interrupt_entry, 1),
         };
         v.extend_from_slice(&gate(h, ist));
@@ -155,7 +164,11 @@ pub fn write_descriptor_tables(
     let g: Vec<u8> = gdt().iter().flat_map(|d| d.to_le_bytes()).collect();
     write_bytes(mem, GDT_PA, &g)?;
     write_bytes(mem, TSS_PA, &tss())?;
-    write_bytes(mem, IDT_PA, &idt(exceptions, header.interrupt_entry))?;
+    write_bytes(
+        mem,
+        IDT_PA,
+        &idt(exceptions, header.interrupt_entry, header.timer_entry),
+    )?;
     Ok(())
 }
 
@@ -237,7 +250,8 @@ pub fn regs(header: &LibosHeader) -> kvm_regs {
         rip: header.entry,
         rsp: header.boot_stack_top,
         rdi: phys_to_virt(BOOT_INFO_PA),
-        rflags: 0x2,
+        // IF set from the start: the guest can never set it itself (see `gate`).
+        rflags: 0x202,
         ..Default::default()
     }
 }
@@ -249,11 +263,12 @@ mod tests {
     #[test]
     fn gates_are_dpl3_user_code() {
         let h = [0x7e00_0010_1234u64; EXCEPTION_VECTORS];
-        let t = idt(&h, 0x7e00_0010_5678);
+        let t = idt(&h, 0x7e00_0010_5678, 0x7e00_0010_9abc);
         assert_eq!(t.len(), 4096);
         let g14 = &t[14 * 16..15 * 16];
         assert_eq!(u16::from_le_bytes([g14[2], g14[3]]), USER_CS);
-        assert_eq!(g14[5], 0xee);
+        assert_eq!(g14[5], 0xef);
+        assert_eq!(t[32 * 16 + 4], 3);
         assert_eq!(g14[4], 1);
         assert_eq!(t[8 * 16 + 4], 2);
         let lo = u16::from_le_bytes([g14[0], g14[1]]) as u64;

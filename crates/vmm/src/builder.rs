@@ -123,6 +123,7 @@ pub fn inspect_libos(image: &[u8]) -> Result<(LibosHeader, u64)> {
         h.syscall_entry,
         h.exception_table,
         h.interrupt_entry,
+        h.timer_entry,
     ]
     .iter()
     .all(|&a| inside(a))

@@ -78,5 +78,7 @@ pod!(
     optivolt_abi::hypercall::ConsoleWrite,
     optivolt_abi::hypercall::Abort,
     optivolt_abi::hypercall::FaultReport,
-    optivolt_abi::hypercall::Cr2
+    optivolt_abi::hypercall::Cr2,
+    optivolt_abi::hypercall::Block,
+    optivolt_abi::boot::SchedShared
 );

@@ -4,10 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kvm_ioctls::VcpuExit;
-use optivolt_abi::boot::Timestamps;
-use optivolt_abi::boot::TIMESTAMPS_OFFSET;
-use optivolt_abi::hypercall as hc;
-use optivolt_abi::layout::BOOT_INFO_PA;
+use optivolt_abi::boot::{SchedShared, Timestamps, SCHED_OFFSET, TIMESTAMPS_OFFSET};
+use optivolt_abi::hypercall::{self as hc, Block};
+use optivolt_abi::layout::{BOOT_INFO_PA, TIMER_VECTOR, USER_TOP};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::arch::CR4_PGE;
@@ -33,9 +32,71 @@ enum Exit {
 
 extern "C" fn kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
 
-/// Signal used to interrupt KVM_RUN when the timeout expires.
+/// Signal used to interrupt KVM_RUN (timeout, timer ticks).
 fn kick_signal() -> libc::c_int {
     libc::SIGRTMIN() + 1
+}
+
+vmm_sys_util::ioctl_iow_nr!(
+    KVM_INTERRUPT,
+    kvm_bindings::KVMIO,
+    0x86,
+    kvm_bindings::kvm_interrupt
+);
+
+/// Period of the preemption tick.
+const TICK: Duration = Duration::from_millis(10);
+
+/// A POSIX timer that signals the vCPU thread every [`TICK`] while armed.
+struct TickTimer {
+    id: libc::timer_t,
+}
+
+impl TickTimer {
+    fn new() -> Result<TickTimer> {
+        vmm_sys_util::signal::register_signal_handler(kick_signal(), kick).map_err(|e| {
+            Error::Io(
+                "install the tick signal handler",
+                std::io::Error::from_raw_os_error(e.errno()),
+            )
+        })?;
+        // SAFETY: a zeroed sigevent is valid; the fields we need are set below.
+        let mut ev: libc::sigevent = unsafe { std::mem::zeroed() };
+        ev.sigev_notify = libc::SIGEV_THREAD_ID;
+        ev.sigev_signo = kick_signal();
+        // SAFETY: gettid has no preconditions.
+        ev.sigev_notify_thread_id = unsafe { libc::gettid() };
+        let mut id: libc::timer_t = std::ptr::null_mut();
+        // SAFETY: `ev` and `id` are valid for the call; the timer is deleted in Drop.
+        if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut ev, &mut id) } != 0 {
+            return Err(Error::Io(
+                "create the tick timer",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(TickTimer { id })
+    }
+
+    fn set(&self, on: bool) {
+        let ts = |d: Duration| libc::timespec {
+            tv_sec: d.as_secs() as _,
+            tv_nsec: d.subsec_nanos() as _,
+        };
+        let v = if on { ts(TICK) } else { ts(Duration::ZERO) };
+        let spec = libc::itimerspec {
+            it_interval: v,
+            it_value: v,
+        };
+        // SAFETY: `self.id` is a live timer; `spec` is valid for the call.
+        unsafe { libc::timer_settime(self.id, 0, &spec, std::ptr::null_mut()) };
+    }
+}
+
+impl Drop for TickTimer {
+    fn drop(&mut self) {
+        // SAFETY: `self.id` was created by timer_create and is deleted once.
+        unsafe { libc::timer_delete(self.id) };
+    }
 }
 
 impl Vm {
@@ -46,7 +107,10 @@ impl Vm {
             .timeout
             .map(|t| Watchdog::start(t, expired.clone()))
             .transpose()?;
-        let outcome = self.run_loop(&expired);
+        let ticks = TickTimer::new()?;
+        ticks.set(true);
+        let outcome = self.run_loop(&expired, &ticks);
+        ticks.set(false);
         self.timing.mark_vm_exit();
         if let Ok(ts) = self
             .mem
@@ -120,7 +184,78 @@ impl Vm {
         }
     }
 
-    fn run_loop(&mut self, expired: &AtomicBool) -> Result<Outcome> {
+    /// On a tick: inject the timer interrupt if the guest wants preemption,
+    /// can take an interrupt, and is executing application code (the library
+    /// OS is never interrupted, so its interrupt stacks never nest).
+    fn maybe_inject_tick(&mut self) {
+        let want = self
+            .mem
+            .read_obj::<Pod<SchedShared>>(GuestAddress(BOOT_INFO_PA + SCHED_OFFSET as u64))
+            .map(|p| p.0.want_tick != 0)
+            .unwrap_or(false);
+        if !want {
+            return;
+        }
+        // PVM reports IF clear after its emulated `iretq` to CPL 3 although
+        // user mode is always interruptible there; the guest can never set IF
+        // itself. Application code is interruptible by our contract, so set
+        // IF when injecting into it.
+        match self.vcpu.get_regs() {
+            Ok(mut r) if r.rip < USER_TOP => {
+                if r.rflags & 0x200 == 0 {
+                    r.rflags |= 0x200;
+                    if self.vcpu.set_regs(&r).is_err() {
+                        return;
+                    }
+                }
+            }
+            _ => return,
+        }
+        let irq = kvm_bindings::kvm_interrupt {
+            irq: TIMER_VECTOR as u32,
+        };
+        // SAFETY: KVM_INTERRUPT reads one kvm_interrupt from `irq`, valid for the call.
+        unsafe { vmm_sys_util::ioctl::ioctl_with_ref(&self.vcpu, KVM_INTERRUPT(), &irq) };
+    }
+
+    /// BLOCK: sleep until the guest's deadline (its TSC, converted with the
+    /// TSC/clock pair sampled at boot), the timeout, or forever.
+    fn block(
+        &mut self,
+        pa: u64,
+        expired: &AtomicBool,
+        ticks: &TickTimer,
+    ) -> std::result::Result<(), BadHypercall> {
+        let b: Block = self
+            .mem
+            .read_obj::<Pod<Block>>(GuestAddress(pa))
+            .map(|p| p.0)
+            .map_err(|_| {
+                BadHypercall(format!(
+                    "block arguments at {pa:#x} lie outside guest memory"
+                ))
+            })?;
+        let until = if b.deadline_tsc == 0 || self.tsc_khz == 0 {
+            None
+        } else {
+            let ticks_ahead = b.deadline_tsc.saturating_sub(self.tsc_sample) as u128;
+            let ns = (ticks_ahead * 1_000_000 / self.tsc_khz as u128).min(u64::MAX as u128) as u64;
+            Some(self.mono_sample + Duration::from_nanos(ns))
+        };
+        ticks.set(false);
+        while !expired.load(Ordering::Relaxed) {
+            let now = std::time::Instant::now();
+            match until {
+                Some(t) if now >= t => break,
+                Some(t) => std::thread::sleep((t - now).min(Duration::from_millis(100))),
+                None => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        ticks.set(true);
+        Ok(())
+    }
+
+    fn run_loop(&mut self, expired: &AtomicBool, ticks: &TickTimer) -> Result<Outcome> {
         loop {
             if expired.load(Ordering::Relaxed) {
                 return Ok(Outcome::TimedOut(self.regs_summary()));
@@ -128,12 +263,17 @@ impl Vm {
             let exit = self.next_exit()?;
             let crash = |s: String| Ok(Outcome::Crashed(s));
             match exit {
+                Exit::Hypercall(hc::BLOCK, v) => {
+                    if let Err(BadHypercall(m)) = self.block(v as u64, expired, ticks) {
+                        return crash(format!("bad hypercall: {m}"));
+                    }
+                }
                 Exit::Hypercall(nr, v) => match self.hypercall(nr, v) {
                     Ok(Some(o)) => return Ok(o),
                     Ok(None) => {}
                     Err(BadHypercall(m)) => return crash(format!("bad hypercall: {m}")),
                 },
-                Exit::Interrupted => {}
+                Exit::Interrupted => self.maybe_inject_tick(),
                 Exit::OtherPortOut(p) => {
                     return crash(format!(
                         "write to unknown I/O port {p:#x} ({})",

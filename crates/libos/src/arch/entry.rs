@@ -68,6 +68,58 @@ extern "C" {
     /// Switches to the application: RSP = `rsp`, all registers cleared, IF set,
     /// jump to `entry` (an `iretq` from CPL 3 to CPL 3).
     pub fn ov_enter_user(entry: u64, rsp: u64) -> !;
+    /// Saves callee-saved registers and RSP into `*prev_ksp`, continues on
+    /// `next_ksp` (a stack saved by this function or built by [`thread_stack`]).
+    pub fn ov_switch_to(prev_ksp: *mut u64, next_ksp: u64);
+    /// Kernel-stack top used by the next system call or timer interrupt.
+    pub static mut ov_syscall_stack_top: u64;
+    fn ov_thread_start();
+}
+
+/// Prepares a new thread's kernel stack (`top` is its 16-byte-aligned top):
+/// the child's user state as a [`SyscallFrame`], below it what
+/// [`ov_switch_to`] pops, returning into the thread-start trampoline.
+/// Returns the initial saved stack pointer.
+///
+/// # Safety
+/// `top` must be the top of a writable, unused stack of at least 4 KiB.
+pub unsafe fn thread_stack(top: u64, frame: &SyscallFrame) -> u64 {
+    let fsize = core::mem::size_of::<SyscallFrame>() as u64;
+    let frame_at = top - fsize;
+    // SAFETY: the caller guarantees the memory below `top` is ours.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            frame as *const SyscallFrame,
+            frame_at as *mut SyscallFrame,
+            1,
+        );
+        // switch_to pops r15, r14, r13, r12, rbx, rbp, then returns.
+        let words = [
+            0u64,
+            0,
+            0,
+            0,
+            0,
+            0,
+            ov_thread_start as *const () as usize as u64,
+        ];
+        let sp = frame_at - (words.len() as u64) * 8;
+        core::ptr::copy_nonoverlapping(words.as_ptr(), sp as *mut u64, words.len());
+        sp
+    }
+}
+
+impl Clone for SyscallFrame {
+    fn clone(&self) -> Self {
+        SyscallFrame {
+            regs: self.regs,
+            rip: self.rip,
+            cs: self.cs,
+            rflags: self.rflags,
+            rsp: self.rsp,
+            ss: self.ss,
+        }
+    }
 }
 
 global_asm!(
@@ -82,6 +134,7 @@ global_asm!(
     ".quad ov_syscall_entry",
     ".quad ov_exception_table",
     ".quad ov_interrupt_entry",
+    ".quad ov_timer_entry",
     // ---------------------------------------------------------------- stacks
     ".section .bss.ov_stacks, \"aw\", @nobits",
     ".balign 64",
@@ -93,6 +146,7 @@ global_asm!(
     ".section .data.ov_syscall, \"aw\"",
     ".balign 8",
     "ov_user_rsp_scratch: .quad 0",
+    "ov_irq_scratch: .quad 0",
     ".global ov_syscall_stack_top",
     "ov_syscall_stack_top: .quad ov_boot_stack_top",
     "ov_mxcsr_default: .long 0x1f80",
@@ -112,7 +166,7 @@ global_asm!(
     "    push {user_ss}",
     "    push rsp",
     "    add qword ptr [rsp], 8",
-    "    push 2",
+    "    push 0x202",
     "    push {user_cs}",
     "    push qword ptr [rip + ov_syscall_handler_ptr]",
     "    iretq",
@@ -230,7 +284,111 @@ global_asm!(
     "    pop rax",
     "    add rsp, 16",
     "    iretq",
-    // External interrupts: none are injected yet; acknowledge and return.
+    // ------------------------------------------- timer interrupt (IST3)
+    // Injected only while the application runs (the monitor checks RIP), so
+    // the interrupted context is always user code: move the frame to the
+    // thread's kernel stack, then it looks like a system call that schedules.
+    ".balign 16",
+    ".global ov_timer_entry",
+    "ov_timer_entry:",
+    "    mov [rip + ov_irq_scratch], rax",
+    "    mov rax, rsp",
+    "    mov rsp, [rip + ov_syscall_stack_top]",
+    "    push qword ptr [rax + 32]",
+    "    push qword ptr [rax + 24]",
+    "    push qword ptr [rax + 16]",
+    "    push qword ptr [rax + 8]",
+    "    push qword ptr [rax]",
+    "    mov rax, [rip + ov_irq_scratch]",
+    "    push 0",
+    "    push 32",
+    "    push rax",
+    "    push rbx",
+    "    push rcx",
+    "    push rdx",
+    "    push rsi",
+    "    push rdi",
+    "    push rbp",
+    "    push r8",
+    "    push r9",
+    "    push r10",
+    "    push r11",
+    "    push r12",
+    "    push r13",
+    "    push r14",
+    "    push r15",
+    "    mov rbx, rsp",
+    "    and rsp, -16",
+    "    sub rsp, 512",
+    "    fxsave64 [rsp]",
+    "    ldmxcsr [rip + ov_mxcsr_default]",
+    "    cld",
+    "    mov rdi, rbx",
+    "    call ov_timer_dispatch",
+    "    fxrstor64 [rsp]",
+    "    mov rsp, rbx",
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop r11",
+    "    pop r10",
+    "    pop r9",
+    "    pop r8",
+    "    pop rbp",
+    "    pop rdi",
+    "    pop rsi",
+    "    pop rdx",
+    "    pop rcx",
+    "    pop rbx",
+    "    pop rax",
+    "    add rsp, 16",
+    "    iretq",
+    // ------------------------------------------ kernel context switch
+    // ov_switch_to(prev_ksp: *mut u64 (rdi), next_ksp: u64 (rsi))
+    ".balign 16",
+    ".global ov_switch_to",
+    "ov_switch_to:",
+    "    push rbp",
+    "    push rbx",
+    "    push r12",
+    "    push r13",
+    "    push r14",
+    "    push r15",
+    "    mov [rdi], rsp",
+    "    mov rsp, rsi",
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop rbx",
+    "    pop rbp",
+    "    ret",
+    // A new thread's first switch lands here, on a kernel stack holding a
+    // SyscallFrame (registers + iret frame) prepared by clone.
+    ".balign 16",
+    ".global ov_thread_start",
+    "ov_thread_start:",
+    "    call ov_thread_started",
+    "    fninit",
+    "    ldmxcsr [rip + ov_mxcsr_default]",
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop r11",
+    "    pop r10",
+    "    pop r9",
+    "    pop r8",
+    "    pop rbp",
+    "    pop rdi",
+    "    pop rsi",
+    "    pop rdx",
+    "    pop rcx",
+    "    pop rbx",
+    "    pop rax",
+    "    iretq",
+    // External interrupts: none are injected; return.
     ".balign 16",
     ".global ov_interrupt_entry",
     "ov_interrupt_entry:",

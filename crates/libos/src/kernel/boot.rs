@@ -191,6 +191,12 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         cwd: crate::fs::vfs::ROOT,
     });
 
+    extern "C" {
+        static ov_boot_stack_top: u8;
+    }
+    // Only the symbol's address is taken.
+    let boot_stack_top = core::ptr::addr_of!(ov_boot_stack_top) as u64;
+    super::sched::init(boot_stack_top, boot.tsc_khz);
     stamp(|t| &mut t.app_entry);
     // SAFETY: the entry point and stack were just mapped; from here on the
     // boot stack serves as the system-call stack.

@@ -12,7 +12,9 @@ pub mod fs_calls;
 pub mod heap;
 pub mod memory;
 pub mod process;
+pub mod sched;
 pub mod syscalls;
+pub mod threads;
 
 use optivolt_abi::boot::BootInfo;
 use spin::Mutex;

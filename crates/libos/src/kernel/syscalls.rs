@@ -7,6 +7,7 @@ use optivolt_abi::layout::USER_TOP;
 use super::console;
 use super::fs_calls as fs;
 use super::process::{SigAction, SigAltStack, NSIG, PID};
+use super::{sched, threads};
 use super::{stamp, Kernel, KERNEL};
 use crate::arch::entry::SyscallFrame;
 use crate::arch::{cpu, hypercall};
@@ -20,39 +21,72 @@ use crate::util::BufWriter;
 
 type Ret = Result<i64, i64>;
 
+/// Returned by `exit` of one thread: the dispatcher ends the thread.
+const EXIT_THREAD: i64 = 1 << 41;
+/// Returned by `sched_yield`: the dispatcher yields, then returns 0.
+const YIELD: i64 = 1 << 42;
+
 /// Called by `ov_syscall_handler` with the saved registers; the result goes to RAX.
 #[no_mangle]
 extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
-    let r = &frame.regs;
-    let n = r.rax;
-    let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
-    let mut guard = KERNEL.lock();
-    let Some(k) = guard.as_mut() else {
-        super::fault::abort(b"system call before the kernel was initialised")
-    };
-    if k.trace && (n == nr::EXIT || n == nr::EXIT_GROUP) {
-        // These do not return: show them first, as strace does ("= ?").
-        kernel_log(format_args!(
-            "{}({}) = ?\n",
-            crate::syscall::table::name(n).unwrap_or("exit"),
-            args[0] as i32
-        ));
+    let n = frame.regs.rax;
+    let args = [
+        frame.regs.rdi,
+        frame.regs.rsi,
+        frame.regs.rdx,
+        frame.regs.r10,
+        frame.regs.r8,
+        frame.regs.r9,
+    ];
+    loop {
+        // The kernel lock is held for one attempt only, never across a switch.
+        let (result, trace) = {
+            let mut guard = KERNEL.lock();
+            let Some(k) = guard.as_mut() else {
+                super::fault::abort(b"system call before the kernel was initialised")
+            };
+            if k.trace && (n == nr::EXIT || n == nr::EXIT_GROUP) {
+                // These do not return: show them first, as strace does ("= ?").
+                kernel_log(format_args!(
+                    "{}({}) = ?\n",
+                    crate::syscall::table::name(n).unwrap_or("exit"),
+                    args[0] as i32
+                ));
+            }
+            (dispatch(k, n, &args, frame), k.trace)
+        };
+        let ret = match result {
+            Err(sched::BLOCKED) => {
+                sched::schedule();
+                continue;
+            }
+            Err(EXIT_THREAD) => sched::exit_current(),
+            Err(YIELD) => {
+                sched::yield_now();
+                0
+            }
+            Ok(v) => v,
+            Err(e) => -e,
+        };
+        if trace {
+            let mut buf = [0u8; 256];
+            let mut w = BufWriter::new(&mut buf);
+            let _ = trace::format_call(&mut w, n, &args, ret);
+            let len = w.len();
+            console::write_kernel(2, &buf[..len]);
+        }
+        frame.regs.rax = ret as u64;
+        return;
     }
-    let ret = match dispatch(k, n, &args) {
-        Ok(v) => v,
-        Err(e) => -e,
-    };
-    if k.trace {
-        let mut buf = [0u8; 256];
-        let mut w = BufWriter::new(&mut buf);
-        let _ = trace::format_call(&mut w, n, &args, ret);
-        let len = w.len();
-        console::write_kernel(2, &buf[..len]);
-    }
-    frame.regs.rax = ret as u64;
 }
 
-fn dispatch(k: &mut Kernel, n: u64, a: &[u64; 6]) -> Ret {
+/// The timer interrupt, taken in application code: let others run.
+#[no_mangle]
+extern "C" fn ov_timer_dispatch(_frame: &mut crate::arch::entry::ExceptionFrame) {
+    sched::yield_now();
+}
+
+fn dispatch(k: &mut Kernel, n: u64, a: &[u64; 6], frame: &SyscallFrame) -> Ret {
     const AT_FDCWD: u64 = fs::AT_FDCWD as u64;
     match n {
         // Files.
@@ -111,26 +145,39 @@ fn dispatch(k: &mut Kernel, n: u64, a: &[u64; 6]) -> Ret {
         nr::IOCTL => fs::ioctl(k, a[0], a[1], a[2]),
         nr::POLL | nr::PPOLL => fs::poll(k, a[0], a[1]),
         nr::UMASK => Ok(core::mem::replace(&mut k.proc.umask, a[0] as u32 & 0o777) as i64),
-        // Process.
-        nr::EXIT | nr::EXIT_GROUP => sys_exit(a[0] as i32),
+        // Process and threads.
+        nr::EXIT_GROUP => sys_exit(a[0] as i32),
+        nr::EXIT => sys_exit_thread(k, a[0] as i32),
+        nr::CLONE => threads::clone(k, frame, a[0], a[1], a[2], a[3], a[4]),
+        nr::CLONE3 => threads::clone3(k, frame, a[0], a[1]),
+        nr::FORK | nr::VFORK => Err(ENOSYS),
+        nr::FUTEX => threads::futex(k, a[0], a[1] as u32, a[2] as u32, a[3], a[4], a[5] as u32),
+        nr::NANOSLEEP => threads::nanosleep(k, 1, 0, a[0], a[1]),
+        nr::CLOCK_NANOSLEEP => threads::nanosleep(k, a[0], a[1], a[2], a[3]),
+        nr::SCHED_YIELD => Err(YIELD),
+        nr::TKILL => threads::tgkill(k, 1, a[0], a[1]),
+        nr::TGKILL => threads::tgkill(k, a[0], a[1], a[2]),
+        nr::SCHED_SETAFFINITY => Ok(0),
+        nr::SCHED_GETSCHEDULER | nr::SCHED_GETPARAM => Ok(0),
+        nr::SETPRIORITY => Ok(0),
+        nr::GETPRIORITY => Ok(20),
         nr::ARCH_PRCTL => sys_arch_prctl(k, a[0], a[1]),
         nr::SET_TID_ADDRESS => {
-            k.proc.clear_child_tid = a[0];
-            Ok(PID)
+            sched::with_current(|t| t.clear_child_tid = a[0]);
+            Ok(sched::current_tid() as i64)
         }
         nr::SET_ROBUST_LIST => {
             k.proc.robust_list = a[0];
             Ok(0)
         }
-        nr::GETPID | nr::GETTID => Ok(PID),
+        nr::GETPID => Ok(PID),
+        nr::GETTID => Ok(sched::current_tid() as i64),
         nr::GETPPID => Ok(0),
         nr::GETUID | nr::GETEUID | nr::GETGID | nr::GETEGID => Ok(0),
         nr::PRLIMIT64 => sys_prlimit(k, a[1], a[3]),
         nr::GETRLIMIT => sys_prlimit(k, a[0], a[1]),
         nr::UNAME => sys_uname(k, a[0]),
         nr::SCHED_GETAFFINITY => sys_sched_getaffinity(k, a[1], a[2]),
-        nr::SCHED_YIELD => Ok(0),
-        nr::FUTEX => Ok(0),
         // Memory.
         nr::BRK => Ok(k.mem.set_brk(a[0]) as i64),
         nr::MMAP => sys_mmap(k, a[0], a[1], a[2] as u32, a[3] as u32, a[4], a[5]),
@@ -157,6 +204,14 @@ fn nonneg(off: u64) -> Result<u64, i64> {
     } else {
         Ok(off)
     }
+}
+
+fn sys_exit_thread(k: &mut Kernel, status: i32) -> Ret {
+    threads::clear_child_tid(k);
+    if sched::thread_count() <= 1 {
+        return sys_exit(status);
+    }
+    Err(EXIT_THREAD)
 }
 
 fn sys_exit(status: i32) -> Ret {
