@@ -280,3 +280,23 @@ fn rust_std_fs_time_env_match_native() {
     assert_same(&n, &u);
     assert!(String::from_utf8_lossy(&u.stdout).contains("cleaned: true"));
 }
+
+#[test]
+fn pthreads_match_native() {
+    if !kvm_available("pthreads_match_native") {
+        return;
+    }
+    for kind in ["musl", "glibc"] {
+        let p = program("threads", kind);
+        assert_same(&native(&p, &[], &[]), &unikernel(&p, &[], &[], &[]));
+    }
+}
+
+#[test]
+fn rust_std_threads_match_native() {
+    if !kvm_available("rust_std_threads_match_native") {
+        return;
+    }
+    let p = program("threads", "rust");
+    assert_same(&native(&p, &[], &[]), &unikernel(&p, &[], &[], &[]));
+}

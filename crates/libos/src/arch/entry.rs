@@ -1,4 +1,4 @@
-//! Entry code. The only instructions that ever run at CPL 0 are the seven of
+//! Entry code. The only instructions that ever run at CPL 0 are the eight of
 //! `ov_syscall_entry`; everything else here runs at CPL 3.
 //!
 //! Flow of a system call from the application:
@@ -146,6 +146,10 @@ global_asm!(
     ".section .data.ov_syscall, \"aw\"",
     ".balign 8",
     "ov_user_rsp_scratch: .quad 0",
+    "ov_stub_user_rsp: .quad 0",
+    ".balign 16",
+    "ov_stub_stack: .skip 64",
+    "ov_stub_stack_top:",
     "ov_irq_scratch: .quad 0",
     ".global ov_syscall_stack_top",
     "ov_syscall_stack_top: .quad ov_boot_stack_top",
@@ -162,10 +166,10 @@ global_asm!(
     ".balign 16",
     ".global ov_syscall_entry",
     "ov_syscall_entry:",
-    "    sub rsp, 128",
+    "    mov [rip + ov_stub_user_rsp], rsp",
+    "    lea rsp, [rip + ov_stub_stack_top]",
     "    push {user_ss}",
-    "    push rsp",
-    "    add qword ptr [rsp], 8",
+    "    push qword ptr [rip + ov_stub_user_rsp]",
     "    push 0x202",
     "    push {user_cs}",
     "    push qword ptr [rip + ov_syscall_handler_ptr]",
@@ -175,7 +179,6 @@ global_asm!(
     // --------------------------------------------- CPL 3: syscall handler
     ".balign 16",
     "ov_syscall_handler:",
-    "    add rsp, 128",
     "    mov [rip + ov_user_rsp_scratch], rsp",
     "    mov rsp, [rip + ov_syscall_stack_top]",
     "    push {user_ss}",
