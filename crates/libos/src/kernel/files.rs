@@ -47,6 +47,39 @@ pub enum FileKind {
     Console(u8),
     /// A generated file's contents, taken when it was opened.
     Snapshot(Ino, Vec<u8>),
+    /// The read end of a pipe.
+    PipeRead(super::pipe::PipeRef),
+    /// The write end of a pipe.
+    PipeWrite(super::pipe::PipeRef),
+    /// An eventfd.
+    EventFd(super::pipe::EventFdRef),
+    /// An epoll instance.
+    Epoll(super::epoll::EpollRef),
+}
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        // The last descriptor of this open file went away: the other end of a
+        // pipe sees EOF or EPIPE, and waiters re-check.
+        let changed = match &self.kind {
+            FileKind::PipeRead(p) => {
+                let mut p = p.lock();
+                p.readers = p.readers.saturating_sub(1);
+                p.generation += 1;
+                true
+            }
+            FileKind::PipeWrite(p) => {
+                let mut p = p.lock();
+                p.writers = p.writers.saturating_sub(1);
+                p.generation += 1;
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            super::sched::io_event();
+        }
+    }
 }
 
 /// An open file description (shared by dup'ed descriptors).

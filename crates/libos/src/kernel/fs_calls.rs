@@ -1,4 +1,5 @@
 //! File-system system calls: paths, descriptors, reads and writes, metadata.
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -49,7 +50,7 @@ fn fd_inode(k: &Kernel, fd: u64) -> Result<Option<Ino>, i64> {
     let f = f.lock();
     Ok(match f.kind {
         FileKind::Inode(i) | FileKind::Snapshot(i, _) => Some(i),
-        FileKind::Console(_) => None,
+        _ => None,
     })
 }
 
@@ -172,6 +173,9 @@ pub fn read(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> Re
         return Err(EBADF);
     }
     let len = len.min(i32::MAX as u64 & !0xfff);
+    if let Some(r) = super::poll::read_channel(k, &f, buf, len) {
+        return if off.is_some() { Err(ESPIPE) } else { r };
+    }
     let pos = off.unwrap_or(f.offset);
     let n = match &f.kind {
         FileKind::Console(_) => {
@@ -181,6 +185,10 @@ pub fn read(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> Re
             0 // stdin is empty
         }
         FileKind::Snapshot(_, data) => copy_out(k, data, pos, buf, len)?,
+        FileKind::PipeRead(_)
+        | FileKind::PipeWrite(_)
+        | FileKind::EventFd(_)
+        | FileKind::Epoll(_) => return Err(EINVAL),
         FileKind::Inode(ino) => {
             let ino = *ino;
             match &k.fs.inode(ino)?.node {
@@ -250,7 +258,14 @@ pub fn write(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> R
         return Err(EBADF);
     }
     let len = len.min(i32::MAX as u64 & !0xfff);
+    if let Some(r) = super::poll::write_channel(k, &f, buf, len) {
+        return if off.is_some() { Err(ESPIPE) } else { r };
+    }
     match &f.kind {
+        FileKind::PipeRead(_)
+        | FileKind::PipeWrite(_)
+        | FileKind::EventFd(_)
+        | FileKind::Epoll(_) => Err(EINVAL),
         FileKind::Console(n) => {
             if off.is_some() {
                 return Err(ESPIPE);
@@ -338,7 +353,10 @@ pub fn lseek(k: &mut Kernel, fd: u64, off: i64, whence: u32) -> Ret {
     let file = k.fds.file(fd)?;
     let mut f = file.lock();
     let size = match &f.kind {
-        FileKind::Console(_) => return Err(ESPIPE),
+        FileKind::Console(_) | FileKind::PipeRead(_) | FileKind::PipeWrite(_) => {
+            return Err(ESPIPE)
+        }
+        FileKind::EventFd(_) | FileKind::Epoll(_) => return Err(EINVAL),
         FileKind::Snapshot(_, d) => d.len() as i64,
         FileKind::Inode(i) => k.fs.inode(*i)?.size() as i64,
     };
@@ -411,6 +429,26 @@ fn meta_fd(k: &Kernel, fd: u64) -> Result<Meta, i64> {
             Ok(m)
         }
         FileKind::Inode(ino) => meta_inode(k, *ino),
+        FileKind::PipeRead(p) | FileKind::PipeWrite(p) => Ok(Meta {
+            ino: 0x1000 + (Arc::as_ptr(p) as u64 & 0xffff),
+            mode: vfs::S_IFIFO | 0o600,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            size: 0,
+            mtime: (k.boot.wallclock_ns / 1_000_000_000) as i64,
+        }),
+        FileKind::EventFd(_) | FileKind::Epoll(_) => Ok(Meta {
+            ino: 0x2000,
+            mode: 0o600,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            size: 0,
+            mtime: (k.boot.wallclock_ns / 1_000_000_000) as i64,
+        }),
     }
 }
 
@@ -864,7 +902,8 @@ pub fn ioctl(k: &mut Kernel, fd: u64, req: u64, arg: u64) -> Ret {
             let avail = match &f.kind {
                 FileKind::Inode(i) => k.fs.inode(*i)?.size().saturating_sub(f.offset),
                 FileKind::Snapshot(_, d) => (d.len() as u64).saturating_sub(f.offset),
-                FileKind::Console(_) => 0,
+                FileKind::PipeRead(p) => p.lock().data.len() as u64,
+                _ => 0,
             };
             drop(f);
             k.mem.write_obj(arg, &(avail.min(i32::MAX as u64) as i32))?;
@@ -874,50 +913,6 @@ pub fn ioctl(k: &mut Kernel, fd: u64, req: u64, arg: u64) -> Ret {
         TCGETS | TIOCGWINSZ => Err(ENOTTY),
         _ => Err(ENOTTY),
     }
-}
-
-const POLLIN: i16 = 0x1;
-const POLLOUT: i16 = 0x4;
-const POLLNVAL: i16 = 0x20;
-
-/// Readiness of one descriptor (nothing here blocks yet).
-pub fn poll_ready(k: &Kernel, fd: i32, events: i16) -> i16 {
-    if fd < 0 {
-        return 0;
-    }
-    match k.fds.file(fd as u64) {
-        Err(_) => POLLNVAL,
-        Ok(f) => {
-            let f = f.lock();
-            let mut r = 0;
-            if f.readable() {
-                r |= POLLIN;
-            }
-            if f.writable() {
-                r |= POLLOUT;
-            }
-            r & (events | POLLNVAL)
-        }
-    }
-}
-
-/// poll(2) / ppoll(2) over always-ready files.
-pub fn poll(k: &mut Kernel, fds: u64, n: u64) -> Ret {
-    if n > MAX_FDS as u64 {
-        return Err(EINVAL);
-    }
-    let mut ready = 0;
-    for i in 0..n {
-        let p = fds + i * 8;
-        let fd: i32 = k.mem.read_obj(p)?;
-        let events: i16 = k.mem.read_obj(p + 4)?;
-        let revents = poll_ready(k, fd, events);
-        k.mem.write_obj(p + 6, &revents)?;
-        if revents != 0 {
-            ready += 1;
-        }
-    }
-    Ok(ready)
 }
 
 /// The contents of a regular file for a private file mapping.

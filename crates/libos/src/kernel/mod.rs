@@ -6,11 +6,14 @@
 pub mod boot;
 pub mod console;
 pub mod cpuinfo;
+pub mod epoll;
 pub mod fault;
 pub mod files;
 pub mod fs_calls;
 pub mod heap;
 pub mod memory;
+pub mod pipe;
+pub mod poll;
 pub mod process;
 pub mod sched;
 pub mod syscalls;

@@ -58,6 +58,10 @@ pub struct Thread {
     futex: Option<(u64, u32)>,
     /// Signal mask.
     pub sigmask: u64,
+    /// Waiting for any file to change state (poll, epoll, pipes).
+    io_wait: bool,
+    /// Deadline of the system call in progress, kept across restarts.
+    pending_deadline: Option<u64>,
 }
 
 /// The scheduler state.
@@ -87,6 +91,8 @@ pub fn init(boot_stack_top: u64, tsc_khz: u64) {
         deadline: None,
         futex: None,
         sigmask: 0,
+        io_wait: false,
+        pending_deadline: None,
     };
     let mut threads = BTreeMap::new();
     threads.insert(1, Box::new(main));
@@ -159,6 +165,7 @@ impl Scheduler {
                 t.state = State::Runnable;
                 t.wake = Some(why);
                 t.deadline = None;
+                t.io_wait = false;
                 if let Some((key, _)) = t.futex.take() {
                     if let Some(q) = self.futexes.get_mut(&key) {
                         q.retain(|&x| x != tid);
@@ -304,6 +311,8 @@ pub fn spawn(
             deadline: None,
             futex: None,
             sigmask,
+            io_wait: false,
+            pending_deadline: None,
         };
         s.threads.insert(tid, Box::new(t));
         s.run_queue.push_back(tid);
@@ -443,4 +452,51 @@ pub fn ns_to_tsc(ns: u64) -> u64 {
 /// Whether thread `tid` exists and has not exited.
 pub fn thread_exists(tid: u32) -> bool {
     with(|s| s.threads.get(&tid).is_some_and(|t| t.state != State::Dead))
+}
+
+/// Blocks the running thread until some file changes state or `deadline`.
+pub fn block_io(deadline: Option<u64>) {
+    with(|s| {
+        let c = s.current;
+        if let Some(t) = s.threads.get_mut(&c) {
+            t.state = State::Blocked;
+            t.deadline = deadline;
+            t.wake = None;
+            t.io_wait = true;
+        }
+        publish_want_tick(s);
+    })
+}
+
+/// A file changed state: every thread waiting for I/O re-checks.
+pub fn io_event() {
+    with(|s| {
+        let waiters: Vec<u32> = s
+            .threads
+            .values()
+            .filter(|t| t.state == State::Blocked && t.io_wait)
+            .map(|t| t.tid)
+            .collect();
+        for tid in waiters {
+            s.make_runnable(tid, Wake::Event);
+        }
+        publish_want_tick(s);
+    })
+}
+
+/// The deadline of the system call in progress: computed by `first` on the
+/// first attempt, the same on every restart.
+pub fn call_deadline(first: impl FnOnce() -> Option<u64>) -> Option<u64> {
+    let saved = with_current(|t| t.pending_deadline);
+    if saved.is_some() {
+        return saved;
+    }
+    let d = first();
+    with_current(|t| t.pending_deadline = d);
+    d
+}
+
+/// The system call in progress completed.
+pub fn call_done() {
+    with_current(|t| t.pending_deadline = None);
 }

@@ -7,7 +7,7 @@ use optivolt_abi::layout::USER_TOP;
 use super::console;
 use super::fs_calls as fs;
 use super::process::{SigAction, SigAltStack, NSIG, PID};
-use super::{sched, threads};
+use super::{poll, sched, threads};
 use super::{stamp, Kernel, KERNEL};
 use crate::arch::entry::SyscallFrame;
 use crate::arch::{cpu, hypercall};
@@ -55,6 +55,9 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
             }
             (dispatch(k, n, &args, frame), k.trace)
         };
+        if result != Err(sched::BLOCKED) {
+            sched::call_done();
+        }
         let ret = match result {
             Err(sched::BLOCKED) => {
                 sched::schedule();
@@ -143,7 +146,54 @@ fn dispatch(k: &mut Kernel, n: u64, a: &[u64; 6], frame: &SyscallFrame) -> Ret {
         nr::SYNC => Ok(0),
         nr::FADVISE64 => k.fds.get(a[0]).map(|_| 0),
         nr::IOCTL => fs::ioctl(k, a[0], a[1], a[2]),
-        nr::POLL | nr::PPOLL => fs::poll(k, a[0], a[1]),
+        nr::POLL => poll::poll(
+            k,
+            a[0],
+            a[1],
+            if (a[2] as i32) < 0 {
+                -1
+            } else {
+                a[2] as i32 as i64 * 1_000_000
+            },
+        ),
+        nr::PPOLL => {
+            let t = poll::timespec_ns(k, a[2])?;
+            poll::poll(k, a[0], a[1], t)
+        }
+        nr::SELECT => {
+            let t = if a[4] == 0 {
+                -1
+            } else {
+                let [s, us]: [i64; 2] = k.mem.read_obj(a[4])?;
+                s.saturating_mul(1_000_000_000)
+                    .saturating_add(us.saturating_mul(1000))
+            };
+            poll::select(k, a[0], a[1], a[2], a[3], t)
+        }
+        nr::PSELECT6 => {
+            let t = poll::timespec_ns(k, a[4])?;
+            poll::select(k, a[0], a[1], a[2], a[3], t)
+        }
+        nr::PIPE => poll::pipe2(k, a[0], 0),
+        nr::PIPE2 => poll::pipe2(k, a[0], a[1] as u32),
+        nr::EVENTFD => poll::eventfd2(k, a[0] as u32, 0),
+        nr::EVENTFD2 => poll::eventfd2(k, a[0] as u32, a[1] as u32),
+        nr::EPOLL_CREATE => poll::epoll_create(k, 0),
+        nr::EPOLL_CREATE1 => poll::epoll_create(k, a[0] as u32),
+        nr::EPOLL_CTL => poll::epoll_ctl(k, a[0], a[1] as u32, a[2], a[3]),
+        nr::EPOLL_WAIT | nr::EPOLL_PWAIT => {
+            poll::epoll_wait(k, a[0], a[1], a[2] as i32, a[3] as i32 as i64)
+        }
+        nr::EPOLL_PWAIT2 => {
+            let t = poll::timespec_ns(k, a[3])?;
+            poll::epoll_wait(
+                k,
+                a[0],
+                a[1],
+                a[2] as i32,
+                if t < 0 { -1 } else { t / 1_000_000 },
+            )
+        }
         nr::UMASK => Ok(core::mem::replace(&mut k.proc.umask, a[0] as u32 & 0o777) as i64),
         // Process and threads.
         nr::EXIT_GROUP => sys_exit(a[0] as i32),

@@ -1,0 +1,497 @@
+//! Readiness, and the system calls that wait for it: pipe2, eventfd2,
+//! epoll_*, poll/ppoll, select/pselect6. Pipe and eventfd reads and writes
+//! live here too (they are what blocks).
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use spin::Mutex;
+
+use super::epoll::*;
+use super::files::*;
+use super::pipe::{EventFd, Pipe};
+use super::sched::{self, Wake, BLOCKED};
+use super::Kernel;
+use crate::arch::cpu::rdtsc;
+use crate::syscall::errno::*;
+
+type Ret = Result<i64, i64>;
+
+const POLLIN: u32 = 0x1;
+const POLLOUT: u32 = 0x4;
+const POLLERR: u32 = 0x8;
+const POLLHUP: u32 = 0x10;
+const POLLNVAL: u32 = 0x20;
+const POLLRDNORM: u32 = 0x40;
+const POLLWRNORM: u32 = 0x100;
+
+/// (ready events, state generation) of an open file.
+pub fn readiness(f: &OpenFile) -> (u32, u64) {
+    match &f.kind {
+        FileKind::Console(0) => (POLLIN | POLLRDNORM, 0),
+        FileKind::Console(_) => (POLLOUT | POLLWRNORM, 0),
+        FileKind::Inode(_) | FileKind::Snapshot(..) => {
+            let mut r = 0;
+            if f.readable() {
+                r |= POLLIN | POLLRDNORM;
+            }
+            if f.writable() {
+                r |= POLLOUT | POLLWRNORM;
+            }
+            (r, 0)
+        }
+        FileKind::PipeRead(p) => {
+            let p = p.lock();
+            let mut r = 0;
+            if !p.data.is_empty() {
+                r |= POLLIN | POLLRDNORM;
+            }
+            if p.writers == 0 {
+                r |= POLLHUP;
+            }
+            (r, p.generation)
+        }
+        FileKind::PipeWrite(p) => {
+            let p = p.lock();
+            let mut r = 0;
+            if p.room() > 0 {
+                r |= POLLOUT | POLLWRNORM;
+            }
+            if p.readers == 0 {
+                r |= POLLERR;
+            }
+            (r, p.generation)
+        }
+        FileKind::EventFd(e) => {
+            let e = e.lock();
+            let mut r = 0;
+            if e.count > 0 {
+                r |= POLLIN | POLLRDNORM;
+            }
+            if e.count < u64::MAX - 1 {
+                r |= POLLOUT | POLLWRNORM;
+            }
+            (r, e.generation)
+        }
+        FileKind::Epoll(_) => (0, 0),
+    }
+}
+
+/// pipe2(2).
+pub fn pipe2(k: &mut Kernel, fds: u64, flags: u32) -> Ret {
+    if flags & !(O_CLOEXEC | O_NONBLOCK | 0o40000) != 0 {
+        return Err(EINVAL);
+    }
+    let p = Arc::new(Mutex::new(Pipe {
+        readers: 1,
+        writers: 1,
+        ..Default::default()
+    }));
+    let nb = flags & O_NONBLOCK;
+    let cloexec = flags & O_CLOEXEC != 0;
+    let r = k.fds.install(
+        OpenFile {
+            kind: FileKind::PipeRead(p.clone()),
+            offset: 0,
+            flags: O_RDONLY | nb,
+        },
+        cloexec,
+    )?;
+    let w = match k.fds.install(
+        OpenFile {
+            kind: FileKind::PipeWrite(p),
+            offset: 0,
+            flags: O_WRONLY | nb,
+        },
+        cloexec,
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = k.fds.close(r);
+            return Err(e);
+        }
+    };
+    if let Err(e) = k.mem.write_obj(fds, &[r as i32, w as i32]) {
+        let _ = k.fds.close(r);
+        let _ = k.fds.close(w);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+/// eventfd2(2).
+pub fn eventfd2(k: &mut Kernel, initval: u32, flags: u32) -> Ret {
+    const EFD_SEMAPHORE: u32 = 1;
+    if flags & !(O_CLOEXEC | O_NONBLOCK | EFD_SEMAPHORE) != 0 {
+        return Err(EINVAL);
+    }
+    let e = EventFd {
+        count: initval as u64,
+        semaphore: flags & EFD_SEMAPHORE != 0,
+        generation: 0,
+    };
+    let f = OpenFile {
+        kind: FileKind::EventFd(Arc::new(Mutex::new(e))),
+        offset: 0,
+        flags: O_RDWR | (flags & O_NONBLOCK),
+    };
+    k.fds.install(f, flags & O_CLOEXEC != 0).map(|fd| fd as i64)
+}
+
+/// Reads from a pipe or an eventfd; `None` if `f` is neither.
+pub fn read_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<Ret> {
+    let nonblock = f.flags & O_NONBLOCK != 0;
+    Some(match &f.kind {
+        FileKind::PipeRead(p) => {
+            let mut p = p.lock();
+            if p.data.is_empty() {
+                if p.writers == 0 {
+                    return Some(Ok(0));
+                }
+                if nonblock {
+                    return Some(Err(EAGAIN));
+                }
+                drop(p);
+                sched::block_io(None);
+                return Some(Err(BLOCKED));
+            }
+            let n = (len as usize).min(p.data.len());
+            let chunk: Vec<u8> = p.data.drain(..n).collect();
+            p.generation += 1;
+            drop(p);
+            sched::io_event();
+            k.mem.copy_to_user(buf, &chunk).map(|_| n as i64)
+        }
+        FileKind::EventFd(e) => {
+            if len < 8 {
+                return Some(Err(EINVAL));
+            }
+            let mut e = e.lock();
+            if e.count == 0 {
+                if nonblock {
+                    return Some(Err(EAGAIN));
+                }
+                drop(e);
+                sched::block_io(None);
+                return Some(Err(BLOCKED));
+            }
+            let v = if e.semaphore { 1 } else { e.count };
+            e.count -= v;
+            e.generation += 1;
+            drop(e);
+            sched::io_event();
+            k.mem.write_obj(buf, &v).map(|_| 8)
+        }
+        _ => return None,
+    })
+}
+
+/// Writes to a pipe or an eventfd; `None` if `f` is neither.
+pub fn write_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<Ret> {
+    let nonblock = f.flags & O_NONBLOCK != 0;
+    Some(match &f.kind {
+        FileKind::PipeWrite(p) => {
+            let mut p = p.lock();
+            if p.readers == 0 {
+                return Some(Err(EPIPE));
+            }
+            let room = p.room();
+            if room == 0 {
+                if nonblock {
+                    return Some(Err(EAGAIN));
+                }
+                drop(p);
+                sched::block_io(None);
+                return Some(Err(BLOCKED));
+            }
+            let n = (len as usize).min(room);
+            let mut data = alloc::vec![0u8; n];
+            if let Err(e) = k.mem.copy_from_user(buf, &mut data) {
+                return Some(Err(e));
+            }
+            p.data.extend(data);
+            p.generation += 1;
+            drop(p);
+            sched::io_event();
+            Ok(n as i64)
+        }
+        FileKind::EventFd(e) => {
+            if len < 8 {
+                return Some(Err(EINVAL));
+            }
+            let v: u64 = match k.mem.read_obj(buf) {
+                Ok(v) => v,
+                Err(e) => return Some(Err(e)),
+            };
+            if v == u64::MAX {
+                return Some(Err(EINVAL));
+            }
+            let mut e = e.lock();
+            if e.count.checked_add(v).is_none_or(|c| c > u64::MAX - 1) {
+                if nonblock {
+                    return Some(Err(EAGAIN));
+                }
+                drop(e);
+                sched::block_io(None);
+                return Some(Err(BLOCKED));
+            }
+            e.count += v;
+            e.generation += 1;
+            drop(e);
+            sched::io_event();
+            Ok(8)
+        }
+        _ => return None,
+    })
+}
+
+/// epoll_create1(2) / epoll_create(2).
+pub fn epoll_create(k: &mut Kernel, flags: u32) -> Ret {
+    if flags & !O_CLOEXEC != 0 {
+        return Err(EINVAL);
+    }
+    let f = OpenFile {
+        kind: FileKind::Epoll(Arc::new(Mutex::new(Epoll::default()))),
+        offset: 0,
+        flags: O_RDWR,
+    };
+    k.fds.install(f, flags & O_CLOEXEC != 0).map(|fd| fd as i64)
+}
+
+fn epoll_of(k: &Kernel, epfd: u64) -> Result<EpollRef, i64> {
+    let f = k.fds.file(epfd)?;
+    let f = f.lock();
+    match &f.kind {
+        FileKind::Epoll(e) => Ok(e.clone()),
+        _ => Err(EINVAL),
+    }
+}
+
+/// epoll_ctl(2).
+pub fn epoll_ctl(k: &mut Kernel, epfd: u64, op: u32, fd: u64, event: u64) -> Ret {
+    const ADD: u32 = 1;
+    const DEL: u32 = 2;
+    const MOD: u32 = 3;
+    let ep = epoll_of(k, epfd)?;
+    let target = k.fds.file(fd)?;
+    if fd == epfd
+        || matches!(
+            target.lock().kind,
+            FileKind::Inode(_) | FileKind::Snapshot(..)
+        )
+    {
+        return Err(if fd == epfd { EINVAL } else { EPERM });
+    }
+    let mut e = ep.lock();
+    let key = fd as i32;
+    match op {
+        ADD | MOD => {
+            let events: u32 = k.mem.read_obj(event)?;
+            let data: u64 = k.mem.read_obj(event + 4)?;
+            if op == ADD && e.interests.contains_key(&key) {
+                return Err(EEXIST);
+            }
+            if op == MOD && !e.interests.contains_key(&key) {
+                return Err(ENOENT);
+            }
+            e.interests.insert(
+                key,
+                Interest {
+                    file: target,
+                    events,
+                    data,
+                    reported_generation: None,
+                    disabled: false,
+                },
+            );
+            Ok(0)
+        }
+        DEL => e.interests.remove(&key).map(|_| 0).ok_or(ENOENT),
+        _ => Err(EINVAL),
+    }
+}
+
+fn ms_deadline(timeout_ms: i64) -> Option<u64> {
+    if timeout_ms < 0 {
+        return None;
+    }
+    Some(rdtsc().saturating_add(sched::ns_to_tsc(timeout_ms as u64 * 1_000_000)))
+}
+
+/// epoll_wait/epoll_pwait (the signal mask is not applied: no signals are queued).
+pub fn epoll_wait(k: &mut Kernel, epfd: u64, events: u64, max: i32, timeout_ms: i64) -> Ret {
+    if max <= 0 || max > 1 << 20 {
+        return Err(EINVAL);
+    }
+    let wake = sched::take_wake();
+    let ep = epoll_of(k, epfd)?;
+    let mut out: Vec<(u32, u64)> = Vec::new();
+    {
+        let mut e = ep.lock();
+        // Registrations whose descriptor was closed (or reused) are dropped.
+        let stale: Vec<i32> = e
+            .interests
+            .iter()
+            .filter(|(fd, i)| {
+                k.fds
+                    .file(**fd as u64)
+                    .map(|f| !Arc::ptr_eq(&f, &i.file))
+                    .unwrap_or(true)
+            })
+            .map(|(fd, _)| *fd)
+            .collect();
+        for fd in stale {
+            e.interests.remove(&fd);
+        }
+        for i in e.interests.values_mut() {
+            if out.len() >= max as usize {
+                break;
+            }
+            if i.disabled {
+                continue;
+            }
+            let (ready, generation) = readiness(&i.file.lock());
+            let hit = ready & (i.events | EPOLLERR | EPOLLHUP);
+            if hit == 0 {
+                continue;
+            }
+            if i.events & EPOLLET != 0 {
+                if i.reported_generation == Some(generation) {
+                    continue;
+                }
+                i.reported_generation = Some(generation);
+            }
+            if i.events & EPOLLONESHOT != 0 {
+                i.disabled = true;
+            }
+            out.push((hit, i.data));
+        }
+    }
+    if !out.is_empty() {
+        let mut bytes = Vec::with_capacity(out.len() * 12);
+        for (ev, data) in &out {
+            bytes.extend_from_slice(&ev.to_le_bytes());
+            bytes.extend_from_slice(&data.to_le_bytes());
+        }
+        k.mem.copy_to_user(events, &bytes)?;
+        return Ok(out.len() as i64);
+    }
+    if timeout_ms == 0 || wake == Some(Wake::Timeout) {
+        return Ok(0);
+    }
+    let dl = sched::call_deadline(|| ms_deadline(timeout_ms));
+    sched::block_io(dl);
+    Err(BLOCKED)
+}
+
+/// poll(2)/ppoll(2): `timeout_ns` < 0 waits forever.
+pub fn poll(k: &mut Kernel, fds: u64, n: u64, timeout_ns: i64) -> Ret {
+    if n > MAX_FDS as u64 {
+        return Err(EINVAL);
+    }
+    let wake = sched::take_wake();
+    let mut ready = 0;
+    for i in 0..n {
+        let p = fds + i * 8;
+        let fd: i32 = k.mem.read_obj(p)?;
+        let events: i16 = k.mem.read_obj(p + 4)?;
+        let revents = if fd < 0 {
+            0
+        } else {
+            match k.fds.file(fd as u64) {
+                Err(_) => POLLNVAL,
+                Ok(f) => readiness(&f.lock()).0 & (events as u16 as u32 | POLLERR | POLLHUP),
+            }
+        };
+        k.mem.write_obj(p + 6, &(revents as i16))?;
+        if revents != 0 {
+            ready += 1;
+        }
+    }
+    if ready > 0 || timeout_ns == 0 || wake == Some(Wake::Timeout) {
+        return Ok(ready);
+    }
+    let dl = sched::call_deadline(|| {
+        if timeout_ns < 0 {
+            None
+        } else {
+            Some(rdtsc().saturating_add(sched::ns_to_tsc(timeout_ns as u64)))
+        }
+    });
+    sched::block_io(dl);
+    Err(BLOCKED)
+}
+
+/// A timeout from a `struct timespec` pointer (0 = forever) in ns, or -1.
+pub fn timespec_ns(k: &mut Kernel, ts: u64) -> Result<i64, i64> {
+    if ts == 0 {
+        return Ok(-1);
+    }
+    let [s, ns]: [i64; 2] = k.mem.read_obj(ts)?;
+    if s < 0 || !(0..1_000_000_000).contains(&ns) {
+        return Err(EINVAL);
+    }
+    Ok(s.saturating_mul(1_000_000_000).saturating_add(ns))
+}
+
+/// select(2)/pselect6(2) over the bitmaps at `r`, `w`, `e`.
+pub fn select(k: &mut Kernel, nfds: u64, r: u64, w: u64, e: u64, timeout_ns: i64) -> Ret {
+    if nfds > MAX_FDS as u64 {
+        return Err(EINVAL);
+    }
+    let wake = sched::take_wake();
+    let words = nfds.div_ceil(64) as usize;
+    let read_set = |k: &mut Kernel, p: u64| -> Result<Vec<u64>, i64> {
+        let mut v = alloc::vec![0u64; words];
+        if p != 0 {
+            for (i, x) in v.iter_mut().enumerate() {
+                *x = k.mem.read_obj(p + i as u64 * 8)?;
+            }
+        }
+        Ok(v)
+    };
+    let (rs, ws, es) = (read_set(k, r)?, read_set(k, w)?, read_set(k, e)?);
+    let mut out = [
+        alloc::vec![0u64; words],
+        alloc::vec![0u64; words],
+        alloc::vec![0u64; words],
+    ];
+    let mut count = 0;
+    for fd in 0..nfds {
+        let (wi, bit) = ((fd / 64) as usize, 1u64 << (fd % 64));
+        let want = [rs[wi] & bit != 0, ws[wi] & bit != 0, es[wi] & bit != 0];
+        if !want.iter().any(|&x| x) {
+            continue;
+        }
+        let ready = readiness(&k.fds.file(fd)?.lock()).0;
+        let got = [
+            ready & (POLLIN | POLLHUP | POLLERR) != 0,
+            ready & (POLLOUT | POLLERR) != 0,
+            false,
+        ];
+        for s in 0..3 {
+            if want[s] && got[s] {
+                out[s][wi] |= bit;
+                count += 1;
+            }
+        }
+    }
+    if count > 0 || timeout_ns == 0 || wake == Some(Wake::Timeout) {
+        for (p, set) in [(r, &out[0]), (w, &out[1]), (e, &out[2])] {
+            if p != 0 {
+                for (i, x) in set.iter().enumerate() {
+                    k.mem.write_obj(p + i as u64 * 8, x)?;
+                }
+            }
+        }
+        return Ok(count);
+    }
+    let dl = sched::call_deadline(|| {
+        if timeout_ns < 0 {
+            None
+        } else {
+            Some(rdtsc().saturating_add(sched::ns_to_tsc(timeout_ns as u64)))
+        }
+    });
+    sched::block_io(dl);
+    Err(BLOCKED)
+}
