@@ -33,11 +33,26 @@ pub fn report(frame: &ExceptionFrame) -> ! {
     }
 }
 
+/// The signal Linux sends for an exception vector.
+fn signal_for(vector: u64) -> u32 {
+    match vector {
+        0 | 16 | 19 => 8, // SIGFPE
+        1 | 3 => 5,       // SIGTRAP
+        6 => 4,           // SIGILL
+        17 => 7,          // SIGBUS
+        _ => 11,          // SIGSEGV
+    }
+}
+
 /// Called by the exception entry code with the saved state.
 #[no_mangle]
 extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
-    if frame.vector == PAGE_FAULT && frame.rip < USER_TOP {
-        let addr = read_cr2();
+    if frame.rip >= USER_TOP {
+        report(frame); // a library-OS bug
+    }
+    let mut addr = frame.rip;
+    if frame.vector == PAGE_FAULT {
+        addr = read_cr2();
         let write = frame.error_code & 2 != 0;
         // The library OS never faults while holding the lock (it reaches user
         // memory only through checked physmap copies), so a held lock here
@@ -45,6 +60,42 @@ extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
         if let Some(mut guard) = super::KERNEL.try_lock() {
             if let Some(k) = guard.as_mut() {
                 if k.mem.handle_fault(addr, write) {
+                    return;
+                }
+            }
+        }
+    }
+    // A synchronous signal: to the application's handler if it has one.
+    let sig = signal_for(frame.vector);
+    let bit = 1u64 << (sig - 1);
+    let blocked = super::sched::with_current(|t| t.sigmask) & bit != 0;
+    if let Some(mut guard) = super::KERNEL.try_lock() {
+        if let Some(k) = guard.as_mut() {
+            let handler = k.proc.actions[sig as usize - 1].handler;
+            if handler > 1 && !blocked {
+                let code = match frame.vector {
+                    PAGE_FAULT if frame.error_code & 1 != 0 => 2, // SEGV_ACCERR
+                    PAGE_FAULT => 1,                              // SEGV_MAPERR
+                    _ => 0x80,                                    // SI_KERNEL
+                };
+                let info = super::signal::Info {
+                    code,
+                    addr,
+                    trapno: frame.vector,
+                    err: frame.error_code,
+                };
+                let fa = frame as *mut ExceptionFrame as u64;
+                // SAFETY: as in syscalls::fx_area: the entry code saved the
+                // FXSAVE image right below the 16-byte aligned frame.
+                let fx = unsafe { &mut *(((fa & !15) - 512) as *mut [u8; 512]) };
+                let ctx = super::signal::UserContext {
+                    regs: &mut frame.regs,
+                    rip: &mut frame.rip,
+                    rflags: &mut frame.rflags,
+                    rsp: &mut frame.rsp,
+                    fx,
+                };
+                if super::signal::deliver(k, sig, info, ctx).is_ok() {
                     return;
                 }
             }

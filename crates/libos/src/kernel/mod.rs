@@ -16,6 +16,7 @@ pub mod pipe;
 pub mod poll;
 pub mod process;
 pub mod sched;
+pub mod signal;
 pub mod syscalls;
 pub mod threads;
 

@@ -31,6 +31,8 @@ pub enum Wake {
     Event,
     /// Its deadline passed.
     Timeout,
+    /// A signal arrived: the system call ends with EINTR.
+    Signal,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +60,10 @@ pub struct Thread {
     futex: Option<(u64, u32)>,
     /// Signal mask.
     pub sigmask: u64,
+    /// Signals sent to this thread and not yet delivered.
+    pub pending: u64,
+    /// sigaltstack(2) state.
+    pub altstack: super::process::SigAltStack,
     /// Waiting for any file to change state (poll, epoll, pipes).
     io_wait: bool,
     /// Deadline of the system call in progress, kept across restarts.
@@ -91,6 +97,11 @@ pub fn init(boot_stack_top: u64, tsc_khz: u64) {
         deadline: None,
         futex: None,
         sigmask: 0,
+        pending: 0,
+        altstack: super::process::SigAltStack {
+            flags: super::process::SS_DISABLE,
+            ..Default::default()
+        },
         io_wait: false,
         pending_deadline: None,
     };
@@ -311,6 +322,11 @@ pub fn spawn(
             deadline: None,
             futex: None,
             sigmask,
+            pending: 0,
+            altstack: super::process::SigAltStack {
+                flags: super::process::SS_DISABLE,
+                ..Default::default()
+            },
             io_wait: false,
             pending_deadline: None,
         };
@@ -499,4 +515,62 @@ pub fn call_deadline(first: impl FnOnce() -> Option<u64>) -> Option<u64> {
 /// The system call in progress completed.
 pub fn call_done() {
     with_current(|t| t.pending_deadline = None);
+}
+
+/// Marks `sig` pending for thread `tid`; a blocked thread is interrupted
+/// unless it blocks the signal. False if the thread does not exist.
+pub fn send_signal(tid: u32, sig: u32) -> bool {
+    with(|s| {
+        let Some(t) = s.threads.get_mut(&tid) else {
+            return false;
+        };
+        if t.state == State::Dead {
+            return false;
+        }
+        let bit = 1u64 << (sig - 1);
+        t.pending |= bit;
+        let interrupt = t.state == State::Blocked && t.sigmask & bit == 0;
+        if interrupt {
+            s.make_runnable(tid, Wake::Signal);
+        }
+        publish_want_tick(s);
+        true
+    })
+}
+
+/// Takes the lowest pending, unblocked signal of the running thread.
+pub fn take_signal() -> Option<u32> {
+    with_current(|t| {
+        let ready = t.pending & !t.sigmask;
+        if ready == 0 {
+            return None;
+        }
+        let sig = ready.trailing_zeros() + 1;
+        t.pending &= !(1u64 << (sig - 1));
+        Some(sig)
+    })
+}
+
+/// Whether the running thread was woken by a signal (consumes the reason).
+pub fn interrupted() -> bool {
+    with_current(|t| {
+        if t.wake == Some(Wake::Signal) {
+            t.wake = None;
+            true
+        } else {
+            false
+        }
+    })
+}
+
+/// The first thread that does not block `sig` (for process-directed signals).
+pub fn thread_for_signal(sig: u32) -> Option<u32> {
+    with(|s| {
+        let bit = 1u64 << (sig - 1);
+        s.threads
+            .values()
+            .filter(|t| t.state != State::Dead)
+            .find(|t| t.sigmask & bit == 0)
+            .map(|t| t.tid)
+    })
 }

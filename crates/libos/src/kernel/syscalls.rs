@@ -6,8 +6,8 @@ use optivolt_abi::layout::USER_TOP;
 
 use super::console;
 use super::fs_calls as fs;
-use super::process::{SigAction, SigAltStack, NSIG, PID};
-use super::{poll, sched, threads};
+use super::process::{SigAction, NSIG, PID};
+use super::{poll, sched, signal, threads};
 use super::{stamp, Kernel, KERNEL};
 use crate::arch::entry::SyscallFrame;
 use crate::arch::{cpu, hypercall};
@@ -38,6 +38,33 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
         frame.regs.r8,
         frame.regs.r9,
     ];
+    if n == nr::RT_SIGRETURN {
+        let addr = frame as *mut SyscallFrame as u64;
+        let mut guard = KERNEL.lock();
+        let Some(k) = guard.as_mut() else { return };
+        let ctx = signal::UserContext {
+            regs: &mut frame.regs,
+            rip: &mut frame.rip,
+            rflags: &mut frame.rflags,
+            rsp: &mut frame.rsp,
+            fx: fx_area(addr),
+        };
+        if signal::sigreturn(k, ctx).is_err() {
+            drop(guard);
+            stamp(|t| &mut t.app_exit);
+            hypercall::exit(128 + 11);
+        }
+        drop(guard);
+        // RAX is the interrupted context's; deliver what else is pending.
+        deliver_pending(
+            addr,
+            &mut frame.regs,
+            &mut frame.rip,
+            &mut frame.rflags,
+            &mut frame.rsp,
+        );
+        return;
+    }
     loop {
         // The kernel lock is held for one attempt only, never across a switch.
         let (result, trace) = {
@@ -61,6 +88,12 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
         let ret = match result {
             Err(sched::BLOCKED) => {
                 sched::schedule();
+                if sched::interrupted() {
+                    // A signal arrived while waiting: the call fails with EINTR.
+                    sched::call_done();
+                    finish(frame, n, &args, -EINTR, trace);
+                    return;
+                }
                 continue;
             }
             Err(EXIT_THREAD) => sched::exit_current(),
@@ -71,22 +104,81 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
             Ok(v) => v,
             Err(e) => -e,
         };
-        if trace {
-            let mut buf = [0u8; 256];
-            let mut w = BufWriter::new(&mut buf);
-            let _ = trace::format_call(&mut w, n, &args, ret);
-            let len = w.len();
-            console::write_kernel(2, &buf[..len]);
-        }
-        frame.regs.rax = ret as u64;
+        finish(frame, n, &args, ret, trace);
         return;
     }
 }
 
-/// The timer interrupt, taken in application code: let others run.
+/// Completes a system call: trace, result, then pending signals.
+fn finish(frame: &mut SyscallFrame, n: u64, args: &[u64; 6], ret: i64, trace: bool) {
+    if trace {
+        let mut buf = [0u8; 256];
+        let mut w = BufWriter::new(&mut buf);
+        let _ = trace::format_call(&mut w, n, args, ret);
+        let len = w.len();
+        console::write_kernel(2, &buf[..len]);
+    }
+    frame.regs.rax = ret as u64;
+    deliver_pending(
+        frame as *mut SyscallFrame as u64,
+        &mut frame.regs,
+        &mut frame.rip,
+        &mut frame.rflags,
+        &mut frame.rsp,
+    );
+}
+
+/// The FXSAVE image the entry code saved below a frame at `frame_addr`.
+fn fx_area(frame_addr: u64) -> &'static mut [u8; 512] {
+    // SAFETY: every entry path (system call, timer, exception) aligns the
+    // stack below its register frame down to 16 bytes and FXSAVEs 512 bytes
+    // there; the area lives until the frame is popped, after this returns.
+    unsafe { &mut *(((frame_addr & !15) - 512) as *mut [u8; 512]) }
+}
+
+/// Delivers the running thread's pending signals into a user context.
+pub fn deliver_pending(
+    frame_addr: u64,
+    regs: &mut optivolt_abi::hypercall::Registers,
+    rip: &mut u64,
+    rflags: &mut u64,
+    rsp: &mut u64,
+) {
+    while let Some(sig) = sched::take_signal() {
+        let mut guard = KERNEL.lock();
+        let Some(k) = guard.as_mut() else { return };
+        let ctx = signal::UserContext {
+            regs: &mut *regs,
+            rip: &mut *rip,
+            rflags: &mut *rflags,
+            rsp: &mut *rsp,
+            fx: fx_area(frame_addr),
+        };
+        let info = signal::Info {
+            code: -6,
+            ..Default::default()
+        };
+        if let Err(status) = signal::deliver(k, sig, info, ctx) {
+            drop(guard);
+            stamp(|t| &mut t.app_exit);
+            hypercall::exit(status);
+        }
+    }
+}
+
+/// The timer interrupt, taken in application code: let others run, then
+/// deliver what was sent to this thread meanwhile.
 #[no_mangle]
-extern "C" fn ov_timer_dispatch(_frame: &mut crate::arch::entry::ExceptionFrame) {
+extern "C" fn ov_timer_dispatch(frame: &mut crate::arch::entry::ExceptionFrame) {
     sched::yield_now();
+    let addr = frame as *mut _ as u64;
+    deliver_pending(
+        addr,
+        &mut frame.regs,
+        &mut frame.rip,
+        &mut frame.rflags,
+        &mut frame.rsp,
+    );
 }
 
 fn dispatch(k: &mut Kernel, n: u64, a: &[u64; 6], frame: &SyscallFrame) -> Ret {
@@ -237,7 +329,8 @@ fn dispatch(k: &mut Kernel, n: u64, a: &[u64; 6], frame: &SyscallFrame) -> Ret {
         // Signals (bookkeeping).
         nr::RT_SIGACTION => sys_rt_sigaction(k, a[0], a[1], a[2], a[3]),
         nr::RT_SIGPROCMASK => sys_rt_sigprocmask(k, a[0], a[1], a[2], a[3]),
-        nr::SIGALTSTACK => sys_sigaltstack(k, a[0], a[1]),
+        nr::SIGALTSTACK => signal::sigaltstack(k, a[0], a[1], frame.rsp),
+        nr::KILL => threads::kill(k, a[0] as i64, a[1]),
         // Time and randomness.
         nr::CLOCK_GETTIME => sys_clock_gettime(k, a[0], a[1]),
         nr::CLOCK_GETRES => sys_clock_getres(k, a[0], a[1]),
@@ -486,35 +579,20 @@ fn sys_rt_sigprocmask(k: &mut Kernel, how: u64, set: u64, old: u64, size: u64) -
     if size != 8 {
         return Err(EINVAL);
     }
+    let cur = sched::with_current(|t| t.sigmask);
     if old != 0 {
-        k.mem.write_obj(old, &k.proc.sigmask)?;
+        k.mem.write_obj(old, &cur)?;
     }
     if set != 0 {
         let s: u64 = k.mem.read_obj(set)?;
         let unblockable = (1 << 8) | (1 << 18); // SIGKILL, SIGSTOP
-        k.proc.sigmask = match how {
-            0 => k.proc.sigmask | s,
-            1 => k.proc.sigmask & !s,
+        let new = match how {
+            0 => cur | s,
+            1 => cur & !s,
             2 => s,
             _ => return Err(EINVAL),
         } & !unblockable;
-    }
-    Ok(0)
-}
-
-fn sys_sigaltstack(k: &mut Kernel, ss: u64, old: u64) -> Ret {
-    if old != 0 {
-        k.mem.write_obj(old, &k.proc.altstack)?;
-    }
-    if ss != 0 {
-        let s: SigAltStack = k.mem.read_obj(ss)?;
-        if s.flags & !super::process::SS_DISABLE != 0 {
-            return Err(EINVAL);
-        }
-        if s.flags & super::process::SS_DISABLE == 0 && s.size < 2048 {
-            return Err(ENOMEM);
-        }
-        k.proc.altstack = s;
+        sched::with_current(|t| t.sigmask = new);
     }
     Ok(0)
 }

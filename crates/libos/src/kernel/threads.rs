@@ -176,6 +176,7 @@ pub fn futex(
                 return match w {
                     Wake::Event => Ok(0),
                     Wake::Timeout => Err(ETIMEDOUT),
+                    Wake::Signal => Err(EINTR),
                 };
             }
             let bitset = if cmd == FUTEX_WAIT_BITSET {
@@ -279,24 +280,34 @@ pub fn nanosleep(k: &mut Kernel, clock: u64, flags: u64, req: u64, _rem: u64) ->
     Err(BLOCKED)
 }
 
-/// tgkill(2)/tkill(2): signal 0 probes a thread. Delivering other signals
-/// to handlers is not implemented yet: a signal whose action is "ignore"
-/// succeeds, any other is refused with ENOSYS.
-pub fn tgkill(k: &mut Kernel, tgid: u64, tid: u64, sig: u64) -> Ret {
-    if tgid as i64 != super::process::PID || sig > 64 {
-        return Err(if sig > 64 { EINVAL } else { ESRCH });
+/// tgkill(2)/tkill(2).
+pub fn tgkill(_k: &mut Kernel, tgid: u64, tid: u64, sig: u64) -> Ret {
+    if sig > 64 {
+        return Err(EINVAL);
     }
-    let exists = sched::thread_exists(tid as u32);
-    if !exists {
+    if tgid as i64 != super::process::PID
+        || tid > u32::MAX as u64
+        || !sched::thread_exists(tid as u32)
+    {
         return Err(ESRCH);
     }
-    if sig == 0 {
-        return Ok(0);
+    if sig != 0 {
+        sched::send_signal(tid as u32, sig as u32);
     }
-    let act = k.proc.actions[sig as usize - 1].handler;
-    let default_ignored = matches!(sig, 17 | 23 | 28); // SIGCHLD, SIGURG, SIGWINCH
-    if act == 1 || (act == 0 && default_ignored) {
-        return Ok(0);
+    Ok(0)
+}
+
+/// kill(2): our process is pid 1 (0 and -1 also reach it).
+pub fn kill(_k: &mut Kernel, pid: i64, sig: u64) -> Ret {
+    if sig > 64 {
+        return Err(EINVAL);
     }
-    Err(ENOSYS)
+    if !matches!(pid, 0 | -1 | super::process::PID) && pid != -super::process::PID {
+        return Err(ESRCH);
+    }
+    if sig != 0 {
+        let tid = sched::thread_for_signal(sig as u32).unwrap_or_else(sched::current_tid);
+        sched::send_signal(tid, sig as u32);
+    }
+    Ok(0)
 }
