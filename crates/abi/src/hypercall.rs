@@ -34,6 +34,25 @@ pub const TLB_FLUSH: u16 = 5;
 /// no deadline) or until a device has work. Value: address of [`Block`].
 pub const BLOCK: u16 = 6;
 
+/// Give guest-physical pages back to the host (their contents become zero).
+/// Value: address of [`Release`].
+pub const RELEASE: u16 = 7;
+
+/// Most ranges in one [`Release`].
+pub const RELEASE_MAX_RANGES: usize = 32;
+
+/// Arguments of [`RELEASE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Release {
+    /// Valid entries in `ranges`.
+    pub count: u32,
+    /// Reserved, zero.
+    pub _reserved: u32,
+    /// Page-aligned guest-physical ranges (address, length).
+    pub ranges: [Segment; RELEASE_MAX_RANGES],
+}
+
 /// Arguments of [`BLOCK`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

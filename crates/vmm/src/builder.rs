@@ -83,7 +83,7 @@ pub fn check_kvm() -> Result<Kvm> {
 }
 
 /// The library OS heap's minimum (see the library OS's boot code).
-const LIBOS_MIN_HEAP: u64 = 256 << 10;
+const LIBOS_MIN_HEAP: u64 = 512 << 10;
 /// Stack populated before the application starts.
 const STACK_POPULATE: u64 = 128 << 10;
 

@@ -80,5 +80,6 @@ pod!(
     optivolt_abi::hypercall::FaultReport,
     optivolt_abi::hypercall::Cr2,
     optivolt_abi::hypercall::Block,
+    optivolt_abi::hypercall::Release,
     optivolt_abi::boot::SchedShared
 );

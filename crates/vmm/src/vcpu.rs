@@ -358,6 +358,7 @@ impl Vm {
                     .map_err(|e| BadHypercall(format!("set sregs: {e}")))?;
                 Ok(None)
             }
+            hc::RELEASE => hypercall::release(&self.mem, pa).map(|_| None),
             _ => Err(BadHypercall(format!("unknown hypercall {nr}"))),
         }
     }

@@ -288,13 +288,22 @@ global_asm!(
     "    add rsp, 16",
     "    iretq",
     // ------------------------------------------- timer interrupt (IST3)
-    // Injected only while the application runs (the monitor checks RIP), so
-    // the interrupted context is always user code: move the frame to the
-    // thread's kernel stack, then it looks like a system call that schedules.
+    // Injected only while the application runs (the monitor checks RIP): move
+    // the frame to the thread's kernel stack, then it looks like a system
+    // call that schedules.
     ".balign 16",
     ".global ov_timer_entry",
     "ov_timer_entry:",
     "    mov [rip + ov_irq_scratch], rax",
+    // A tick injected while KVM still had an exception of the application
+    // pending lands on the first instruction of that exception's handler:
+    // never interrupt the library OS, drop the tick.
+    "    mov rax, {user_top}",
+    "    cmp [rsp], rax",
+    "    jb 2f",
+    "    mov rax, [rip + ov_irq_scratch]",
+    "    iretq",
+    "2:",
     "    mov rax, rsp",
     "    mov rsp, [rip + ov_syscall_stack_top]",
     "    push qword ptr [rax + 32]",
@@ -440,6 +449,7 @@ global_asm!(
     stack = const BOOT_STACK_SIZE,
     user_ss = const USER_SS,
     user_cs = const USER_CS,
+    user_top = const optivolt_abi::layout::USER_TOP,
 );
 
 // The C library functions that `core` and `compiler_builtins` call.

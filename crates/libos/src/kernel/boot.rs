@@ -29,9 +29,11 @@ fn fail(msg: &str) -> ! {
     fault::abort(msg.as_bytes())
 }
 
-/// Heap size for a guest with `ram` bytes.
+/// Heap size for a guest with `ram` bytes: kernel stacks (32 KiB a thread),
+/// the VFS tree and bookkeeping; file contents written at run time live here
+/// too, hence the generous upper bound.
 fn heap_size(ram: u64) -> u64 {
-    (ram / 16).clamp(256 << 10, 64 << 20) & !(PAGE - 1)
+    (ram / 64).clamp(512 << 10, 32 << 20) & !(PAGE - 1)
 }
 
 /// Splits the strings of the command-line area.

@@ -59,8 +59,24 @@ extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
         // means a library-OS bug: report it rather than deadlock.
         if let Some(mut guard) = super::KERNEL.try_lock() {
             if let Some(k) = guard.as_mut() {
-                if k.mem.handle_fault(addr, write) {
-                    return;
+                match k.mem.handle_fault(addr, write) {
+                    super::memory::Fault::Handled => return,
+                    super::memory::Fault::OutOfMemory => {
+                        let (used, _) = k.mem.frame_usage();
+                        drop(guard);
+                        let mut buf = [0u8; 200];
+                        let mut w = crate::util::BufWriter::new(&mut buf);
+                        let _ = core::fmt::Write::write_fmt(
+                            &mut w,
+                            format_args!(
+                                "out of memory: the application touched {addr:#x} with all {} MiB of guest memory in use (try a larger --memory)",
+                                (used * 4096) >> 20
+                            ),
+                        );
+                        let n = w.len();
+                        abort(&buf[..n]);
+                    }
+                    super::memory::Fault::Segv => {}
                 }
             }
         }

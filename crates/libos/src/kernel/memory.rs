@@ -74,7 +74,32 @@ pub struct Memory {
     pub brk: u64,
     /// Present entries were changed since the last TLB flush.
     flush_pending: bool,
+    /// Frames to give back to the host, coalesced, sent in one hypercall.
+    release: Vec<(u64, u64)>,
 }
+
+/// What a page fault turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The page is mapped now.
+    Handled,
+    /// No area allows the access: a segmentation fault.
+    Segv,
+    /// The access is valid but no frame is left.
+    OutOfMemory,
+}
+
+/// Pages mapped together on a demand fault.
+pub const FAULT_AROUND: u64 = 64 * 1024;
+
+/// Anonymous mappings up to this size are backed when created; larger ones
+/// on first touch (Go maps its heap 8 MiB at a time; glibc thread stacks are
+/// 8 MiB): frames are the guest's physical memory, untouched ones are wasted.
+pub const EAGER_MAX: u64 = 256 * 1024;
+
+/// Frees of at least this much are given back to the host (smaller ones are
+/// kept: one exit costs more than the memory is worth).
+pub const RELEASE_MIN: u64 = 64 * 1024;
 
 fn vma_err(e: VmaError) -> i64 {
     match e {
@@ -92,6 +117,7 @@ impl Memory {
             brk_start: 0,
             brk: 0,
             flush_pending: false,
+            release: Vec::new(),
         }
     }
 
@@ -139,16 +165,18 @@ impl Memory {
         Ok(())
     }
 
-    /// Removes `[start, end)`: areas, pages and frames.
+    /// Removes `[start, end)`: areas, pages and frames. Large frees go back
+    /// to the host.
     pub fn unmap(&mut self, start: u64, end: u64) -> Result<(), i64> {
         let removed = self.vmas.remove(start, end).map_err(vma_err)?;
+        let mut freed: Vec<u64> = Vec::new();
         for v in removed {
             let mut va = v.start;
             while va < v.end {
                 let e = self.pt.entry(va);
                 if e & (PTE_P | PTE_SOFT_NONE) != 0 {
                     let _ = self.pt.set_entry(va, 0);
-                    self.pt.memory().frames.free(e & PTE_ADDR);
+                    freed.push(e & PTE_ADDR);
                     if e & PTE_P != 0 {
                         self.flush_pending = true;
                     }
@@ -157,7 +185,72 @@ impl Memory {
             }
         }
         self.flush_tlb_if_needed();
+        let give_back = freed.len() as u64 * PAGE >= RELEASE_MIN;
+        for pa in freed {
+            if give_back {
+                self.queue_release(pa);
+                self.pt.memory().frames.free_zeroed(pa);
+            } else {
+                self.pt.memory().frames.free(pa);
+            }
+        }
+        self.flush_release();
         Ok(())
+    }
+
+    /// madvise(MADV_DONTNEED/MADV_FREE) on anonymous memory: the pages are
+    /// unmapped and their frames go back to the allocator and to the host;
+    /// the area stays, and the next touch gets zero pages on demand.
+    pub fn discard(&mut self, start: u64, end: u64) -> Result<(), i64> {
+        let mut va = start;
+        let mut freed: Vec<u64> = Vec::new();
+        while va < end {
+            match self.vmas.find(va).map(|v| (v.kind, v.end)) {
+                Some((k, vend)) if k != VmaKind::Image => {
+                    let stop = vend.min(end);
+                    while va < stop {
+                        let e = self.pt.entry(va);
+                        if e & PTE_P != 0 {
+                            let _ = self.pt.set_entry(va, 0);
+                            freed.push(e & PTE_ADDR);
+                            self.flush_pending = true;
+                        }
+                        va += PAGE;
+                    }
+                }
+                Some((_, vend)) => va = vend.min(end),
+                None => va += PAGE,
+            }
+        }
+        self.flush_tlb_if_needed();
+        for pa in freed {
+            self.queue_release(pa);
+            self.pt.memory().frames.free_zeroed(pa);
+        }
+        self.flush_release();
+        Ok(())
+    }
+
+    fn queue_release(&mut self, pa: u64) {
+        match self.release.last_mut() {
+            Some((s, l)) if *s + *l == pa => *l += PAGE,
+            _ => self.release.push((pa, PAGE)),
+        }
+    }
+
+    fn flush_release(&mut self) {
+        use optivolt_abi::hypercall::{Release, Segment, RELEASE_MAX_RANGES};
+        for chunk in self.release.chunks(RELEASE_MAX_RANGES) {
+            let mut r = Release {
+                count: chunk.len() as u32,
+                ..Default::default()
+            };
+            for (i, (a, l)) in chunk.iter().enumerate() {
+                r.ranges[i] = Segment { addr: *a, len: *l };
+            }
+            hypercall::call_with(hc::RELEASE, &mut r);
+        }
+        self.release.clear();
     }
 
     /// Changes the protection of `[start, end)`.
@@ -197,21 +290,35 @@ impl Memory {
     }
 
     /// Handles a page fault at `addr`: backs the page if an area allows the
-    /// access. False means a segmentation fault.
-    pub fn handle_fault(&mut self, addr: u64, write: bool) -> bool {
+    /// access, and its neighbours in the same 64 KiB block (each fault is a
+    /// monitor exit for CR2, so faulting around saves most of them).
+    pub fn handle_fault(&mut self, addr: u64, write: bool) -> Fault {
         let Some(v) = self.vmas.find(addr).copied() else {
-            return false;
+            return Fault::Segv;
         };
         if v.prot == 0 || (write && v.prot & PROT_WRITE == 0) {
-            return false;
+            return Fault::Segv;
         }
         let va = page_down(addr);
         if self.pt.entry(va) & PTE_P != 0 {
             // Present and allowed: a stale TLB entry; flush and retry.
             hypercall::call(hc::TLB_FLUSH, 0);
-            return true;
+            return Fault::Handled;
         }
-        self.populate_page(va, v.prot).is_ok()
+        if self.populate_page(va, v.prot).is_err() {
+            return Fault::OutOfMemory;
+        }
+        let block = va & !(FAULT_AROUND - 1);
+        let mut p = block.max(v.start);
+        while p < (block + FAULT_AROUND).min(v.end) {
+            if self.pt.entry(p) & (PTE_P | PTE_SOFT_NONE) == 0
+                && self.populate_page(p, v.prot).is_err()
+            {
+                break; // out of frames: the faulting page is mapped, that is enough
+            }
+            p += PAGE;
+        }
+        Fault::Handled
     }
 
     /// Physical address of user byte `va`, faulting the page in if an area
@@ -225,7 +332,7 @@ impl Memory {
                 return Ok(pa);
             }
         }
-        if self.handle_fault(va, write) {
+        if self.handle_fault(va, write) == Fault::Handled {
             if let Some((pa, _)) = self.pt.translate(va) {
                 return Ok(pa);
             }

@@ -49,8 +49,13 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
             rsp: &mut frame.rsp,
             fx: fx_area(addr),
         };
-        if signal::sigreturn(k, ctx).is_err() {
+        let sp = *ctx.rsp;
+        if let Err(e) = signal::sigreturn(k, ctx) {
             drop(guard);
+            // As Linux: a corrupt signal frame kills the process with SIGSEGV.
+            kernel_log(format_args!(
+                "optivolt: rt_sigreturn with a bad frame at {sp:#x} (error {e}): SIGSEGV\n"
+            ));
             stamp(|t| &mut t.app_exit);
             hypercall::exit(128 + 11);
         }
@@ -160,6 +165,9 @@ pub fn deliver_pending(
         };
         if let Err(status) = signal::deliver(k, sig, info, ctx) {
             drop(guard);
+            kernel_log(format_args!(
+                "optivolt: the application was terminated by signal {sig} (default action)\n"
+            ));
             stamp(|t| &mut t.app_exit);
             hypercall::exit(status);
         }
@@ -325,7 +333,7 @@ fn dispatch(k: &mut Kernel, n: u64, a: &[u64; 6], frame: &SyscallFrame) -> Ret {
         nr::MMAP => sys_mmap(k, a[0], a[1], a[2] as u32, a[3] as u32, a[4], a[5]),
         nr::MUNMAP => sys_munmap(k, a[0], a[1]),
         nr::MPROTECT => sys_mprotect(k, a[0], a[1], a[2] as u32),
-        nr::MADVISE => Ok(0),
+        nr::MADVISE => sys_madvise(k, a[0], a[1], a[2]),
         // Signals (bookkeeping).
         nr::RT_SIGACTION => sys_rt_sigaction(k, a[0], a[1], a[2], a[3]),
         nr::RT_SIGPROCMASK => sys_rt_sigprocmask(k, a[0], a[1], a[2], a[3]),
@@ -431,7 +439,10 @@ fn sys_mmap(k: &mut Kernel, addr: u64, len: u64, prot: u32, flags: u32, fd: u64,
     // else is populated now (cheap: untouched frames cost no host memory).
     // File mappings are private copies of the file (MAP_SHARED writes are not
     // written back: files live in memory and nothing else maps them).
-    let populate = flags & MAP_NORESERVE == 0 || file;
+    const MAP_POPULATE: u32 = 0x8000;
+    let populate = file
+        || flags & MAP_POPULATE != 0
+        || (flags & MAP_NORESERVE == 0 && len <= super::memory::EAGER_MAX);
     k.mem.map(
         Vma {
             start,
@@ -466,6 +477,26 @@ fn user_range(addr: u64, len: u64) -> Result<(u64, u64), i64> {
         return Err(EINVAL);
     }
     Ok((addr, end))
+}
+
+fn sys_madvise(k: &mut Kernel, addr: u64, len: u64, advice: u64) -> Ret {
+    const MADV_DONTNEED: u64 = 4;
+    const MADV_FREE: u64 = 8;
+    if !addr.is_multiple_of(PAGE) {
+        return Err(EINVAL);
+    }
+    if len == 0 {
+        return Ok(0);
+    }
+    let end = page_up(addr.checked_add(len).ok_or(EINVAL)?).ok_or(EINVAL)?;
+    if end > USER_TOP {
+        return Err(EINVAL);
+    }
+    match advice {
+        MADV_DONTNEED | MADV_FREE => k.mem.discard(addr, end).map(|_| 0),
+        // Hints (NORMAL, RANDOM, SEQUENTIAL, WILLNEED, HUGEPAGE, …): accepted.
+        _ => Ok(0),
+    }
 }
 
 fn sys_munmap(k: &mut Kernel, addr: u64, len: u64) -> Ret {

@@ -25,7 +25,8 @@ pub struct FrameAllocator {
     ranges: Vec<PhysRange>,
     current: usize,
     next: u64,
-    free: Vec<u64>,
+    /// Returned frames and whether they are known to be zero (released to the host).
+    free: Vec<(u64, bool)>,
     total: u64,
     used: u64,
 }
@@ -56,9 +57,9 @@ impl FrameAllocator {
 
     /// Allocates one frame, recycled frames first.
     pub fn alloc(&mut self) -> Option<Frame> {
-        if let Some(pa) = self.free.pop() {
+        if let Some((pa, zeroed)) = self.free.pop() {
             self.used += 1;
-            return Some(Frame { pa, zeroed: false });
+            return Some(Frame { pa, zeroed });
         }
         while let Some(r) = self.ranges.get(self.current) {
             if self.next.max(r.start) + PAGE <= r.end {
@@ -93,7 +94,14 @@ impl FrameAllocator {
     pub fn free(&mut self, pa: u64) {
         debug_assert_eq!(pa % PAGE, 0);
         self.used = self.used.saturating_sub(1);
-        self.free.push(pa);
+        self.free.push((pa, false));
+    }
+
+    /// Returns a frame whose host page was released (it reads as zero).
+    pub fn free_zeroed(&mut self, pa: u64) {
+        debug_assert_eq!(pa % PAGE, 0);
+        self.used = self.used.saturating_sub(1);
+        self.free.push((pa, true));
     }
 
     /// Frames currently handed out.
