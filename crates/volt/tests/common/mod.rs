@@ -88,6 +88,22 @@ pub fn program(name: &str, kind: &str) -> PathBuf {
                 .arg(programs_dir().join(format!("{name}.rs"))),
             name,
         ),
+        "go" => {
+            let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+            build(
+                Command::new("go")
+                    .args(["build", "-trimpath", "-o"])
+                    .arg(out.with_extension("tmp"))
+                    .arg("main.go")
+                    .current_dir(programs_dir().join(name))
+                    .env("CGO_ENABLED", "0")
+                    .env("GOCACHE", tmp.join("gocache"))
+                    .env("GOPATH", tmp.join("gopath"))
+                    .env("HOME", &tmp)
+                    .env("GOFLAGS", "-buildvcs=false"),
+                name,
+            )
+        }
         _ => panic!("unknown program kind {kind}"),
     }
     std::fs::rename(&tmp, &out).expect("move the built program");

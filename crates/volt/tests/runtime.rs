@@ -1,0 +1,195 @@
+//! The Linux ABI for real programs: Go, signals, memory, idle, errors.
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn rootfs_with_config(name: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("rootfs-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/config.txt"), "answer=42\n").unwrap();
+    root
+}
+
+#[test]
+fn go_program_matches_native() {
+    if !kvm_available("go_program_matches_native") {
+        return;
+    }
+    let p = program("goapp", "go");
+    let root = rootfs_with_config("go");
+    let u = volt()
+        .arg("run")
+        .arg("--rootfs")
+        .arg(&root)
+        .arg(&p)
+        .output()
+        .unwrap();
+    let n = Command::new(&p)
+        .current_dir(&root)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_same(&n, &u);
+    let out = String::from_utf8_lossy(&u.stdout);
+    assert!(
+        out.contains("preemption: main progressed 5 spinner ran true"),
+        "{out}"
+    );
+    assert!(out.contains("rootfs file: \"answer=42\" <nil>"), "{out}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn go_memory_churn_fits_and_returns_to_the_host() {
+    if !kvm_available("go_memory_churn_fits_and_returns_to_the_host") {
+        return;
+    }
+    let p = program("gomem", "go");
+    let mut child = volt()
+        .args(["run", "--memory", "256M"])
+        .arg(&p)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut rss = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        rss.push((line.clone(), rss_kib(pid)));
+    }
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{st} {rss:?}");
+    let at = |what: &str| {
+        rss.iter()
+            .find(|(l, _)| l.starts_with(what))
+            .map(|(_, r)| *r)
+            .unwrap_or_else(|| panic!("{what}: {rss:?}"))
+    };
+    let holding = at("holding");
+    let freed = at("freed");
+    // While 96 MiB are live the monitor holds them; once the program frees
+    // and returns them, most of that leaves the monitor's RSS.
+    assert!(
+        holding > 96 * 1024,
+        "RSS while holding 96 MiB: {holding} KiB"
+    );
+    assert!(
+        freed + 64 * 1024 < holding,
+        "RSS did not drop: {holding} KiB -> {freed} KiB"
+    );
+}
+
+#[test]
+fn sigsegv_handler_recovers_as_natively() {
+    if !kvm_available("sigsegv_handler_recovers_as_natively") {
+        return;
+    }
+    for kind in ["musl", "glibc"] {
+        let p = program("sigsegv", kind);
+        let u = unikernel(&p, &[], &[], &[]);
+        assert_same(&native(&p, &[], &[]), &u);
+        assert!(String::from_utf8_lossy(&u.stdout).contains("caught signal 11 at offset 4096"));
+    }
+}
+
+#[test]
+fn unimplemented_calls_fail_with_enosys_and_the_program_goes_on() {
+    if !kvm_available("unimplemented_calls_fail_with_enosys_and_the_program_goes_on") {
+        return;
+    }
+    let p = program("nosys", "musl");
+    let u = unikernel(&p, &["--trace-syscalls"], &[], &[]);
+    let out = String::from_utf8_lossy(&u.stdout);
+    let err = String::from_utf8_lossy(&u.stderr);
+    assert_eq!(u.status.code(), Some(0));
+    assert!(
+        out.contains("io_setup: -1 Function not implemented"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fork: -1 Function not implemented") && out.contains("still running"),
+        "{out}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("io_setup(1, 0") && l.ends_with("= -1 ENOSYS (38)")),
+        "{err}"
+    );
+}
+
+#[test]
+fn exhausted_memory_is_enomem_not_a_hang() {
+    if !kvm_available("exhausted_memory_is_enomem_not_a_hang") {
+        return;
+    }
+    let p = program("oom", "musl");
+    let t = Instant::now();
+    let u = unikernel(&p, &["--memory", "32M"], &[], &[]);
+    let out = String::from_utf8_lossy(&u.stdout);
+    assert_eq!(
+        u.status.code(),
+        Some(0),
+        "{out} {}",
+        String::from_utf8_lossy(&u.stderr)
+    );
+    assert!(
+        out.contains("mmap failed after") && out.contains("Out of memory"),
+        "{out}"
+    );
+    assert!(out.contains("malloc of 64 MiB: succeeded"), "{out}");
+    // Touching the overcommitted memory ends with a clear report.
+    let u = unikernel(&p, &["--memory", "32M"], &["touch"], &[]);
+    let err = String::from_utf8_lossy(&u.stderr);
+    assert_eq!(u.status.code(), Some(134), "{err}");
+    assert!(
+        err.contains("out of memory") && err.contains("--memory"),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(30));
+}
+
+/// Waits for `pid` and returns (exit status, its CPU time: user + system).
+fn wait_with_cpu(pid: u32) -> (i32, Duration) {
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 fills it for exactly this child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `status` and `ru` are valid for the call; `pid` is our child.
+    unsafe { libc::wait4(pid as i32, &mut status, 0, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (status, tv(ru.ru_utime) + tv(ru.ru_stime))
+}
+
+#[test]
+fn an_idle_guest_costs_no_host_cpu() {
+    if !kvm_available("an_idle_guest_costs_no_host_cpu") {
+        return;
+    }
+    let p = program("sleeper", "musl");
+    let t = Instant::now();
+    let child = volt().arg("run").arg(&p).arg("10").spawn().unwrap();
+    let (status, cpu) = wait_with_cpu(child.id());
+    let wall = t.elapsed();
+    assert_eq!(status, 0);
+    assert!(wall >= Duration::from_secs(10), "slept only {wall:?}");
+    // Under 1% of one core over the sleep (boot and teardown included).
+    assert!(
+        cpu < wall / 100,
+        "the idle guest used {cpu:?} of CPU in {wall:?}"
+    );
+}
