@@ -182,6 +182,8 @@ fn an_idle_guest_costs_no_host_cpu() {
     }
     let p = program("sleeper", "musl");
     let t = Instant::now();
+    // Reaped by wait4 below (which also reports its CPU time).
+    #[allow(clippy::zombie_processes)]
     let child = volt().arg("run").arg(&p).arg("10").spawn().unwrap();
     let (status, cpu) = wait_with_cpu(child.id());
     let wall = t.elapsed();
