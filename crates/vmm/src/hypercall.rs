@@ -345,7 +345,7 @@ mod tests {
             (RAM - 0x1000, 0x2000),
             (0x4001, 0x1000),
             (0x4000, 0),
-            (u64::MAX & !0xfff, 0x2000),
+            (!0xfff, 0x2000),
         ] {
             r.ranges[0] = Segment { addr, len };
             mem.write_obj(Pod(r), GuestAddress(0x1000)).unwrap();
