@@ -83,9 +83,9 @@ pub fn check_kvm() -> Result<Kvm> {
 }
 
 /// The library OS heap's minimum (see the library OS's boot code).
-const LIBOS_MIN_HEAP: u64 = 512 << 10;
+const LIBOS_MIN_HEAP: u64 = 192 << 10;
 /// Stack populated before the application starts.
-const STACK_POPULATE: u64 = 128 << 10;
+const STACK_POPULATE: u64 = 64 << 10;
 
 /// Smallest guest RAM (bytes, a multiple of 2 MiB) that can boot an
 /// application whose loadable segments span `app_load` bytes.

@@ -23,7 +23,7 @@ use crate::rand::Csprng;
 pub const STACK_SIZE: u64 = 8 << 20;
 /// Bytes of the stack populated before the application starts; the rest is
 /// backed on first touch.
-pub const STACK_POPULATE: u64 = 128 << 10;
+pub const STACK_POPULATE: u64 = 64 << 10;
 
 fn fail(msg: &str) -> ! {
     fault::abort(msg.as_bytes())
@@ -33,7 +33,7 @@ fn fail(msg: &str) -> ! {
 /// the VFS tree and bookkeeping; file contents written at run time live here
 /// too, hence the generous upper bound.
 fn heap_size(ram: u64) -> u64 {
-    (ram / 64).clamp(512 << 10, 32 << 20) & !(PAGE - 1)
+    (ram / 64).clamp(192 << 10, 32 << 20) & !(PAGE - 1)
 }
 
 /// Splits the strings of the command-line area.

@@ -1,5 +1,6 @@
 //! `volt bench`: benchmarks that print median/min/max and ratios against
 //! baselines measured in the same run (never pass/fail timings).
+mod abi;
 mod boot;
 mod stats;
 
@@ -16,10 +17,13 @@ pub struct BenchArgs {
 enum Bench {
     /// Whole-process boot of a static hello: volt run vs. a plain process vs. the bare-KVM floor.
     Boot(boot::BootArgs),
+    /// System-call and futex round trips, Go boot, smallest memory.
+    Abi(abi::AbiArgs),
 }
 
 pub fn bench(a: BenchArgs) -> Result<i32> {
     match a.what {
         Bench::Boot(b) => boot::run(b),
+        Bench::Abi(b) => abi::run(b),
     }
 }
