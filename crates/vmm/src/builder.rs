@@ -214,6 +214,23 @@ pub fn program_span(program: &[u8]) -> u64 {
 /// The main stack area the library OS reserves below USER_TOP.
 const STACK_AREA: u64 = 8 << 20;
 
+/// Pre-faults `[pa, pa + len)` of guest memory on the host (best effort:
+/// kernels before 5.14 lack MADV_POPULATE_WRITE and simply fault later).
+fn populate(mem: &GuestRam, pa: u64, len: u64) {
+    const MADV_POPULATE_WRITE: libc::c_int = 23;
+    let start = pa & !(PAGE_SIZE - 1);
+    let Ok(host) = mem.get_host_address(GuestAddress(start)) else {
+        return;
+    };
+    let len = align_up(len + (pa - start), PAGE_SIZE).unwrap_or(0);
+    if len == 0 || len < 64 * 1024 {
+        return;
+    }
+    // SAFETY: the range lies inside the guest's private anonymous mapping
+    // (clamped to RAM by the caller); populating it only allocates pages.
+    unsafe { libc::madvise(host.cast(), len as usize, MADV_POPULATE_WRITE) };
+}
+
 fn cmdline(cfg: &VmConfig<'_>) -> Result<Vec<u8>> {
     let mut v = Vec::new();
     for s in std::iter::once(cfg.exec_path.as_bytes())
@@ -330,6 +347,12 @@ impl Vm {
         let (header, exceptions, libos_end) = load_libos(&mem, cfg.libos)?;
         arch::write_descriptor_tables(&mem, &header, &exceptions)?;
         let rootfs_start = libos_end;
+        // Fault in, in one system call, the host pages we are about to fill:
+        // a page fault costs microseconds on nested hosts, and a Go binary is
+        // a thousand pages twice (rootfs and placed segments).
+        let fill =
+            cfg.rootfs.len() as u64 + cfg.program.map(program_span).unwrap_or(0) + 2 * PAGE_SIZE;
+        populate(&mem, rootfs_start, fill.min(ram - rootfs_start));
         write_bytes(&mem, rootfs_start, &cfg.rootfs)?;
         let rootfs_end = rootfs_start + cfg.rootfs.len() as u64;
         let mut free_start = align_up(rootfs_end, PAGE_SIZE).unwrap_or(ram);

@@ -26,7 +26,12 @@ fn cc(dir: &Path, name: &str, src: &str) -> Result<PathBuf> {
     std::fs::write(&s, src)?;
     let out = dir.join(name);
     for compiler in ["musl-gcc", "gcc"] {
-        let ok = Command::new(compiler).args(["-static", "-O2", "-pthread", "-o"]).arg(&out).arg(&s).stderr(Stdio::null()).status();
+        let ok = Command::new(compiler)
+            .args(["-static", "-O2", "-pthread", "-o"])
+            .arg(&out)
+            .arg(&s)
+            .stderr(Stdio::null())
+            .status();
         if matches!(ok, Ok(st) if st.success()) {
             return Ok(out);
         }
@@ -39,7 +44,10 @@ fn number(cmd: &mut Command) -> Result<f64> {
     if !out.status.success() {
         bail!("{cmd:?} failed: {}", out.status);
     }
-    String::from_utf8_lossy(&out.stdout).trim().parse().with_context(|| format!("output of {cmd:?}"))
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .with_context(|| format!("output of {cmd:?}"))
 }
 
 fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -65,7 +73,10 @@ fn run_in(a: &AbiArgs, dir: &Path) -> Result<i32> {
     let sys = cc(dir, "syscall_loop", SYSCALL_LOOP_C)?;
     let fut = cc(dir, "futex_pingpong", FUTEX_C)?;
     println!("system calls and futexes: median (min..max) of {} runs, same binary natively and as a unikernel", a.runs);
-    for (label, bin, n) in [("getppid() round trip, ns", &sys, "200000"), ("futex ping-pong round trip, ns", &fut, "20000")] {
+    for (label, bin, n) in [
+        ("getppid() round trip, ns", &sys, "200000"),
+        ("futex ping-pong round trip, ns", &fut, "20000"),
+    ] {
         let mut nat = Vec::new();
         let mut uni = Vec::new();
         for _ in 0..a.runs {
@@ -111,13 +122,29 @@ fn run_in(a: &AbiArgs, dir: &Path) -> Result<i32> {
         }
         let (n, u) = (Summary::of(&nat), Summary::of(&uni));
         println!("Go hello, whole process, {} runs:", a.runs * 3);
-        println!("  native     median {} ms (min {}, max {})", ms(n.median), ms(n.min), ms(n.max));
-        println!("  unikernel  median {} ms (min {}, max {})   (target <= 10 ms)", ms(u.median), ms(u.min), ms(u.max));
-        println!("  smallest --memory that runs it: {} MiB (target <= 16)", smallest(&volt, &go_bin)?);
+        println!(
+            "  native     median {} ms (min {}, max {})",
+            ms(n.median),
+            ms(n.min),
+            ms(n.max)
+        );
+        println!(
+            "  unikernel  median {} ms (min {}, max {})   (target <= 10 ms)",
+            ms(u.median),
+            ms(u.min),
+            ms(u.max)
+        );
+        println!(
+            "  smallest --memory that runs it: {} MiB (target <= 16)",
+            smallest(&volt, &go_bin)?
+        );
     } else {
         println!("Go hello: skipped (no Go toolchain: apt-get install golang-go)");
     }
-    println!("C hello (musl): smallest --memory that runs it: {} MiB (target <= 2)", smallest(&volt, &hello)?);
+    println!(
+        "C hello (musl): smallest --memory that runs it: {} MiB (target <= 2)",
+        smallest(&volt, &hello)?
+    );
     Ok(0)
 }
 
