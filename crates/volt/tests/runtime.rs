@@ -195,3 +195,17 @@ fn an_idle_guest_costs_no_host_cpu() {
         "the idle guest used {cpu:?} of CPU in {wall:?}"
     );
 }
+
+#[test]
+fn pipes_eventfd_timerfd_epoll_poll_mremap_match_native() {
+    if !kvm_available("pipes_eventfd_timerfd_epoll_poll_mremap_match_native") {
+        return;
+    }
+    for kind in ["musl", "glibc"] {
+        let p = program("waiting", kind);
+        let u = unikernel(&p, &[], &[], &[]);
+        assert_same(&native(&p, &[], &[]), &u);
+        assert!(String::from_utf8_lossy(&u.stdout)
+            .contains("mremap: ok, contents kept: 1, grown part zero: 1"));
+    }
+}

@@ -55,6 +55,8 @@ pub enum FileKind {
     EventFd(super::pipe::EventFdRef),
     /// An epoll instance.
     Epoll(super::epoll::EpollRef),
+    /// A timerfd.
+    TimerFd(super::pipe::TimerFdRef),
 }
 
 impl Drop for OpenFile {
@@ -73,6 +75,10 @@ impl Drop for OpenFile {
                 p.writers = p.writers.saturating_sub(1);
                 p.generation += 1;
                 true
+            }
+            FileKind::TimerFd(t) => {
+                super::sched::set_timer(t.lock().id, None);
+                false
             }
             _ => false,
         };

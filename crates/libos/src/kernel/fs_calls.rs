@@ -188,7 +188,8 @@ pub fn read(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> Re
         FileKind::PipeRead(_)
         | FileKind::PipeWrite(_)
         | FileKind::EventFd(_)
-        | FileKind::Epoll(_) => return Err(EINVAL),
+        | FileKind::Epoll(_)
+        | FileKind::TimerFd(_) => return Err(EINVAL),
         FileKind::Inode(ino) => {
             let ino = *ino;
             match &k.fs.inode(ino)?.node {
@@ -265,7 +266,8 @@ pub fn write(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> R
         FileKind::PipeRead(_)
         | FileKind::PipeWrite(_)
         | FileKind::EventFd(_)
-        | FileKind::Epoll(_) => Err(EINVAL),
+        | FileKind::Epoll(_)
+        | FileKind::TimerFd(_) => Err(EINVAL),
         FileKind::Console(n) => {
             if off.is_some() {
                 return Err(ESPIPE);
@@ -356,7 +358,7 @@ pub fn lseek(k: &mut Kernel, fd: u64, off: i64, whence: u32) -> Ret {
         FileKind::Console(_) | FileKind::PipeRead(_) | FileKind::PipeWrite(_) => {
             return Err(ESPIPE)
         }
-        FileKind::EventFd(_) | FileKind::Epoll(_) => return Err(EINVAL),
+        FileKind::EventFd(_) | FileKind::Epoll(_) | FileKind::TimerFd(_) => return Err(EINVAL),
         FileKind::Snapshot(_, d) => d.len() as i64,
         FileKind::Inode(i) => k.fs.inode(*i)?.size() as i64,
     };
@@ -439,7 +441,7 @@ fn meta_fd(k: &Kernel, fd: u64) -> Result<Meta, i64> {
             size: 0,
             mtime: (k.boot.wallclock_ns / 1_000_000_000) as i64,
         }),
-        FileKind::EventFd(_) | FileKind::Epoll(_) => Ok(Meta {
+        FileKind::EventFd(_) | FileKind::Epoll(_) | FileKind::TimerFd(_) => Ok(Meta {
             ino: 0x2000,
             mode: 0o600,
             nlink: 1,

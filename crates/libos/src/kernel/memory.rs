@@ -282,6 +282,85 @@ impl Memory {
         }
     }
 
+    /// mremap(2): shrinks in place, grows in place when the pages after the
+    /// area are free, else (MREMAP_MAYMOVE) moves the pages by moving their
+    /// page-table entries — no copy.
+    pub fn remap(
+        &mut self,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        may_move: bool,
+        fixed: Option<u64>,
+    ) -> Result<u64, i64> {
+        let v = *self.vmas.find(old).ok_or(EFAULT)?;
+        let old_end = old.checked_add(old_len).ok_or(EINVAL)?;
+        if old_len == 0 || old_end > v.end || v.kind == VmaKind::Image {
+            return Err(EFAULT);
+        }
+        if fixed.is_none() && new_len <= old_len {
+            if new_len < old_len {
+                self.unmap(old + new_len, old_end)?;
+            }
+            return Ok(old);
+        }
+        let grow_end = old.checked_add(new_len).ok_or(ENOMEM)?;
+        if fixed.is_none()
+            && old_end == v.end
+            && grow_end <= USER_TOP
+            && !self.vmas.overlaps(old_end, grow_end)
+        {
+            // Grow in place: the area covers exactly to `old_end`.
+            self.vmas.resize(v.start, grow_end).map_err(vma_err)?;
+            return Ok(old);
+        }
+        if !may_move {
+            return Err(ENOMEM);
+        }
+        let dest = match fixed {
+            Some(a) => {
+                let e = a.checked_add(new_len).ok_or(EINVAL)?;
+                if e > USER_TOP || (a < old_end && old < e) {
+                    return Err(EINVAL);
+                }
+                self.unmap(a, e)?;
+                a
+            }
+            None => self.find_free(new_len)?,
+        };
+        // Move the entries of the pages that exist, then retire the old range.
+        let keep = old_len.min(new_len);
+        let mut moved: Vec<(u64, u64)> = Vec::new();
+        let mut va = old;
+        while va < old + keep {
+            let e = self.pt.entry(va);
+            if e & (PTE_P | PTE_SOFT_NONE) != 0 {
+                let _ = self.pt.set_entry(va, 0);
+                moved.push((va - old, e));
+                if e & PTE_P != 0 {
+                    self.flush_pending = true;
+                }
+            }
+            va += PAGE;
+        }
+        self.vmas
+            .insert(Vma {
+                start: dest,
+                end: dest + new_len,
+                prot: v.prot,
+                kind: v.kind,
+            })
+            .map_err(vma_err)?;
+        for (off, e) in moved {
+            if self.pt.set_entry(dest + off, e).is_err() {
+                return Err(ENOMEM);
+            }
+        }
+        self.unmap(old, old_end)?;
+        self.flush_tlb_if_needed();
+        Ok(dest)
+    }
+
     /// Picks an address for an mmap of `len` bytes (top-down below the stack).
     pub fn find_free(&self, len: u64) -> Result<u64, i64> {
         let a = self.vmas.find_free(len, USER_TOP).map_err(|_| ENOMEM)?;

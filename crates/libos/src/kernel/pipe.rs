@@ -43,3 +43,45 @@ impl Pipe {
         PIPE_CAPACITY.saturating_sub(self.data.len())
     }
 }
+
+/// A timerfd: expirations are computed from the TSC when looked at.
+#[derive(Debug, Default)]
+pub struct TimerFd {
+    /// Identity for the scheduler's timer list.
+    pub id: u64,
+    /// The clock (for TFD_TIMER_ABSTIME and gettime).
+    pub clock: u64,
+    /// Next expiry (TSC), `None` when disarmed.
+    pub next: Option<u64>,
+    /// Period in TSC ticks (0 = one-shot).
+    pub interval: u64,
+    /// Expirations not yet read.
+    pub expired: u64,
+    /// Bumped on every state change.
+    pub generation: u64,
+}
+
+impl TimerFd {
+    /// Accounts the expirations up to `now`.
+    pub fn update(&mut self, now: u64) {
+        if let Some(n) = self.next {
+            if now >= n {
+                match (now - n).checked_div(self.interval) {
+                    Some(periods) => {
+                        let k = periods + 1;
+                        self.expired += k;
+                        self.next = Some(n + k * self.interval);
+                    }
+                    None => {
+                        self.expired += 1;
+                        self.next = None;
+                    }
+                }
+                self.generation += 1;
+            }
+        }
+    }
+}
+
+/// A shared timerfd.
+pub type TimerFdRef = Arc<Mutex<TimerFd>>;

@@ -73,7 +73,134 @@ pub fn readiness(f: &OpenFile) -> (u32, u64) {
             (r, e.generation)
         }
         FileKind::Epoll(_) => (0, 0),
+        FileKind::TimerFd(t) => {
+            let mut t = t.lock();
+            t.update(rdtsc());
+            (
+                if t.expired > 0 {
+                    POLLIN | POLLRDNORM
+                } else {
+                    0
+                },
+                t.generation,
+            )
+        }
     }
+}
+
+static TIMER_IDS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+
+/// timerfd_create(2).
+pub fn timerfd_create(k: &mut Kernel, clock: u64, flags: u32) -> Ret {
+    if !matches!(clock, 0 | 1 | 7 | 8 | 9) || flags & !(O_CLOEXEC | O_NONBLOCK) != 0 {
+        return Err(EINVAL);
+    }
+    let id = TIMER_IDS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    let t = super::pipe::TimerFd {
+        id,
+        clock,
+        ..Default::default()
+    };
+    let f = OpenFile {
+        kind: FileKind::TimerFd(Arc::new(Mutex::new(t))),
+        offset: 0,
+        flags: O_RDWR | (flags & O_NONBLOCK),
+    };
+    k.fds.install(f, flags & O_CLOEXEC != 0).map(|fd| fd as i64)
+}
+
+fn timerfd_of(k: &Kernel, fd: u64) -> Result<super::pipe::TimerFdRef, i64> {
+    let f = k.fds.file(fd)?;
+    let f = f.lock();
+    match &f.kind {
+        FileKind::TimerFd(t) => Ok(t.clone()),
+        _ => Err(EINVAL),
+    }
+}
+
+fn itimerspec(t: &super::pipe::TimerFd, now: u64, khz: u64) -> [i64; 4] {
+    let ns = |ticks: u64| crate::time::ticks_to_ns(ticks, khz);
+    let (is, ins) = crate::time::split_ns(ns(t.interval));
+    let (vs, vns) = match t.next {
+        Some(n) => crate::time::split_ns(ns(n.saturating_sub(now)).max(1)),
+        None => (0, 0),
+    };
+    [is, ins, vs, vns]
+}
+
+/// timerfd_settime(2).
+pub fn timerfd_settime(k: &mut Kernel, fd: u64, flags: u32, new: u64, old: u64) -> Ret {
+    const TFD_TIMER_ABSTIME: u32 = 1;
+    let t = timerfd_of(k, fd)?;
+    let spec: [i64; 4] = k.mem.read_obj(new)?;
+    if spec.iter().any(|&v| v < 0) || spec[1] >= 1_000_000_000 || spec[3] >= 1_000_000_000 {
+        return Err(EINVAL);
+    }
+    let now = rdtsc();
+    let khz = k.boot.tsc_khz;
+    let mut t = t.lock();
+    t.update(now);
+    if old != 0 {
+        k.mem.write_obj(old, &itimerspec(&t, now, khz))?;
+    }
+    let to_ns = |s: i64, ns: i64| {
+        (s as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(ns as u64)
+    };
+    let value = to_ns(spec[2], spec[3]);
+    t.interval = crate::time::ns_to_ticks(to_ns(spec[0], spec[1]), khz);
+    t.expired = 0;
+    t.generation += 1;
+    t.next = if value == 0 {
+        None
+    } else if flags & TFD_TIMER_ABSTIME != 0 {
+        let rel = value.saturating_sub(k.clock_ns(t.clock)?);
+        Some(now.saturating_add(crate::time::ns_to_ticks(rel, khz)))
+    } else {
+        Some(now.saturating_add(crate::time::ns_to_ticks(value, khz)))
+    };
+    sched::set_timer(t.id, t.next);
+    Ok(0)
+}
+
+/// timerfd_gettime(2).
+pub fn timerfd_gettime(k: &mut Kernel, fd: u64, cur: u64) -> Ret {
+    let t = timerfd_of(k, fd)?;
+    let now = rdtsc();
+    let mut t = t.lock();
+    t.update(now);
+    let v = itimerspec(&t, now, k.boot.tsc_khz);
+    k.mem.write_obj(cur, &v)?;
+    Ok(0)
+}
+
+/// read(2) of a timerfd: the number of expirations, blocking until one.
+pub fn read_timerfd(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<Ret> {
+    let FileKind::TimerFd(t) = &f.kind else {
+        return None;
+    };
+    if len < 8 {
+        return Some(Err(EINVAL));
+    }
+    let now = rdtsc();
+    let mut t = t.lock();
+    t.update(now);
+    if t.expired == 0 {
+        if f.flags & O_NONBLOCK != 0 {
+            return Some(Err(EAGAIN));
+        }
+        let next = t.next;
+        drop(t);
+        sched::block_io(next);
+        return Some(Err(BLOCKED));
+    }
+    let n = core::mem::take(&mut t.expired);
+    t.generation += 1;
+    let (id, next) = (t.id, t.next);
+    drop(t);
+    sched::set_timer(id, next);
+    Some(k.mem.write_obj(buf, &n).map(|_| 8))
 }
 
 /// pipe2(2).
@@ -139,6 +266,9 @@ pub fn eventfd2(k: &mut Kernel, initval: u32, flags: u32) -> Ret {
 
 /// Reads from a pipe or an eventfd; `None` if `f` is neither.
 pub fn read_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<Ret> {
+    if let Some(r) = read_timerfd(k, f, buf, len) {
+        return Some(r);
+    }
     let nonblock = f.flags & O_NONBLOCK != 0;
     Some(match &f.kind {
         FileKind::PipeRead(p) => {

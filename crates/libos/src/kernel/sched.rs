@@ -79,6 +79,9 @@ pub struct Scheduler {
     futexes: BTreeMap<u64, VecDeque<u32>>,
     zombies: Vec<u32>,
     tsc_khz: u64,
+    /// Armed timerfds: id → next expiry (TSC). When one passes, the threads
+    /// waiting for I/O re-check.
+    timers: BTreeMap<u64, u64>,
 }
 
 static SCHED: Mutex<Option<Scheduler>> = Mutex::new(None);
@@ -115,6 +118,7 @@ pub fn init(boot_stack_top: u64, tsc_khz: u64) {
         futexes: BTreeMap::new(),
         zombies: Vec::new(),
         tsc_khz,
+        timers: BTreeMap::new(),
     });
 }
 
@@ -203,11 +207,41 @@ impl Scheduler {
     }
 
     fn earliest_deadline(&self) -> Option<u64> {
-        self.threads
+        let threads = self
+            .threads
             .values()
             .filter(|t| t.state == State::Blocked)
             .filter_map(|t| t.deadline)
-            .min()
+            .min();
+        let timers = self.timers.values().copied().min();
+        match (threads, timers) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn fire_timers(&mut self, now: u64) {
+        let due: Vec<u64> = self
+            .timers
+            .iter()
+            .filter(|(_, &d)| d <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        for id in due {
+            self.timers.remove(&id);
+        }
+        let waiters: Vec<u32> = self
+            .threads
+            .values()
+            .filter(|t| t.state == State::Blocked && t.io_wait)
+            .map(|t| t.tid)
+            .collect();
+        for tid in waiters {
+            self.make_runnable(tid, Wake::Event);
+        }
     }
 }
 
@@ -388,6 +422,7 @@ pub fn schedule() {
         let now = rdtsc();
         let step = with(|s| {
             s.wake_expired(now);
+            s.fire_timers(now);
             let prev = s.current;
             let prev_runnable = s
                 .threads
@@ -572,5 +607,16 @@ pub fn thread_for_signal(sig: u32) -> Option<u32> {
             .filter(|t| t.state != State::Dead)
             .find(|t| t.sigmask & bit == 0)
             .map(|t| t.tid)
+    })
+}
+
+/// Arms (or with `None` disarms) the wake-up of timer `id` at `deadline`.
+pub fn set_timer(id: u64, deadline: Option<u64>) {
+    with(|s| {
+        match deadline {
+            Some(d) => s.timers.insert(id, d),
+            None => s.timers.remove(&id),
+        };
+        publish_want_tick(s);
     })
 }

@@ -278,6 +278,10 @@ fn dispatch(k: &mut Kernel, n: u64, a: &[u64; 6], frame: &SyscallFrame) -> Ret {
         nr::PIPE2 => poll::pipe2(k, a[0], a[1] as u32),
         nr::EVENTFD => poll::eventfd2(k, a[0] as u32, 0),
         nr::EVENTFD2 => poll::eventfd2(k, a[0] as u32, a[1] as u32),
+        nr::TIMERFD_CREATE => poll::timerfd_create(k, a[0], a[1] as u32),
+        nr::TIMERFD_SETTIME => poll::timerfd_settime(k, a[0], a[1] as u32, a[2], a[3]),
+        nr::TIMERFD_GETTIME => poll::timerfd_gettime(k, a[0], a[1]),
+        nr::MREMAP => sys_mremap(k, a[0], a[1], a[2], a[3], a[4]),
         nr::EPOLL_CREATE => poll::epoll_create(k, 0),
         nr::EPOLL_CREATE1 => poll::epoll_create(k, a[0] as u32),
         nr::EPOLL_CTL => poll::epoll_ctl(k, a[0], a[1] as u32, a[2], a[3]),
@@ -497,6 +501,31 @@ fn sys_madvise(k: &mut Kernel, addr: u64, len: u64, advice: u64) -> Ret {
         // Hints (NORMAL, RANDOM, SEQUENTIAL, WILLNEED, HUGEPAGE, …): accepted.
         _ => Ok(0),
     }
+}
+
+fn sys_mremap(
+    k: &mut Kernel,
+    old: u64,
+    old_len: u64,
+    new_len: u64,
+    flags: u64,
+    new_addr: u64,
+) -> Ret {
+    const MREMAP_MAYMOVE: u64 = 1;
+    const MREMAP_FIXED: u64 = 2;
+    if !old.is_multiple_of(PAGE) || flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0 || new_len == 0 {
+        return Err(EINVAL);
+    }
+    if flags & MREMAP_FIXED != 0 && (flags & MREMAP_MAYMOVE == 0 || !new_addr.is_multiple_of(PAGE))
+    {
+        return Err(EINVAL);
+    }
+    let old_len = page_up(old_len).ok_or(EINVAL)?;
+    let new_len = page_up(new_len).ok_or(ENOMEM)?;
+    let fixed = (flags & MREMAP_FIXED != 0).then_some(new_addr);
+    k.mem
+        .remap(old, old_len, new_len, flags & MREMAP_MAYMOVE != 0, fixed)
+        .map(|a| a as i64)
 }
 
 fn sys_munmap(k: &mut Kernel, addr: u64, len: u64) -> Ret {

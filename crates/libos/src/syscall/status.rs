@@ -197,6 +197,16 @@ pub const HANDLED: &[(&str, Status)] = &[
         Partial("the signal mask argument is not applied"),
     ),
     ("tkill", Full),
+    (
+        "mremap",
+        Partial("moves page-table entries, never copies; no MREMAP_DONTUNMAP"),
+    ),
+    (
+        "timerfd_create",
+        Partial("MONOTONIC, REALTIME, BOOTTIME clocks; no TFD_TIMER_CANCEL_ON_SET"),
+    ),
+    ("timerfd_settime", Full),
+    ("timerfd_gettime", Full),
 ];
 
 /// The status of `name`, `None` for calls that return ENOSYS.
