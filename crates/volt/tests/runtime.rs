@@ -209,3 +209,12 @@ fn pipes_eventfd_timerfd_epoll_poll_mremap_match_native() {
             .contains("mremap: ok, contents kept: 1, grown part zero: 1"));
     }
 }
+
+#[test]
+fn cpu_time_clocks_exclude_sleep() {
+    if !kvm_available("cpu_time_clocks_exclude_sleep") {
+        return;
+    }
+    let p = program("cputime", "musl");
+    assert_same(&native(&p, &[], &[]), &unikernel(&p, &[], &[], &[]));
+}

@@ -60,7 +60,14 @@ impl Kernel {
         match clock {
             0 | 5 | 11 => Ok(self.boot.wallclock_ns + up), // REALTIME, REALTIME_COARSE, TAI
             1 | 4 | 6 | 7 | 8 | 9 => Ok(up), // MONOTONIC(_RAW/_COARSE), BOOTTIME(_ALARM)
-            2 | 3 => Ok(up),                 // PROCESS/THREAD_CPUTIME: the unikernel is the process
+            2 => Ok(crate::time::ticks_to_ns(
+                sched::cpu_ticks(true),
+                self.boot.tsc_khz,
+            )), // PROCESS_CPUTIME
+            3 => Ok(crate::time::ticks_to_ns(
+                sched::cpu_ticks(false),
+                self.boot.tsc_khz,
+            )), // THREAD_CPUTIME
             _ => Err(crate::syscall::errno::EINVAL),
         }
     }

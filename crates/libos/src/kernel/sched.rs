@@ -68,6 +68,8 @@ pub struct Thread {
     io_wait: bool,
     /// Deadline of the system call in progress, kept across restarts.
     pending_deadline: Option<u64>,
+    /// TSC ticks spent running, up to the last switch.
+    cpu: u64,
 }
 
 /// The scheduler state.
@@ -82,6 +84,10 @@ pub struct Scheduler {
     /// Armed timerfds: id → next expiry (TSC). When one passes, the threads
     /// waiting for I/O re-check.
     timers: BTreeMap<u64, u64>,
+    /// When the running thread was last switched in (or woke from idle).
+    since: u64,
+    /// CPU time of exited threads.
+    dead_cpu: u64,
 }
 
 static SCHED: Mutex<Option<Scheduler>> = Mutex::new(None);
@@ -107,6 +113,7 @@ pub fn init(boot_stack_top: u64, tsc_khz: u64) {
         },
         io_wait: false,
         pending_deadline: None,
+        cpu: 0,
     };
     let mut threads = BTreeMap::new();
     threads.insert(1, Box::new(main));
@@ -119,6 +126,8 @@ pub fn init(boot_stack_top: u64, tsc_khz: u64) {
         zombies: Vec::new(),
         tsc_khz,
         timers: BTreeMap::new(),
+        since: rdtsc(),
+        dead_cpu: 0,
     });
 }
 
@@ -363,6 +372,7 @@ pub fn spawn(
             },
             io_wait: false,
             pending_deadline: None,
+            cpu: 0,
         };
         s.threads.insert(tid, Box::new(t));
         s.run_queue.push_back(tid);
@@ -410,7 +420,9 @@ fn reap() {
         let c = s.current;
         let z: Vec<u32> = s.zombies.iter().copied().filter(|&t| t != c).collect();
         s.zombies.retain(|&t| t == c);
-        z.iter().filter_map(|t| s.threads.remove(t)).collect()
+        let gone: Vec<Box<Thread>> = z.iter().filter_map(|t| s.threads.remove(t)).collect();
+        s.dead_cpu += gone.iter().map(|t| t.cpu).sum::<u64>();
+        gone
     });
     drop(dead); // frees kernel stacks outside the lock
 }
@@ -434,7 +446,14 @@ pub fn schedule() {
                     publish_want_tick(s);
                     return Step::Stay;
                 }
-                None => return Step::Idle(s.earliest_deadline()),
+                None => {
+                    // The CPU goes idle: charge the time so far to the thread.
+                    let since = core::mem::replace(&mut s.since, now);
+                    if let Some(t) = s.threads.get_mut(&prev) {
+                        t.cpu += now.saturating_sub(since);
+                    }
+                    return Step::Idle(s.earliest_deadline());
+                }
             };
             if next == prev {
                 publish_want_tick(s);
@@ -445,9 +464,11 @@ pub fn schedule() {
                 s.run_queue.push_back(prev);
             }
             let fs_now = crate::arch::cpu::fs_base();
+            let since = core::mem::replace(&mut s.since, now);
             let prev_ksp: *mut u64 = match s.threads.get_mut(&prev) {
                 Some(t) => {
                     t.fs_base = fs_now;
+                    t.cpu += now.saturating_sub(since);
                     &mut t.ksp
                 }
                 None => core::ptr::null_mut(),
@@ -467,6 +488,8 @@ pub fn schedule() {
                     deadline_tsc: deadline.unwrap_or(0),
                 };
                 hypercall::call_with(hc::BLOCK, &mut b);
+                // Time asleep in the monitor is nobody's CPU time.
+                with(|s| s.since = rdtsc());
             }
             Step::Switch(prev_ksp, next_ksp, next_top, next_fs) => {
                 if prev_ksp.is_null() {
@@ -618,5 +641,25 @@ pub fn set_timer(id: u64, deadline: Option<u64>) {
             None => s.timers.remove(&id),
         };
         publish_want_tick(s);
+    })
+}
+
+/// CPU time in TSC ticks: of the running thread, or of the whole process.
+pub fn cpu_ticks(process: bool) -> u64 {
+    let now = rdtsc();
+    with(|s| {
+        let running = now.saturating_sub(s.since);
+        let cur = s.threads.get(&s.current).map(|t| t.cpu).unwrap_or(0) + running;
+        if process {
+            s.dead_cpu
+                + s.threads
+                    .iter()
+                    .filter(|(&tid, _)| tid != s.current)
+                    .map(|(_, t)| t.cpu)
+                    .sum::<u64>()
+                + cur
+        } else {
+            cur
+        }
     })
 }
