@@ -20,8 +20,9 @@ use crate::{Error, Result};
 pub struct VmConfig<'a> {
     /// The library OS ELF image.
     pub libos: &'a [u8],
-    /// The rootfs (cpio `newc`).
-    pub rootfs: Vec<u8>,
+    /// The rootfs (cpio `newc`), as consecutive pieces (so that a large file
+    /// can be passed without copying it into one buffer first).
+    pub rootfs: Vec<&'a [u8]>,
     /// Path of the program inside the rootfs.
     pub exec_path: String,
     /// The program's ELF bytes, if the monitor should place its segments in
@@ -46,7 +47,12 @@ pub struct VmConfig<'a> {
 
 impl<'a> VmConfig<'a> {
     /// A configuration with 64 MiB of memory and no options.
-    pub fn new(libos: &'a [u8], rootfs: Vec<u8>, exec_path: &str, argv: Vec<Vec<u8>>) -> Self {
+    pub fn new(
+        libos: &'a [u8],
+        rootfs: Vec<&'a [u8]>,
+        exec_path: &str,
+        argv: Vec<Vec<u8>>,
+    ) -> Self {
         VmConfig {
             libos,
             rootfs,
@@ -309,9 +315,10 @@ impl Vm {
         let ram = align_up(cfg.memory.max(MIN_RAM), LARGE_PAGE_SIZE)
             .ok_or(Error::Memory("size overflows".into()))?;
         let (_, libos_end) = inspect_libos(cfg.libos)?;
+        let rootfs_len: u64 = cfg.rootfs.iter().map(|p| p.len() as u64).sum();
         let need = min_memory(
             libos_end,
-            cfg.rootfs.len() as u64,
+            rootfs_len,
             cfg.program.map(program_span).unwrap_or(0),
         );
         if ram < need {
@@ -350,11 +357,14 @@ impl Vm {
         // Fault in, in one system call, the host pages we are about to fill:
         // a page fault costs microseconds on nested hosts, and a Go binary is
         // a thousand pages twice (rootfs and placed segments).
-        let fill =
-            cfg.rootfs.len() as u64 + cfg.program.map(program_span).unwrap_or(0) + 2 * PAGE_SIZE;
+        let fill = rootfs_len + cfg.program.map(program_span).unwrap_or(0) + 2 * PAGE_SIZE;
         populate(&mem, rootfs_start, fill.min(ram - rootfs_start));
-        write_bytes(&mem, rootfs_start, &cfg.rootfs)?;
-        let rootfs_end = rootfs_start + cfg.rootfs.len() as u64;
+        let mut at = rootfs_start;
+        for part in &cfg.rootfs {
+            write_bytes(&mem, at, part)?;
+            at += part.len() as u64;
+        }
+        let rootfs_end = at;
         let mut free_start = align_up(rootfs_end, PAGE_SIZE).unwrap_or(ram);
         let image = match cfg.program {
             Some(p) => {

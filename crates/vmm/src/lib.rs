@@ -10,7 +10,8 @@
 //! ```no_run
 //! use optivolt_vmm::{VmConfig, Vm};
 //! # fn libos() -> &'static [u8] { &[] }
-//! let cfg = VmConfig::new(libos(), b"cpio bytes".to_vec(), "/hello", vec!["hello".into()]);
+//! let cpio: &[u8] = b"cpio bytes";
+//! let cfg = VmConfig::new(libos(), vec![cpio], "/hello", vec!["hello".into()]);
 //! let outcome = Vm::create(&cfg)?.run()?;
 //! println!("{outcome:?}");
 //! # Ok::<(), optivolt_vmm::Error>(())

@@ -7,16 +7,115 @@ use optivolt_abi::elf::Elf;
 
 use crate::rootfs::CpioWriter;
 
+/// A read-only mapping of a file (the page cache, not a copy).
+pub struct MappedFile {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl MappedFile {
+    /// Maps `path`; empty files are refused (they cannot be executables).
+    pub fn open(path: &Path) -> std::io::Result<MappedFile> {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(path)?;
+        let len = usize::try_from(f.metadata()?.len())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
+        if len == 0 {
+            return Ok(MappedFile {
+                ptr: std::ptr::null_mut(),
+                len: 0,
+            });
+        }
+        // SAFETY: a fresh read-only private mapping of an open file; the
+        // pointer is checked and owned by the returned value.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(MappedFile { ptr, len })
+    }
+}
+
+impl std::ops::Deref for MappedFile {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `ptr..ptr+len` is a live PROT_READ mapping owned by self.
+        // (Another process truncating or rewriting the file while volt packs
+        // it is the user's race; the worst outcome is a bad image.)
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for MappedFile {
+    fn drop(&mut self) {
+        if self.len != 0 {
+            // SAFETY: unmapping the mapping created in `open`, once.
+            unsafe { libc::munmap(self.ptr, self.len) };
+        }
+    }
+}
+
+/// The executable, read into memory or mapped.
+pub enum Program {
+    /// Read (from a --rootfs tree).
+    Owned(Vec<u8>),
+    /// Mapped (a lone binary: no copy before it reaches guest memory).
+    Mapped(MappedFile),
+}
+
+impl std::ops::Deref for Program {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Program::Owned(v) => v,
+            Program::Mapped(m) => m,
+        }
+    }
+}
+
+/// A piece of the rootfs.
+pub enum Part {
+    /// cpio headers and small files.
+    Bytes(Vec<u8>),
+    /// The program's bytes, in place.
+    Program,
+}
+
 /// A packed application.
 pub struct AppImage {
-    /// The rootfs (cpio newc).
-    pub rootfs: Vec<u8>,
+    /// The rootfs (cpio newc), in pieces.
+    pub rootfs: Vec<Part>,
     /// Path of the program inside it.
     pub exec_path: String,
     /// Bytes the program's loadable segments span.
     pub load_size: u64,
     /// The executable itself (the monitor places its segments).
-    pub program: Vec<u8>,
+    pub program: Program,
+}
+
+impl AppImage {
+    /// The rootfs pieces as slices, in order.
+    pub fn rootfs_slices(&self) -> Vec<&[u8]> {
+        self.rootfs
+            .iter()
+            .map(|p| match p {
+                Part::Bytes(b) => b.as_slice(),
+                Part::Program => &self.program[..],
+            })
+            .collect()
+    }
 }
 
 /// Builds the image: with `rootfs`, the directory becomes the guest's `/` and
@@ -62,10 +161,10 @@ pub fn pack(binary: &Path, rootfs: Option<&Path>) -> Result<AppImage> {
         w.file(&exec_path, 0o755, mtime_of(&host_file), &data);
     }
     Ok(AppImage {
-        rootfs: w.finish(),
+        rootfs: vec![Part::Bytes(w.finish())],
         exec_path,
         load_size,
-        program: data,
+        program: Program::Owned(data),
     })
 }
 
@@ -164,10 +263,11 @@ fn add_tree(w: &mut CpioWriter, root: &Path, rel: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads and checks `binary`, then packs it as `/<name>` in a rootfs.
+/// Maps and checks `binary`, then packs it as `/<name>` in a rootfs whose
+/// file data is the mapping itself.
 pub fn pack_binary(binary: &Path) -> Result<AppImage> {
     let data =
-        std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
+        MappedFile::open(binary).with_context(|| format!("cannot read {}", binary.display()))?;
     let elf = Elf::parse_static(&data).map_err(|e| anyhow::anyhow!("{}: {e}", binary.display()))?;
     let (lo, hi) = elf.load_bounds();
     let load_size = (hi.div_ceil(4096) * 4096).saturating_sub(lo & !4095);
@@ -177,18 +277,19 @@ pub fn pack_binary(binary: &Path) -> Result<AppImage> {
         .filter(|n| !n.is_empty())
         .unwrap_or("app")
         .to_string();
-    let mtime = std::fs::metadata(binary)
-        .ok()
-        .and_then(|m| m.modified().ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs() as u32)
-        .unwrap_or(0);
-    let mut w = CpioWriter::with_capacity(data.len());
-    w.file(&format!("/{name}"), 0o755, mtime, &data);
+    if data.len() > u32::MAX as usize {
+        anyhow::bail!(
+            "{}: files over 4 GiB do not fit a cpio newc rootfs",
+            binary.display()
+        );
+    }
+    let exec_path = format!("/{name}");
+    let (header, trailer) =
+        crate::rootfs::single_file(&exec_path, 0o755, mtime_of(binary), data.len());
     Ok(AppImage {
-        rootfs: w.finish(),
-        exec_path: format!("/{name}"),
+        rootfs: vec![Part::Bytes(header), Part::Program, Part::Bytes(trailer)],
+        exec_path,
         load_size,
-        program: data,
+        program: Program::Mapped(data),
     })
 }

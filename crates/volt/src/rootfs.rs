@@ -12,6 +12,8 @@ pub const S_IFLNK: u32 = 0o120000;
 pub struct CpioWriter {
     buf: Vec<u8>,
     ino: u32,
+    /// Archive bytes emitted before `buf` (alignment is relative to the archive).
+    base: usize,
 }
 
 impl CpioWriter {
@@ -25,16 +27,24 @@ impl CpioWriter {
         CpioWriter {
             buf: Vec::with_capacity(bytes + 512),
             ino: 0,
+            base: 0,
         }
     }
 
     fn pad(&mut self) {
-        while !self.buf.len().is_multiple_of(4) {
+        while !(self.base + self.buf.len()).is_multiple_of(4) {
             self.buf.push(0);
         }
     }
 
     fn entry(&mut self, path: &str, mode: u32, mtime: u32, data: &[u8]) {
+        self.entry_header(path, mode, mtime, data.len());
+        self.buf.extend_from_slice(data);
+        self.pad();
+    }
+
+    /// The header and name of an entry whose `len` data bytes follow.
+    fn entry_header(&mut self, path: &str, mode: u32, mtime: u32, len: usize) {
         self.ino += 1;
         let name = path.trim_start_matches('/');
         let fields = [
@@ -44,7 +54,7 @@ impl CpioWriter {
             0, // gid
             if mode & 0o170000 == S_IFDIR { 2 } else { 1 },
             mtime,
-            data.len() as u32,
+            len as u32,
             0,
             0,
             0,
@@ -58,8 +68,6 @@ impl CpioWriter {
         }
         self.buf.extend_from_slice(name.as_bytes());
         self.buf.push(0);
-        self.pad();
-        self.buf.extend_from_slice(data);
         self.pad();
     }
 
@@ -89,6 +97,17 @@ impl CpioWriter {
     }
 }
 
+/// An archive holding one regular file, split around its data: (everything
+/// before the data, everything after it). The data itself is not copied.
+pub fn single_file(path: &str, perm: u32, mtime: u32, len: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut w = CpioWriter::new();
+    w.entry_header(path, S_IFREG | (perm & 0o7777), mtime, len);
+    let head = std::mem::take(&mut w.buf);
+    w.base = head.len() + len;
+    w.pad();
+    (head, w.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +133,18 @@ mod tests {
         assert_eq!(f.mtime, 7);
         assert_eq!(f.data, b"\x7fELF-bytes");
         assert_eq!(a.find(b"hello").unwrap().data, b"bin/hello");
+    }
+
+    #[test]
+    fn single_file_split_equals_the_whole() {
+        for data in [&b""[..], b"x", b"abcd", b"abcde", b"\x7fELF0123456"] {
+            let mut w = CpioWriter::new();
+            w.file("/bin/app", 0o755, 9, data);
+            let whole = w.finish();
+            let (head, tail) = single_file("/bin/app", 0o755, 9, data.len());
+            let split = [head.as_slice(), data, tail.as_slice()].concat();
+            assert_eq!(split, whole, "{data:?}");
+        }
     }
 
     #[test]

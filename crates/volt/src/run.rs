@@ -70,7 +70,8 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     // Everything the user can get wrong is checked before a VM exists.
     let app = image::pack(&a.binary, a.rootfs.as_deref())?;
     let (_, libos_end) = optivolt_vmm::builder::inspect_libos(LIBOS)?;
-    let need = optivolt_vmm::min_memory(libos_end, app.rootfs.len() as u64, app.load_size);
+    let rootfs_len: u64 = app.rootfs_slices().iter().map(|p| p.len() as u64).sum();
+    let need = optivolt_vmm::min_memory(libos_end, rootfs_len, app.load_size);
     if a.memory < need {
         bail!(
             "--memory {} is too small for {}: it needs at least {} MiB",
@@ -85,9 +86,9 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     argv.extend(a.args.iter().map(|s| s.as_bytes().to_vec()));
     let cfg = VmConfig {
         libos: LIBOS,
-        rootfs: app.rootfs,
-        exec_path: app.exec_path,
-        program: (!a.guest_loader).then_some(app.program.as_slice()),
+        rootfs: app.rootfs_slices(),
+        exec_path: app.exec_path.clone(),
+        program: (!a.guest_loader).then_some(&app.program[..]),
         argv,
         env,
         memory: a.memory,

@@ -8,10 +8,9 @@ use optivolt_abi::layout::{phys_to_virt, USER_PIE_BASE, USER_TOP};
 use super::files::FdTable;
 use super::memory::{pte_flags, Memory};
 use super::process::Process;
-use super::{fault, fs_calls, heap, stamp, Kernel, KERNEL};
+use super::{fault, heap, stamp, Kernel, KERNEL};
 use crate::arch::cpu;
 use crate::fs::cpio::Archive;
-use crate::fs::vfs::Vfs;
 use crate::loader::{self, stack, LoadPlan};
 use crate::mm::frame::FrameAllocator;
 use crate::mm::paging::{PTE_NX, PTE_P, PTE_W};
@@ -167,9 +166,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         fail("could not write the initial stack");
     }
 
-    // The file system: the rootfs unpacked (file contents stay in the archive
-    // until written), plus /dev, /proc and /tmp.
-    let mut fs = Vfs::new((boot.wallclock_ns / 1_000_000_000) as i64);
+    // The file system is unpacked from the rootfs on first use.
     // SAFETY: the rootfs range was loaded by the monitor into guest RAM, is
     // never handed to the frame allocator and lives as long as the VM.
     let rootfs: &'static [u8] = unsafe {
@@ -178,9 +175,11 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
             boot.rootfs.len() as usize,
         )
     };
-    if fs.unpack(rootfs).is_err() || fs_calls::populate_special(&mut fs, exec_path).is_err() {
-        fail("could not unpack the rootfs");
-    }
+    let fs = super::LazyVfs::new(
+        rootfs,
+        exec_path,
+        (boot.wallclock_ns / 1_000_000_000) as i64,
+    );
     let trace = boot.flags & optivolt_abi::boot::flags::TRACE_SYSCALLS != 0;
     *KERNEL.lock() = Some(Kernel {
         boot,

@@ -37,8 +37,8 @@ pub struct Kernel {
     pub rng: Csprng,
     /// `--trace-syscalls`.
     pub trace: bool,
-    /// The file system (rootfs unpacked, writable).
-    pub fs: crate::fs::vfs::Vfs,
+    /// The file system (rootfs unpacked, writable), built on first use.
+    pub fs: LazyVfs,
     /// Open descriptors.
     pub fds: files::FdTable,
     /// Current directory.
@@ -69,6 +69,58 @@ impl Kernel {
                 self.boot.tsc_khz,
             )), // THREAD_CPUTIME
             _ => Err(crate::syscall::errno::EINVAL),
+        }
+    }
+}
+
+/// The VFS, unpacked from the rootfs the first time a system call needs it:
+/// a program that never opens a file never pays for it (first touches of
+/// code and heap pages cost microseconds each under PVM).
+pub struct LazyVfs {
+    cell: core::cell::OnceCell<crate::fs::vfs::Vfs>,
+    rootfs: &'static [u8],
+    exec_path: alloc::vec::Vec<u8>,
+    now: i64,
+}
+
+impl LazyVfs {
+    /// A VFS to be unpacked from `rootfs`, with /proc/self/exe → `exec_path`.
+    pub fn new(rootfs: &'static [u8], exec_path: &[u8], now: i64) -> Self {
+        LazyVfs {
+            cell: core::cell::OnceCell::new(),
+            rootfs,
+            exec_path: exec_path.to_vec(),
+            now,
+        }
+    }
+
+    fn build(&self) -> crate::fs::vfs::Vfs {
+        let mut fs = crate::fs::vfs::Vfs::new(self.now);
+        if fs.unpack(self.rootfs).is_err()
+            || fs_calls::populate_special(&mut fs, &self.exec_path).is_err()
+        {
+            fault::abort(b"could not unpack the rootfs");
+        }
+        fs
+    }
+}
+
+impl core::ops::Deref for LazyVfs {
+    type Target = crate::fs::vfs::Vfs;
+    fn deref(&self) -> &crate::fs::vfs::Vfs {
+        self.cell.get_or_init(|| self.build())
+    }
+}
+
+impl core::ops::DerefMut for LazyVfs {
+    fn deref_mut(&mut self) -> &mut crate::fs::vfs::Vfs {
+        if self.cell.get().is_none() {
+            let fs = self.build();
+            let _ = self.cell.set(fs);
+        }
+        match self.cell.get_mut() {
+            Some(fs) => fs,
+            None => fault::abort(b"VFS initialisation failed"),
         }
     }
 }
