@@ -1,4 +1,4 @@
-//! Entry code. The only instructions that ever run at CPL 0 are the eight of
+//! Entry code. The only instructions that ever run at CPL 0 are the three of
 //! `ov_syscall_entry`; everything else here runs at CPL 3.
 //!
 //! Flow of a system call from the application:
@@ -146,10 +146,14 @@ global_asm!(
     ".section .data.ov_syscall, \"aw\"",
     ".balign 8",
     "ov_user_rsp_scratch: .quad 0",
-    "ov_stub_user_rsp: .quad 0",
+    // The CPL-0 stub's iretq frame, prebuilt: only RSP changes per call.
     ".balign 16",
-    "ov_stub_stack: .skip 64",
-    "ov_stub_stack_top:",
+    "ov_stub_frame:",
+    ".quad ov_syscall_handler",
+    ".quad {user_cs}",
+    ".quad 0x202",
+    "ov_stub_frame_rsp: .quad 0",
+    ".quad {user_ss}",
     "ov_irq_scratch: .quad 0",
     ".global ov_syscall_stack_top",
     "ov_syscall_stack_top: .quad ov_boot_stack_top",
@@ -166,16 +170,9 @@ global_asm!(
     ".balign 16",
     ".global ov_syscall_entry",
     "ov_syscall_entry:",
-    "    mov [rip + ov_stub_user_rsp], rsp",
-    "    lea rsp, [rip + ov_stub_stack_top]",
-    "    push {user_ss}",
-    "    push qword ptr [rip + ov_stub_user_rsp]",
-    "    push 0x202",
-    "    push {user_cs}",
-    "    push qword ptr [rip + ov_syscall_handler_ptr]",
+    "    mov [rip + ov_stub_frame_rsp], rsp",
+    "    lea rsp, [rip + ov_stub_frame]",
     "    iretq",
-    ".balign 8",
-    "ov_syscall_handler_ptr: .quad ov_syscall_handler",
     // --------------------------------------------- CPL 3: syscall handler
     ".balign 16",
     "ov_syscall_handler:",
