@@ -133,3 +133,18 @@ extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
 }
+
+#[test]
+fn a_directory_or_an_empty_file() {
+    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bad-input-dir");
+    std::fs::create_dir_all(&d).unwrap();
+    assert_one_line_error(
+        &volt().arg("run").arg(&d).output().unwrap(),
+        "Is a directory",
+    );
+    let p = tmp("empty", b"");
+    assert_one_line_error(
+        &volt().arg("run").arg(&p).output().unwrap(),
+        "not an ELF file",
+    );
+}
