@@ -18,7 +18,11 @@ impl MappedFile {
     pub fn open(path: &Path) -> std::io::Result<MappedFile> {
         use std::os::fd::AsRawFd;
         let f = std::fs::File::open(path)?;
-        let len = usize::try_from(f.metadata()?.len())
+        let meta = f.metadata()?;
+        if meta.is_dir() {
+            return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
+        }
+        let len = usize::try_from(meta.len())
             .map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
         if len == 0 {
             return Ok(MappedFile {
