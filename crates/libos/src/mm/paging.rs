@@ -227,6 +227,7 @@ mod tests {
         let mut pt = PageTables::new(0x1000, mem);
         pt.map(0x0, 0x5000, PTE_U).unwrap();
         // Turn the PD entry for 0x200000 into a 2 MiB page at 0x40000000.
+        // SAFETY: the fake memory hands out boxed tables that live as long as `pt`.
         unsafe {
             let pml4 = &*pt.memory().table(0x1000);
             let pdpt = &*pt.memory().table(pml4[0] & PTE_ADDR);
