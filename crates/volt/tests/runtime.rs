@@ -218,3 +218,14 @@ fn cpu_time_clocks_exclude_sleep() {
     let p = program("cputime", "musl");
     assert_same(&native(&p, &[], &[]), &unikernel(&p, &[], &[], &[]));
 }
+
+#[test]
+fn unix_socket_pairs_match_native() {
+    if !kvm_available("unix_socket_pairs_match_native") {
+        return;
+    }
+    for kind in ["musl", "glibc"] {
+        let p = program("sockpair", kind);
+        assert_same(&native(&p, &[], &[]), &unikernel(&p, &[], &[], &[]));
+    }
+}

@@ -57,6 +57,13 @@ pub enum FileKind {
     Epoll(super::epoll::EpollRef),
     /// A timerfd.
     TimerFd(super::pipe::TimerFdRef),
+    /// One end of an AF_UNIX stream socket pair: reads `rx`, writes `tx`.
+    UnixStream {
+        /// Data from the peer.
+        rx: super::pipe::PipeRef,
+        /// Data to the peer.
+        tx: super::pipe::PipeRef,
+    },
 }
 
 impl Drop for OpenFile {
@@ -74,6 +81,18 @@ impl Drop for OpenFile {
                 let mut p = p.lock();
                 p.writers = p.writers.saturating_sub(1);
                 p.generation += 1;
+                true
+            }
+            FileKind::UnixStream { rx, tx } => {
+                for (p, reader) in [(rx, true), (tx, false)] {
+                    let mut p = p.lock();
+                    if reader {
+                        p.readers = p.readers.saturating_sub(1);
+                    } else {
+                        p.writers = p.writers.saturating_sub(1);
+                    }
+                    p.generation += 1;
+                }
                 true
             }
             FileKind::TimerFd(t) => {

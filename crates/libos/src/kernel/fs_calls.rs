@@ -189,7 +189,8 @@ pub fn read(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> Re
         | FileKind::PipeWrite(_)
         | FileKind::EventFd(_)
         | FileKind::Epoll(_)
-        | FileKind::TimerFd(_) => return Err(EINVAL),
+        | FileKind::TimerFd(_)
+        | FileKind::UnixStream { .. } => return Err(EINVAL),
         FileKind::Inode(ino) => {
             let ino = *ino;
             match &k.fs.inode(ino)?.node {
@@ -267,7 +268,8 @@ pub fn write(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> R
         | FileKind::PipeWrite(_)
         | FileKind::EventFd(_)
         | FileKind::Epoll(_)
-        | FileKind::TimerFd(_) => Err(EINVAL),
+        | FileKind::TimerFd(_)
+        | FileKind::UnixStream { .. } => Err(EINVAL),
         FileKind::Console(n) => {
             if off.is_some() {
                 return Err(ESPIPE);
@@ -355,9 +357,10 @@ pub fn lseek(k: &mut Kernel, fd: u64, off: i64, whence: u32) -> Ret {
     let file = k.fds.file(fd)?;
     let mut f = file.lock();
     let size = match &f.kind {
-        FileKind::Console(_) | FileKind::PipeRead(_) | FileKind::PipeWrite(_) => {
-            return Err(ESPIPE)
-        }
+        FileKind::Console(_)
+        | FileKind::PipeRead(_)
+        | FileKind::PipeWrite(_)
+        | FileKind::UnixStream { .. } => return Err(ESPIPE),
         FileKind::EventFd(_) | FileKind::Epoll(_) | FileKind::TimerFd(_) => return Err(EINVAL),
         FileKind::Snapshot(_, d) => d.len() as i64,
         FileKind::Inode(i) => k.fs.inode(*i)?.size() as i64,
@@ -434,6 +437,16 @@ fn meta_fd(k: &Kernel, fd: u64) -> Result<Meta, i64> {
         FileKind::PipeRead(p) | FileKind::PipeWrite(p) => Ok(Meta {
             ino: 0x1000 + (Arc::as_ptr(p) as u64 & 0xffff),
             mode: vfs::S_IFIFO | 0o600,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            size: 0,
+            mtime: (k.boot.wallclock_ns / 1_000_000_000) as i64,
+        }),
+        FileKind::UnixStream { rx, .. } => Ok(Meta {
+            ino: 0x3000 + (Arc::as_ptr(rx) as u64 & 0xffff),
+            mode: 0o140777, // S_IFSOCK
             nlink: 1,
             uid: 0,
             gid: 0,

@@ -73,6 +73,23 @@ pub fn readiness(f: &OpenFile) -> (u32, u64) {
             (r, e.generation)
         }
         FileKind::Epoll(_) => (0, 0),
+        FileKind::UnixStream { rx, tx } => {
+            let (rx, tx) = (rx.lock(), tx.lock());
+            let mut r = 0;
+            if !rx.data.is_empty() || rx.writers == 0 {
+                r |= POLLIN | POLLRDNORM;
+            }
+            if rx.writers == 0 {
+                r |= POLLHUP | 0x2000; // POLLRDHUP
+            }
+            if tx.room() > 0 && tx.readers > 0 {
+                r |= POLLOUT | POLLWRNORM;
+            }
+            if tx.readers == 0 {
+                r |= POLLERR;
+            }
+            (r, rx.generation.wrapping_add(tx.generation))
+        }
         FileKind::TimerFd(t) => {
             let mut t = t.lock();
             t.update(rdtsc());
@@ -264,8 +281,166 @@ pub fn eventfd2(k: &mut Kernel, initval: u32, flags: u32) -> Ret {
     k.fds.install(f, flags & O_CLOEXEC != 0).map(|fd| fd as i64)
 }
 
+fn pipe_read(k: &mut Kernel, p: &super::pipe::PipeRef, nonblock: bool, buf: u64, len: u64) -> Ret {
+    let mut p = p.lock();
+    if p.data.is_empty() {
+        if p.writers == 0 {
+            return Ok(0);
+        }
+        if nonblock {
+            return Err(EAGAIN);
+        }
+        drop(p);
+        sched::block_io(None);
+        return Err(BLOCKED);
+    }
+    let n = (len as usize).min(p.data.len());
+    let chunk: Vec<u8> = p.data.drain(..n).collect();
+    p.generation += 1;
+    drop(p);
+    sched::io_event();
+    k.mem.copy_to_user(buf, &chunk).map(|_| n as i64)
+}
+
+fn pipe_write(k: &mut Kernel, p: &super::pipe::PipeRef, nonblock: bool, buf: u64, len: u64) -> Ret {
+    let mut p = p.lock();
+    if p.readers == 0 {
+        return Err(EPIPE);
+    }
+    let room = p.room();
+    if room == 0 {
+        if nonblock {
+            return Err(EAGAIN);
+        }
+        drop(p);
+        sched::block_io(None);
+        return Err(BLOCKED);
+    }
+    let n = (len as usize).min(room);
+    let mut data = alloc::vec![0u8; n];
+    k.mem.copy_from_user(buf, &mut data)?;
+    p.data.extend(data);
+    p.generation += 1;
+    drop(p);
+    sched::io_event();
+    Ok(n as i64)
+}
+
+/// socketpair(2): AF_UNIX stream pairs (two pipes crossed).
+pub fn socketpair(k: &mut Kernel, domain: u64, ty: u64, proto: u64, sv: u64) -> Ret {
+    const AF_UNIX: u64 = 1;
+    const SOCK_STREAM: u64 = 1;
+    const SOCK_NONBLOCK: u64 = 0o4000;
+    const SOCK_CLOEXEC: u64 = 0o2000000;
+    if domain != AF_UNIX {
+        return Err(EAFNOSUPPORT);
+    }
+    if ty & 0xf != SOCK_STREAM || ty & !(0xf | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    if proto != 0 {
+        return Err(EPROTONOSUPPORT);
+    }
+    let a = Arc::new(Mutex::new(Pipe {
+        readers: 1,
+        writers: 1,
+        ..Default::default()
+    }));
+    let b = Arc::new(Mutex::new(Pipe {
+        readers: 1,
+        writers: 1,
+        ..Default::default()
+    }));
+    let flags = O_RDWR
+        | if ty & SOCK_NONBLOCK != 0 {
+            O_NONBLOCK
+        } else {
+            0
+        };
+    let cloexec = ty & SOCK_CLOEXEC != 0;
+    let x = k.fds.install(
+        OpenFile {
+            kind: FileKind::UnixStream {
+                rx: a.clone(),
+                tx: b.clone(),
+            },
+            offset: 0,
+            flags,
+        },
+        cloexec,
+    )?;
+    let y = match k.fds.install(
+        OpenFile {
+            kind: FileKind::UnixStream { rx: b, tx: a },
+            offset: 0,
+            flags,
+        },
+        cloexec,
+    ) {
+        Ok(y) => y,
+        Err(e) => {
+            let _ = k.fds.close(x);
+            return Err(e);
+        }
+    };
+    if let Err(e) = k.mem.write_obj(sv, &[x as i32, y as i32]) {
+        let _ = k.fds.close(x);
+        let _ = k.fds.close(y);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+/// shutdown(2) of a socket pair end.
+pub fn shutdown(k: &mut Kernel, fd: u64, how: u64) -> Ret {
+    let f = k.fds.file(fd)?;
+    let f = f.lock();
+    let FileKind::UnixStream { rx, tx } = &f.kind else {
+        return Err(ENOTSOCK);
+    };
+    if how > 2 {
+        return Err(EINVAL);
+    }
+    // SHUT_RD: the peer's writes fail; SHUT_WR: the peer reads EOF. Counted
+    // once per socket: the ends are marked with generation bumps only.
+    if how == 0 || how == 2 {
+        let mut r = rx.lock();
+        r.readers = 0;
+        r.generation += 1;
+    }
+    if how == 1 || how == 2 {
+        let mut t = tx.lock();
+        t.writers = 0;
+        t.generation += 1;
+    }
+    drop(f);
+    sched::io_event();
+    Ok(0)
+}
+
+/// sendto/recvfrom on a socket pair end (addresses are ignored: connected).
+pub fn sock_io(k: &mut Kernel, fd: u64, buf: u64, len: u64, flags: u64, send: bool) -> Ret {
+    const MSG_DONTWAIT: u64 = 0x40;
+    let f = k.fds.file(fd)?;
+    let f = f.lock();
+    let FileKind::UnixStream { rx, tx } = &f.kind else {
+        return Err(ENOTSOCK);
+    };
+    let nonblock = f.flags & O_NONBLOCK != 0 || flags & MSG_DONTWAIT != 0;
+    let (rx, tx) = (rx.clone(), tx.clone());
+    drop(f);
+    if send {
+        pipe_write(k, &tx, nonblock, buf, len)
+    } else {
+        pipe_read(k, &rx, nonblock, buf, len)
+    }
+}
+
 /// Reads from a pipe or an eventfd; `None` if `f` is neither.
 pub fn read_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<Ret> {
+    if let FileKind::UnixStream { rx, .. } = &f.kind {
+        return Some(pipe_read(k, rx, f.flags & O_NONBLOCK != 0, buf, len));
+    }
     if let Some(r) = read_timerfd(k, f, buf, len) {
         return Some(r);
     }
@@ -317,6 +492,9 @@ pub fn read_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<
 
 /// Writes to a pipe or an eventfd; `None` if `f` is neither.
 pub fn write_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<Ret> {
+    if let FileKind::UnixStream { tx, .. } = &f.kind {
+        return Some(pipe_write(k, tx, f.flags & O_NONBLOCK != 0, buf, len));
+    }
     let nonblock = f.flags & O_NONBLOCK != 0;
     Some(match &f.kind {
         FileKind::PipeWrite(p) => {

@@ -35,6 +35,8 @@ pub const ENODEV: i64 = 19;
 pub const EDEADLK: i64 = 35;
 pub const ENOTSOCK: i64 = 88;
 pub const EOPNOTSUPP: i64 = 95;
+pub const EAFNOSUPPORT: i64 = 97;
+pub const EPROTONOSUPPORT: i64 = 93;
 pub const ETIMEDOUT: i64 = 110;
 
 /// The symbolic name of an errno, for traces.
@@ -76,6 +78,8 @@ pub fn name(e: i64) -> &'static str {
         EDEADLK => "EDEADLK",
         ENOTSOCK => "ENOTSOCK",
         EOPNOTSUPP => "EOPNOTSUPP",
+        EAFNOSUPPORT => "EAFNOSUPPORT",
+        EPROTONOSUPPORT => "EPROTONOSUPPORT",
         _ => "E?",
     }
 }

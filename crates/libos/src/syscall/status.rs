@@ -207,6 +207,19 @@ pub const HANDLED: &[(&str, Status)] = &[
     ),
     ("timerfd_settime", Full),
     ("timerfd_gettime", Full),
+    (
+        "socketpair",
+        Partial("AF_UNIX SOCK_STREAM only; other sockets come with networking"),
+    ),
+    ("shutdown", Partial("socket pairs")),
+    (
+        "sendto",
+        Partial("socket pairs: the address is ignored; MSG_DONTWAIT"),
+    ),
+    (
+        "recvfrom",
+        Partial("socket pairs: no address is returned; MSG_DONTWAIT"),
+    ),
 ];
 
 /// The status of `name`, `None` for calls that return ENOSYS.

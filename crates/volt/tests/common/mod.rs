@@ -119,7 +119,10 @@ pub fn native(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
             .and_then(|n| n.to_str())
             .expect("program name")
     );
-    Command::new(&rel)
+    // Bounded like the unikernel runs (volt run --timeout 60).
+    Command::new("timeout")
+        .arg("60")
+        .arg(&rel)
         .current_dir(dir)
         .args(args)
         .env_clear()
