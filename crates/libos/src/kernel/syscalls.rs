@@ -117,9 +117,13 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
 /// Completes a system call: trace, result, then pending signals.
 fn finish(frame: &mut SyscallFrame, n: u64, args: &[u64; 6], ret: i64, trace: bool) {
     if trace {
-        let mut buf = [0u8; 256];
+        let mut buf = [0u8; 384];
         let mut w = BufWriter::new(&mut buf);
-        let _ = trace::format_call(&mut w, n, args, ret);
+        {
+            let mut guard = KERNEL.lock();
+            let fetch = |p: u64| guard.as_mut().and_then(|k| k.mem.read_cstr(p, 4096).ok());
+            let _ = trace::format_call_with(&mut w, n, args, ret, fetch);
+        }
         let len = w.len();
         console::write_kernel(2, &buf[..len]);
     }
