@@ -515,23 +515,27 @@ pub fn fstat(k: &mut Kernel, fd: u64, out: u64) -> Ret {
     put_stat(k, &m, out)
 }
 
-/// stat/lstat/newfstatat.
-pub fn fstatat(k: &mut Kernel, dirfd: u64, path: u64, out: u64, flags: u64) -> Ret {
+/// Metadata for a *at() path (or the descriptor itself with AT_EMPTY_PATH).
+fn meta_at(k: &mut Kernel, dirfd: u64, path: u64, flags: u64) -> Result<Meta, i64> {
     let p = k.mem.read_cstr(path, PATH_MAX)?;
-    let m = if p.is_empty() {
+    if p.is_empty() {
         if flags & AT_EMPTY_PATH == 0 {
             return Err(ENOENT);
         }
-        if dirfd as i32 == AT_FDCWD {
-            meta_inode(k, k.cwd)?
+        return if dirfd as i32 == AT_FDCWD {
+            meta_inode(k, k.cwd)
         } else {
-            meta_fd(k, dirfd)?
-        }
-    } else {
-        let base = base_dir(k, dirfd)?;
-        let ino = k.fs.lookup(base, &p, flags & AT_SYMLINK_NOFOLLOW == 0)?;
-        meta_inode(k, ino)?
-    };
+            meta_fd(k, dirfd)
+        };
+    }
+    let base = base_dir(k, dirfd)?;
+    let ino = k.fs.lookup(base, &p, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+    meta_inode(k, ino)
+}
+
+/// stat/lstat/newfstatat.
+pub fn fstatat(k: &mut Kernel, dirfd: u64, path: u64, out: u64, flags: u64) -> Ret {
+    let m = meta_at(k, dirfd, path, flags)?;
     put_stat(k, &m, out)
 }
 
@@ -564,20 +568,7 @@ struct Statx {
 
 /// statx(2).
 pub fn statx(k: &mut Kernel, dirfd: u64, path: u64, flags: u64, out: u64) -> Ret {
-    let p = k.mem.read_cstr(path, PATH_MAX)?;
-    let m = if p.is_empty() {
-        if flags & AT_EMPTY_PATH == 0 {
-            return Err(ENOENT);
-        }
-        if dirfd as i32 == AT_FDCWD {
-            meta_inode(k, k.cwd)?
-        } else {
-            meta_fd(k, dirfd)?
-        }
-    } else {
-        let base = base_dir(k, dirfd)?;
-        meta_inode(k, k.fs.lookup(base, &p, flags & AT_SYMLINK_NOFOLLOW == 0)?)?
-    };
+    let m = meta_at(k, dirfd, path, flags)?;
     let ts = |s: i64| [s, 0];
     let sx = Statx {
         mask: 0x7ff, // STATX_BASIC_STATS | STATX_BTIME

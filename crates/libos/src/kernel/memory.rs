@@ -456,29 +456,22 @@ impl Memory {
 
     /// Copies `data` to user address `va`.
     pub fn copy_to_user(&mut self, va: u64, data: &[u8]) -> Result<(), i64> {
-        let mut off = 0usize;
-        self.for_each_user_chunk(va, data.len() as u64, true, |pa, l| {
-            // SAFETY: `pa..pa+l` was checked to be a user page we own; the
-            // physmap maps it; it cannot overlap `data` (library-OS memory).
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    data[off..].as_ptr(),
-                    phys_to_virt(pa) as *mut u8,
-                    l as usize,
-                );
-            }
-            off += l as usize;
-            Ok(())
-        })
+        self.copy_in(va, data, true)
     }
 
     /// Writes `data` at user address `va` whatever the page protection (the
     /// loader fills read-only segments this way, through the physmap, so that
-    /// no protection change and no TLB flush is needed at boot).
+    /// no protection change and no TLB flush is needed).
     pub fn load(&mut self, va: u64, data: &[u8]) -> Result<(), i64> {
+        self.copy_in(va, data, false)
+    }
+
+    fn copy_in(&mut self, va: u64, data: &[u8], check_write: bool) -> Result<(), i64> {
         let mut off = 0usize;
-        self.for_each_user_chunk(va, data.len() as u64, false, |pa, l| {
-            // SAFETY: as in `copy_to_user`; the page is ours and present.
+        self.for_each_user_chunk(va, data.len() as u64, check_write, |pa, l| {
+            // SAFETY: `pa..pa+l` was checked to be a user page we own; the
+            // physmap maps it; it cannot overlap `data` (library-OS memory or
+            // the rootfs, never user frames).
             unsafe {
                 core::ptr::copy_nonoverlapping(
                     data[off..].as_ptr(),

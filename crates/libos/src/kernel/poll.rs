@@ -446,26 +446,7 @@ pub fn read_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<
     }
     let nonblock = f.flags & O_NONBLOCK != 0;
     Some(match &f.kind {
-        FileKind::PipeRead(p) => {
-            let mut p = p.lock();
-            if p.data.is_empty() {
-                if p.writers == 0 {
-                    return Some(Ok(0));
-                }
-                if nonblock {
-                    return Some(Err(EAGAIN));
-                }
-                drop(p);
-                sched::block_io(None);
-                return Some(Err(BLOCKED));
-            }
-            let n = (len as usize).min(p.data.len());
-            let chunk: Vec<u8> = p.data.drain(..n).collect();
-            p.generation += 1;
-            drop(p);
-            sched::io_event();
-            k.mem.copy_to_user(buf, &chunk).map(|_| n as i64)
-        }
+        FileKind::PipeRead(p) => pipe_read(k, p, nonblock, buf, len),
         FileKind::EventFd(e) => {
             if len < 8 {
                 return Some(Err(EINVAL));
@@ -497,31 +478,7 @@ pub fn write_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option
     }
     let nonblock = f.flags & O_NONBLOCK != 0;
     Some(match &f.kind {
-        FileKind::PipeWrite(p) => {
-            let mut p = p.lock();
-            if p.readers == 0 {
-                return Some(Err(EPIPE));
-            }
-            let room = p.room();
-            if room == 0 {
-                if nonblock {
-                    return Some(Err(EAGAIN));
-                }
-                drop(p);
-                sched::block_io(None);
-                return Some(Err(BLOCKED));
-            }
-            let n = (len as usize).min(room);
-            let mut data = alloc::vec![0u8; n];
-            if let Err(e) = k.mem.copy_from_user(buf, &mut data) {
-                return Some(Err(e));
-            }
-            p.data.extend(data);
-            p.generation += 1;
-            drop(p);
-            sched::io_event();
-            Ok(n as i64)
-        }
+        FileKind::PipeWrite(p) => pipe_write(k, p, nonblock, buf, len),
         FileKind::EventFd(e) => {
             if len < 8 {
                 return Some(Err(EINVAL));
