@@ -220,46 +220,51 @@ pub fn read_timerfd(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<
     Some(k.mem.write_obj(buf, &n).map(|_| 8))
 }
 
+/// Installs two new open files and stores their descriptors at `out`
+/// (pipe2, socketpair); nothing is left behind on failure.
+fn install_pair(k: &mut Kernel, a: OpenFile, b: OpenFile, cloexec: bool, out: u64) -> Ret {
+    let x = k.fds.install(a, cloexec)?;
+    let y = match k.fds.install(b, cloexec) {
+        Ok(y) => y,
+        Err(e) => {
+            let _ = k.fds.close(x);
+            return Err(e);
+        }
+    };
+    if let Err(e) = k.mem.write_obj(out, &[x as i32, y as i32]) {
+        let _ = k.fds.close(x);
+        let _ = k.fds.close(y);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+fn new_pipe() -> super::pipe::PipeRef {
+    Arc::new(Mutex::new(Pipe {
+        readers: 1,
+        writers: 1,
+        ..Default::default()
+    }))
+}
+
 /// pipe2(2).
 pub fn pipe2(k: &mut Kernel, fds: u64, flags: u32) -> Ret {
     if flags & !(O_CLOEXEC | O_NONBLOCK | 0o40000) != 0 {
         return Err(EINVAL);
     }
-    let p = Arc::new(Mutex::new(Pipe {
-        readers: 1,
-        writers: 1,
-        ..Default::default()
-    }));
+    let p = new_pipe();
     let nb = flags & O_NONBLOCK;
-    let cloexec = flags & O_CLOEXEC != 0;
-    let r = k.fds.install(
-        OpenFile {
-            kind: FileKind::PipeRead(p.clone()),
-            offset: 0,
-            flags: O_RDONLY | nb,
-        },
-        cloexec,
-    )?;
-    let w = match k.fds.install(
-        OpenFile {
-            kind: FileKind::PipeWrite(p),
-            offset: 0,
-            flags: O_WRONLY | nb,
-        },
-        cloexec,
-    ) {
-        Ok(w) => w,
-        Err(e) => {
-            let _ = k.fds.close(r);
-            return Err(e);
-        }
+    let r = OpenFile {
+        kind: FileKind::PipeRead(p.clone()),
+        offset: 0,
+        flags: O_RDONLY | nb,
     };
-    if let Err(e) = k.mem.write_obj(fds, &[r as i32, w as i32]) {
-        let _ = k.fds.close(r);
-        let _ = k.fds.close(w);
-        return Err(e);
-    }
-    Ok(0)
+    let w = OpenFile {
+        kind: FileKind::PipeWrite(p),
+        offset: 0,
+        flags: O_WRONLY | nb,
+    };
+    install_pair(k, r, w, flags & O_CLOEXEC != 0, fds)
 }
 
 /// eventfd2(2).
@@ -341,54 +346,27 @@ pub fn socketpair(k: &mut Kernel, domain: u64, ty: u64, proto: u64, sv: u64) -> 
     if proto != 0 {
         return Err(EPROTONOSUPPORT);
     }
-    let a = Arc::new(Mutex::new(Pipe {
-        readers: 1,
-        writers: 1,
-        ..Default::default()
-    }));
-    let b = Arc::new(Mutex::new(Pipe {
-        readers: 1,
-        writers: 1,
-        ..Default::default()
-    }));
+    let (a, b) = (new_pipe(), new_pipe());
     let flags = O_RDWR
         | if ty & SOCK_NONBLOCK != 0 {
             O_NONBLOCK
         } else {
             0
         };
-    let cloexec = ty & SOCK_CLOEXEC != 0;
-    let x = k.fds.install(
-        OpenFile {
-            kind: FileKind::UnixStream {
-                rx: a.clone(),
-                tx: b.clone(),
-            },
-            offset: 0,
-            flags,
+    let x = OpenFile {
+        kind: FileKind::UnixStream {
+            rx: a.clone(),
+            tx: b.clone(),
         },
-        cloexec,
-    )?;
-    let y = match k.fds.install(
-        OpenFile {
-            kind: FileKind::UnixStream { rx: b, tx: a },
-            offset: 0,
-            flags,
-        },
-        cloexec,
-    ) {
-        Ok(y) => y,
-        Err(e) => {
-            let _ = k.fds.close(x);
-            return Err(e);
-        }
+        offset: 0,
+        flags,
     };
-    if let Err(e) = k.mem.write_obj(sv, &[x as i32, y as i32]) {
-        let _ = k.fds.close(x);
-        let _ = k.fds.close(y);
-        return Err(e);
-    }
-    Ok(0)
+    let y = OpenFile {
+        kind: FileKind::UnixStream { rx: b, tx: a },
+        offset: 0,
+        flags,
+    };
+    install_pair(k, x, y, ty & SOCK_CLOEXEC != 0, sv)
 }
 
 /// shutdown(2) of a socket pair end.
