@@ -229,3 +229,24 @@ fn unix_socket_pairs_match_native() {
         assert_same(&native(&p, &[], &[]), &unikernel(&p, &[], &[], &[]));
     }
 }
+
+#[test]
+fn sa_restart_resumes_blocked_reads_as_natively() {
+    if !kvm_available("sa_restart_resumes_blocked_reads_as_natively") {
+        return;
+    }
+    for kind in ["musl", "glibc"] {
+        let p = program("restart", kind);
+        let u = unikernel(&p, &[], &[], &[]);
+        assert_same(&native(&p, &[], &[]), &u);
+        let out = String::from_utf8_lossy(&u.stdout);
+        assert!(
+            out.contains("SA_RESTART: read 9 late data, handler ran 1 time(s)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("no SA_RESTART: read -1 Interrupted system call"),
+            "{out}"
+        );
+    }
+}

@@ -663,3 +663,11 @@ pub fn cpu_ticks(process: bool) -> u64 {
         }
     })
 }
+
+/// The lowest pending, unblocked signal of the running thread (not taken).
+pub fn peek_signal() -> Option<u32> {
+    with_current(|t| {
+        let ready = t.pending & !t.sigmask;
+        (ready != 0).then(|| ready.trailing_zeros() + 1)
+    })
+}

@@ -94,8 +94,23 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
             Err(sched::BLOCKED) => {
                 sched::schedule();
                 if sched::interrupted() {
-                    // A signal arrived while waiting: the call fails with EINTR.
                     sched::call_done();
+                    if restarts(n) {
+                        // SA_RESTART: run the handler, then the `syscall`
+                        // instruction again (RIP back over it, RAX = number).
+                        frame.rip -= 2;
+                        frame.regs.rax = n;
+                        let addr = frame as *mut SyscallFrame as u64;
+                        deliver_pending(
+                            addr,
+                            &mut frame.regs,
+                            &mut frame.rip,
+                            &mut frame.rflags,
+                            &mut frame.rsp,
+                        );
+                        return;
+                    }
+                    // A signal arrived while waiting: the call fails with EINTR.
                     finish(frame, n, &args, -EINTR, trace);
                     return;
                 }
@@ -112,6 +127,36 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
         finish(frame, n, &args, ret, trace);
         return;
     }
+}
+
+/// Whether the interrupted call `n` is restarted after the handler of the
+/// signal about to be delivered: Linux restarts these with SA_RESTART
+/// (sleeps and poll/select/epoll always fail with EINTR).
+fn restarts(n: u64) -> bool {
+    const SA_RESTART: u64 = 0x1000_0000;
+    let restartable = matches!(
+        n,
+        nr::READ
+            | nr::READV
+            | nr::WRITE
+            | nr::WRITEV
+            | nr::PREAD64
+            | nr::PWRITE64
+            | nr::FUTEX
+            | nr::RECVFROM
+            | nr::SENDTO
+    );
+    if !restartable {
+        return false;
+    }
+    let Some(sig) = sched::peek_signal() else {
+        return false;
+    };
+    let guard = KERNEL.lock();
+    guard.as_ref().is_some_and(|k| {
+        let a = k.proc.actions[sig as usize - 1];
+        a.handler > 1 && a.flags & SA_RESTART != 0
+    })
 }
 
 /// Completes a system call: trace, result, then pending signals.
