@@ -1,5 +1,5 @@
 // Memory churn: allocates and frees 512 MiB in 1 MiB pieces with a live set
-// of 32 MiB (natively its peak RSS stays near 100 MiB), then holds 96 MiB,
+// of 32 MiB (natively its peak RSS stays near 100 MiB), then holds 48 MiB (the live set never exceeds 64 MiB),
 // reports, frees everything and returns it to the OS, reports again. The test
 // reads the monitor's RSS at each report.
 package main
@@ -31,12 +31,12 @@ func main() {
 	}
 	fmt.Println("churned 512 MiB")
 	live = nil
-	for i := 0; i < 12; i++ { // hold 96 MiB
+	for i := 0; i < 6; i++ { // hold 48 MiB
 		b := make([]byte, 8<<20)
 		touch(b)
 		sink = append(sink, b)
 	}
-	fmt.Println("holding 96 MiB")
+	fmt.Println("holding 48 MiB")
 	os.Stdout.Sync()
 	time.Sleep(1500 * time.Millisecond)
 	sink = nil
