@@ -9,6 +9,7 @@
 
 extern crate alloc;
 
+pub mod drivers;
 pub mod fs;
 pub mod loader;
 pub mod mm;

@@ -1,0 +1,4 @@
+//! Device drivers of the library OS. They talk to the monitor's devices
+//! through shared memory and know nothing of the stacks above them.
+
+pub mod virtio;
