@@ -21,6 +21,7 @@
 pub mod arch;
 pub mod builder;
 mod cpuid;
+pub mod devices;
 mod error;
 pub mod hypercall;
 pub mod memory;
