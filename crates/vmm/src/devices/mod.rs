@@ -3,3 +3,4 @@
 //! through a narrow backend trait.
 
 pub mod net;
+pub mod tap;
