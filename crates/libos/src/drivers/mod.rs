@@ -1,4 +1,5 @@
 //! Device drivers of the library OS. They talk to the monitor's devices
 //! through shared memory and know nothing of the stacks above them.
 
+pub mod net;
 pub mod virtio;
