@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod image;
+pub mod publish;
 pub mod rootfs;
 pub mod run;
 pub mod size;
