@@ -13,6 +13,7 @@ pub mod drivers;
 pub mod fs;
 pub mod loader;
 pub mod mm;
+pub mod net;
 pub mod rand;
 pub mod syscall;
 pub mod time;

@@ -15,6 +15,8 @@ pub trait NetDevice {
     fn max_frame_len(&self) -> usize;
     /// Hands the next received frame to `f`; `false` when none is waiting.
     fn receive(&mut self, f: &mut dyn FnMut(&[u8])) -> bool;
+    /// Whether [`Self::transmit`] has a free buffer now.
+    fn can_transmit(&mut self) -> bool;
     /// Queues a frame of `len` bytes that `fill` writes in place.
     fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), TxFull>;
     /// Makes queued frames and returned buffers visible to the device.

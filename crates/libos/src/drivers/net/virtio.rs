@@ -170,6 +170,13 @@ impl NetDevice for VirtioNet {
         true
     }
 
+    fn can_transmit(&mut self) -> bool {
+        if self.free_tx.is_empty() {
+            self.reclaim_tx();
+        }
+        !self.free_tx.is_empty()
+    }
+
     fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), TxFull> {
         if len > self.max_frame_len() {
             return Err(TxFull);

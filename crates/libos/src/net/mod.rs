@@ -1,0 +1,6 @@
+//! The TCP/IP stack's side of the network: smoltcp over any
+//! [`NetDevice`](crate::drivers::net::NetDevice).
+
+pub mod phy;
+
+pub use phy::StackDevice;
