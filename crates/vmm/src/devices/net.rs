@@ -14,9 +14,8 @@ use thiserror::Error;
 use virtio_queue::{DescriptorChain, Queue, QueueT};
 use vm_memory::{Bytes, GuestMemory};
 
-/// `struct virtio_net_hdr_v1`, which precedes every frame in both
-/// directions (virtio 1.x with or without `VIRTIO_NET_F_MRG_RXBUF`).
-pub const NET_HDR_LEN: usize = 12;
+/// `struct virtio_net_hdr_v1` precedes every frame in both directions.
+pub use optivolt_abi::virtio::NET_HDR_LEN;
 /// The largest Ethernet frame the device carries (64 KiB, for TSO later).
 pub const MAX_FRAME_LEN: usize = 65_550;
 

@@ -11,40 +11,9 @@ use alloc::vec::Vec;
 
 use super::{NetDevice, TxFull};
 use crate::drivers::virtio::split::Buffer;
-use crate::drivers::virtio::{SplitLayout, SplitQueue};
+use crate::drivers::virtio::SplitQueue;
 
-/// Size of `virtio_net_hdr_v1`, which precedes each frame.
-pub const NET_HDR_LEN: usize = 12;
-/// Bytes per buffer: header and a 1514-byte frame, rounded up.
-pub const BUF_LEN: usize = 2048;
-
-/// Where each part of the device's shared region lies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VirtioNetLayout {
-    pub queue: SplitLayout,
-    pub rx_queue: usize,
-    pub tx_queue: usize,
-    pub rx_bufs: usize,
-    pub tx_bufs: usize,
-    pub total: usize,
-}
-
-impl VirtioNetLayout {
-    /// The layout for queues of `size` entries (a power of two), or `None`.
-    pub fn new(size: u16) -> Option<Self> {
-        let queue = SplitLayout::new(size)?;
-        let q = (queue.total + 4095) & !4095;
-        let bufs = BUF_LEN * size as usize;
-        Some(Self {
-            queue,
-            rx_queue: 0,
-            tx_queue: q,
-            rx_bufs: 2 * q,
-            tx_bufs: 2 * q + bufs,
-            total: 2 * q + 2 * bufs,
-        })
-    }
-}
+pub use optivolt_abi::virtio::{VirtioNetLayout, BUF_LEN, NET_HDR_LEN};
 
 /// A virtio-net device driven through shared memory.
 pub struct VirtioNet {

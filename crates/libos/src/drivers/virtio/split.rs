@@ -24,51 +24,7 @@ pub const VIRTQ_AVAIL_F_NO_INTERRUPT: u16 = 1;
 /// Device → driver: do not notify when buffers are made available.
 pub const VIRTQ_USED_F_NO_NOTIFY: u16 = 1;
 
-/// Largest queue size the split format allows.
-pub const MAX_QUEUE_SIZE: u16 = 32768;
-
-const DESC_SIZE: usize = 16;
-const USED_ELEM_SIZE: usize = 8;
-
-/// Byte offsets of the three parts of a split queue inside one region.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SplitLayout {
-    /// Queue size (number of descriptors), a power of two.
-    pub size: u16,
-    /// Offset of the descriptor table (16-byte aligned).
-    pub desc: usize,
-    /// Offset of the available ring (2-byte aligned).
-    pub avail: usize,
-    /// Offset of the used ring (4-byte aligned).
-    pub used: usize,
-    /// Bytes the whole queue needs.
-    pub total: usize,
-}
-
-impl SplitLayout {
-    /// Layout of a queue of `size` descriptors, or `None` when `size` is not
-    /// a power of two in `1..=32768`.
-    pub fn new(size: u16) -> Option<Self> {
-        if size == 0 || !size.is_power_of_two() || size > MAX_QUEUE_SIZE {
-            return None;
-        }
-        let n = size as usize;
-        let desc = 0;
-        let avail = desc + DESC_SIZE * n;
-        // flags, idx, ring[n], used_event
-        let avail_end = avail + 2 * (3 + n);
-        let used = (avail_end + 3) & !3;
-        // flags, idx, ring[n] of (id, len), avail_event
-        let total = used + 4 + USED_ELEM_SIZE * n + 2;
-        Some(Self {
-            size,
-            desc,
-            avail,
-            used,
-            total,
-        })
-    }
-}
+pub use optivolt_abi::virtio::{SplitLayout, DESC_SIZE, MAX_QUEUE_SIZE, USED_ELEM_SIZE};
 
 /// The queue has too few free descriptors for the chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -387,21 +343,6 @@ mod tests {
             addr,
             len,
             device_writes: true,
-        }
-    }
-
-    #[test]
-    fn layout_follows_the_alignment_rules() {
-        for size in [1u16, 2, 8, 256, 1024, 32768] {
-            let l = SplitLayout::new(size).unwrap();
-            assert_eq!(l.desc % 16, 0);
-            assert_eq!(l.avail, 16 * size as usize);
-            assert_eq!(l.used % 4, 0);
-            assert!(l.used >= l.avail + 6 + 2 * size as usize);
-            assert_eq!(l.total, l.used + 6 + 8 * size as usize);
-        }
-        for bad in [0u16, 3, 100, 32767] {
-            assert_eq!(SplitLayout::new(bad), None);
         }
     }
 
