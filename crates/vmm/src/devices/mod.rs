@@ -3,4 +3,5 @@
 //! through a narrow backend trait.
 
 pub mod net;
+pub mod net_worker;
 pub mod tap;

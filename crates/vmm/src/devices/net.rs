@@ -80,6 +80,12 @@ impl NetDevice {
         }
     }
 
+    /// Whether a received frame waits for a guest buffer (the backend need
+    /// not be read until the guest adds buffers).
+    pub fn rx_waits_for_buffers(&self) -> bool {
+        self.pending_rx.is_some()
+    }
+
     /// Sends every frame the guest has queued for transmission.
     pub fn process_tx<M: GuestMemory, B: NetBackend>(
         &mut self,
