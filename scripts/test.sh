@@ -10,6 +10,7 @@ command -v gcc >/dev/null 2>&1 || need="$need gcc"
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need="$need libc6-dev"
 command -v unshare >/dev/null 2>&1 || need="$need util-linux"
 command -v go >/dev/null 2>&1 || need="$need golang-go"
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
 if [ -n "$need" ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq
