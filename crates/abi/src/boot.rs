@@ -122,6 +122,31 @@ pub struct Timestamps {
     pub app_exit: u64,
 }
 
+/// The network device, if the monitor attached one. Its shared region
+/// (queues and buffers, laid out by [`crate::virtio::VirtioNetLayout`] for
+/// `queue_size`) is excluded from the free ranges; the guest kicks the
+/// device with [`crate::hypercall::NET_KICK`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetInfo {
+    /// Non-zero when a device is attached.
+    pub present: u8,
+    /// IPv4 prefix length of `ipv4`.
+    pub prefix: u8,
+    /// Entries per queue (a power of two).
+    pub queue_size: u16,
+    /// The guest's MAC address.
+    pub mac: [u8; 6],
+    /// Reserved, zero.
+    pub _reserved: [u8; 6],
+    /// The guest's IPv4 address (0.0.0.0 = none).
+    pub ipv4: [u8; 4],
+    /// Default gateway (0.0.0.0 = none).
+    pub gateway: [u8; 4],
+    /// The shared region, guest-physical.
+    pub region: PhysRange,
+}
+
 /// Boot information for the library OS. See the module documentation.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -178,6 +203,8 @@ pub struct BootInfo {
     pub timestamps: Timestamps,
     /// Scheduler flags written by the guest.
     pub sched: SchedShared,
+    /// The network device.
+    pub net: NetInfo,
 }
 
 impl BootInfo {
@@ -231,6 +258,16 @@ impl BootInfo {
             sched: SchedShared {
                 want_tick: 0,
                 _reserved: 0,
+            },
+            net: NetInfo {
+                present: 0,
+                prefix: 0,
+                queue_size: 0,
+                mac: [0; 6],
+                _reserved: [0; 6],
+                ipv4: [0; 4],
+                gateway: [0; 4],
+                region: PhysRange { start: 0, end: 0 },
             },
         }
     }

@@ -38,6 +38,10 @@ pub const BLOCK: u16 = 6;
 /// Value: address of [`Release`].
 pub const RELEASE: u16 = 7;
 
+/// The guest queued buffers on the network device and asked to tell it
+/// (the device suppresses these while it is busy). Value: ignored.
+pub const NET_KICK: u16 = 8;
+
 /// Most ranges in one [`Release`].
 pub const RELEASE_MAX_RANGES: usize = 32;
 

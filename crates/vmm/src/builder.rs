@@ -1,17 +1,25 @@
 //! Building a VM: memory, images, privileged state, boot information.
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kvm_bindings::{kvm_msr_entry, kvm_userspace_memory_region, Msrs};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use optivolt_abi::boot::{
-    cpu, flags, BootInfo, PhysRange, PreloadedImage, PreloadedSegment, MAX_PRELOADED_SEGMENTS,
+    cpu, flags, BootInfo, NetInfo, PhysRange, PreloadedImage, PreloadedSegment,
+    MAX_PRELOADED_SEGMENTS,
 };
 use optivolt_abi::elf::Elf;
 use optivolt_abi::header::{LibosHeader, EXCEPTION_VECTORS, HEADER_SIZE};
 use optivolt_abi::layout::*;
+use optivolt_abi::virtio::VirtioNetLayout;
+use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::arch;
+use crate::devices::net::NetDevice;
+use crate::devices::net_worker::NetWorker;
+use crate::devices::tap::Tap;
 use crate::memory::{self, write_bytes, GuestRam, Pod};
 use crate::{Error, Result};
 
@@ -43,7 +51,26 @@ pub struct VmConfig<'a> {
     pub timeout: Option<Duration>,
     /// When the monitor process started (for `--timing`).
     pub started: Instant,
+    /// A network device on a tap, if any.
+    pub net: Option<NetConfig>,
 }
+
+/// A network device attached to a host tap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    /// The tap's name (created if it does not exist).
+    pub tap: String,
+    /// The guest's MAC address.
+    pub mac: [u8; 6],
+    /// The guest's IPv4 address and prefix length.
+    pub ipv4: [u8; 4],
+    pub prefix: u8,
+    /// Default gateway, 0.0.0.0 for none.
+    pub gateway: [u8; 4],
+}
+
+/// Entries per network queue.
+pub const NET_QUEUE_SIZE: u16 = 256;
 
 impl<'a> VmConfig<'a> {
     /// A configuration with 64 MiB of memory and no options.
@@ -65,6 +92,7 @@ impl<'a> VmConfig<'a> {
             timing: false,
             timeout: None,
             started: Instant::now(),
+            net: None,
         }
     }
 }
@@ -80,6 +108,10 @@ pub struct Vm {
     pub(crate) mono_sample: Instant,
     pub(crate) timing: crate::Timing,
     pub(crate) timeout: Option<Duration>,
+    /// The network I/O thread, if a device is attached.
+    pub(crate) net: Option<crate::devices::net_worker::NetWorker>,
+    /// Written by the network thread when the guest should wake.
+    pub(crate) wake: Arc<EventFd>,
 }
 
 /// Opens /dev/kvm (and checks its API version): the cheapest way to fail
@@ -328,6 +360,13 @@ impl Vm {
             });
         }
         let cmd = cmdline(cfg)?;
+        // The tap first: a permission error must come before any VM.
+        let tap = match &cfg.net {
+            Some(n) => Some(Tap::open(&n.tap).map_err(|e| Error::Net(e.to_string()))?),
+            None => None,
+        };
+        let net_layout = VirtioNetLayout::new(NET_QUEUE_SIZE)
+            .ok_or_else(|| Error::Net("bad queue size".into()))?;
 
         let vm = kvm.create_vm().map_err(Error::kvm("create VM"))?;
         let mem = memory::create(ram)?;
@@ -406,9 +445,33 @@ impl Vm {
             start: rootfs_start,
             end: rootfs_end,
         };
+        let mut free_end = ram;
+        if let Some(n) = &cfg.net {
+            let start = (ram - net_layout.total as u64) & !(PAGE_SIZE - 1);
+            if start < free_start + (1 << 20) {
+                return Err(Error::MemoryTooSmall {
+                    need_mib: (need + net_layout.total as u64).div_ceil(1 << 20) + 1,
+                    have_mib: ram >> 20,
+                });
+            }
+            free_end = start;
+            bi.net = NetInfo {
+                present: 1,
+                prefix: n.prefix,
+                queue_size: NET_QUEUE_SIZE,
+                mac: n.mac,
+                _reserved: [0; 6],
+                ipv4: n.ipv4,
+                gateway: n.gateway,
+                region: PhysRange {
+                    start,
+                    end: start + net_layout.total as u64,
+                },
+            };
+        }
         bi.free[0] = PhysRange {
             start: free_start,
-            end: ram,
+            end: free_end,
         };
         bi.image = image;
         bi.free_count = 1;
@@ -443,6 +506,18 @@ impl Vm {
             .map_err(|e| Error::Memory(e.to_string()))?;
         timing.mark_vcpu_ready();
 
+        let wake = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| Error::Net(e.to_string()))?);
+        let net = match tap {
+            Some(tap) => Some(start_net(
+                &mem,
+                bi.net.region.start,
+                &net_layout,
+                tap,
+                wake.clone(),
+            )?),
+            None => None,
+        };
+
         Ok(Vm {
             _kvm: kvm,
             _vm: vm,
@@ -453,6 +528,34 @@ impl Vm {
             mono_sample,
             timing,
             timeout: cfg.timeout,
+            net,
+            wake,
         })
     }
+}
+
+/// Builds the device model on the region's queues and starts its thread.
+fn start_net(
+    mem: &GuestRam,
+    region: u64,
+    layout: &VirtioNetLayout,
+    tap: Tap,
+    wake: Arc<EventFd>,
+) -> Result<NetWorker> {
+    let queue = |at: usize| -> Result<Queue> {
+        let base = region + at as u64;
+        let q = layout.queue;
+        let mut queue = Queue::new(q.size).map_err(|e| Error::Net(e.to_string()))?;
+        let set = |r: std::result::Result<(), virtio_queue::Error>| {
+            r.map_err(|e| Error::Net(e.to_string()))
+        };
+        set(queue.try_set_desc_table_address(GuestAddress(base + q.desc as u64)))?;
+        set(queue.try_set_avail_ring_address(GuestAddress(base + q.avail as u64)))?;
+        set(queue.try_set_used_ring_address(GuestAddress(base + q.used as u64)))?;
+        queue.set_event_idx(true);
+        queue.set_ready(true);
+        Ok(queue)
+    };
+    let dev = NetDevice::new(queue(layout.rx_queue)?, queue(layout.tx_queue)?);
+    NetWorker::spawn(mem.clone(), dev, tap, wake).map_err(|e| Error::Net(e.to_string()))
 }

@@ -17,6 +17,9 @@ pub enum Error {
         source: kvm_ioctls::Error,
     },
     /// Guest memory could not be allocated or accessed.
+    /// The network device could not be set up.
+    #[error("network: {0}")]
+    Net(String),
     #[error("guest memory: {0}")]
     Memory(String),
     /// The library OS image is unusable.

@@ -29,7 +29,7 @@ pub mod outcome;
 pub mod timing;
 pub mod vcpu;
 
-pub use builder::{check_kvm, min_memory, Vm, VmConfig};
+pub use builder::{check_kvm, min_memory, NetConfig, Vm, VmConfig};
 pub use error::Error;
 pub use outcome::{GuestFault, Outcome};
 pub use timing::Timing;

@@ -1,4 +1,5 @@
 //! The KVM_RUN loop of the (single) vCPU.
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -245,14 +246,35 @@ impl Vm {
         ticks.set(false);
         while !expired.load(Ordering::Relaxed) {
             let now = std::time::Instant::now();
-            match until {
+            let nap = match until {
                 Some(t) if now >= t => break,
-                Some(t) => std::thread::sleep((t - now).min(Duration::from_millis(100))),
-                None => std::thread::sleep(Duration::from_millis(100)),
+                Some(t) => (t - now).min(Duration::from_millis(100)),
+                None => Duration::from_millis(100),
+            };
+            // A device that has work for the guest wakes it early.
+            if self.wait_for_device(nap) {
+                break;
             }
         }
         ticks.set(true);
         Ok(())
+    }
+
+    /// Sleeps up to `nap` on the device wake-up eventfd; `true` if woken.
+    fn wait_for_device(&self, nap: Duration) -> bool {
+        if self.net.is_none() {
+            std::thread::sleep(nap);
+            return false;
+        }
+        let mut pfd = libc::pollfd {
+            fd: self.wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = nap.as_millis().clamp(1, i32::MAX as u128) as i32;
+        // SAFETY: one live pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        rc > 0 && self.wake.read().is_ok()
     }
 
     fn run_loop(&mut self, expired: &AtomicBool, ticks: &TickTimer) -> Result<Outcome> {
@@ -359,6 +381,13 @@ impl Vm {
                 Ok(None)
             }
             hc::RELEASE => hypercall::release(&self.mem, pa).map(|_| None),
+            hc::NET_KICK => {
+                // Without a device the kick is a harmless no-op.
+                if let Some(n) = &self.net {
+                    let _ = n.doorbell().write(1);
+                }
+                Ok(None)
+            }
             _ => Err(BadHypercall(format!("unknown hypercall {nr}"))),
         }
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use clap::Args;
-use optivolt_vmm::{Outcome, Vm, VmConfig};
+use optivolt_vmm::{NetConfig, Outcome, Vm, VmConfig};
 
 use crate::{image, size, LIBOS};
 
@@ -35,6 +35,16 @@ pub struct RunArgs {
     /// monitor placing its segments (slower; for testing the in-guest loader).
     #[arg(long, hide = true)]
     pub guest_loader: bool,
+    /// Attach a network device: `tap:NAME` (created if missing; needs root
+    /// or CAP_NET_ADMIN, or a tap made for you with `ip tuntap`).
+    #[arg(long, value_name = "tap:NAME", value_parser = parse_net)]
+    pub net: Option<String>,
+    /// The guest's IPv4 address with prefix length, e.g. 10.0.7.2/24.
+    #[arg(long, value_name = "ADDR/PREFIX", requires = "net", value_parser = parse_cidr)]
+    pub ip: Option<([u8; 4], u8)>,
+    /// The guest's default gateway.
+    #[arg(long, value_name = "ADDR", requires = "ip")]
+    pub gateway: Option<std::net::Ipv4Addr>,
     /// The static x86-64 Linux executable to run.
     pub binary: PathBuf,
     /// Arguments passed to the program.
@@ -96,6 +106,17 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         timing: a.timing,
         timeout,
         started,
+        net: a.net.as_ref().map(|tap| {
+            let (ipv4, prefix) = a.ip.unwrap_or(([0; 4], 0));
+            NetConfig {
+                tap: tap.clone(),
+                // Locally administered, derived from the address.
+                mac: [0x02, 0x6f, ipv4[0], ipv4[1], ipv4[2], ipv4[3]],
+                ipv4,
+                prefix,
+                gateway: a.gateway.map_or([0; 4], |g| g.octets()),
+            }
+        }),
     };
     let mut vm = Vm::create_with(kvm, &cfg)?;
     let outcome = vm.run()?;
@@ -121,4 +142,32 @@ fn human(bytes: u64) -> String {
     } else {
         format!("{}K", bytes >> 10)
     }
+}
+
+fn parse_net(s: &str) -> Result<String, String> {
+    match s.strip_prefix("tap:") {
+        Some(name)
+            if !name.is_empty()
+                && name.len() < 16
+                && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/') =>
+        {
+            Ok(name.to_string())
+        }
+        _ => Err(format!(
+            "invalid --net '{s}' (expected tap:NAME, NAME at most 15 characters)"
+        )),
+    }
+}
+
+fn parse_cidr(s: &str) -> Result<([u8; 4], u8), String> {
+    let bad =
+        || format!("invalid --ip '{s}' (expected an IPv4 address with prefix, e.g. 10.0.7.2/24)");
+    let (a, p) = s.split_once('/').ok_or_else(bad)?;
+    let a: std::net::Ipv4Addr = a.parse().map_err(|_| bad())?;
+    let p: u8 = p
+        .parse()
+        .ok()
+        .filter(|p| (1..=32).contains(p))
+        .ok_or_else(bad)?;
+    Ok((a.octets(), p))
 }

@@ -105,6 +105,9 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         Ok(a) => a,
         Err(msg) => fail(msg),
     };
+    if let Err(msg) = super::net::init(&boot) {
+        fail(msg);
+    }
     stamp(|t| &mut t.libos_ready);
     mem.brk_start = app.end;
     mem.brk = app.end;

@@ -12,6 +12,7 @@ pub mod files;
 pub mod fs_calls;
 pub mod heap;
 pub mod memory;
+pub mod net;
 pub mod pipe;
 pub mod poll;
 pub mod process;

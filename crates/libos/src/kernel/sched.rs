@@ -484,6 +484,10 @@ pub fn schedule() {
         match step {
             Step::Stay => return,
             Step::Idle(deadline) => {
+                // The network stack runs here; with work pending, no sleep.
+                let Some(deadline) = super::net::idle_poll(deadline) else {
+                    continue;
+                };
                 let mut b = Block {
                     deadline_tsc: deadline.unwrap_or(0),
                 };

@@ -1,0 +1,98 @@
+//! The guest on a network: a tap created by `volt run --net tap:NAME`
+//! inside a private network namespace (so nothing touches the machine's
+//! own network), the host side configured by the test.
+
+mod common;
+
+use std::io;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{kvm_available, program, volt};
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Runs `f` on a thread moved into a new network namespace; the processes
+/// it starts inherit it. Returns false (after one loud line) if that is not
+/// allowed here.
+fn in_private_netns(test: &str, f: impl FnOnce() + Send + 'static) -> bool {
+    let test = test.to_owned();
+    std::thread::spawn(move || {
+        // SAFETY: takes no pointers; moves only this thread.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            eprintln!(
+                "=== SKIPPED {test}: cannot create a network namespace ({}); run the tests as root ===",
+                io::Error::last_os_error()
+            );
+            return false;
+        }
+        f();
+        true
+    })
+    .join()
+    .expect("test thread")
+}
+
+#[test]
+fn the_guest_answers_ping_through_its_tap() {
+    if !kvm_available("the_guest_answers_ping_through_its_tap") {
+        return;
+    }
+    let sleeper = program("sleeper", "musl");
+    in_private_netns("the_guest_answers_ping_through_its_tap", move || {
+        let mut guest = volt()
+            .args(["run", "--net", "tap:ovping0", "--ip", "10.0.7.2/24"])
+            .arg(&sleeper)
+            .arg("3")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The tap exists once volt has opened it.
+        let t = Instant::now();
+        while !ip(&["link", "show", "ovping0"]) {
+            assert!(t.elapsed() < Duration::from_secs(5), "no tap after 5 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(ip(&["addr", "add", "10.0.7.1/24", "dev", "ovping0"]));
+        assert!(ip(&["link", "set", "ovping0", "up"]));
+        let ping = Command::new("ping")
+            .args(["-c", "3", "-i", "0.2", "-W", "2", "10.0.7.2"])
+            .output()
+            .expect("run ping (the README's test command installs iputils-ping)");
+        let out = String::from_utf8_lossy(&ping.stdout);
+        let st = guest.wait().unwrap();
+        assert!(ping.status.success(), "{out}");
+        assert!(out.contains("3 received"), "{out}");
+        assert!(st.success(), "{st}");
+        // The tap goes with the monitor.
+        assert!(!ip(&["link", "show", "ovping0"]), "tap left behind");
+    });
+}
+
+#[test]
+fn bad_network_options_fail_in_one_line() {
+    let hello = program("hello", "musl");
+    for args in [
+        &["--net", "bridge:x"][..],
+        &["--net", "tap:"],
+        &["--net", "tap:a-name-far-too-long"],
+        &["--net", "tap:ov0", "--ip", "10.0.7.2"],
+        &["--net", "tap:ov0", "--ip", "10.0.7.300/24"],
+        &["--ip", "10.0.7.2/24"],
+    ] {
+        let out = volt().arg("run").args(args).arg(&hello).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            err.contains("--net") || err.contains("--ip"),
+            "{args:?}: {err}"
+        );
+    }
+}
