@@ -371,7 +371,7 @@ impl Memory {
     }
 
     /// Handles a page fault at `addr`: backs the page if an area allows the
-    /// access, and its neighbours in the same 64 KiB block (each fault is a
+    /// access, and its neighbours in the same FAULT_AROUND block (each fault is a
     /// monitor exit for CR2, so faulting around saves most of them).
     pub fn handle_fault(&mut self, addr: u64, write: bool) -> Fault {
         let Some(v) = self.vmas.find(addr).copied() else {
