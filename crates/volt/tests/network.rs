@@ -96,3 +96,39 @@ fn bad_network_options_fail_in_one_line() {
         );
     }
 }
+
+#[test]
+fn without_cap_net_admin_the_tap_error_comes_before_any_vm() {
+    if !kvm_available("without_cap_net_admin_the_tap_error_comes_before_any_vm") {
+        return;
+    }
+    let hello = program("hello", "musl");
+    let volt_bin = env!("CARGO_BIN_EXE_volt").to_owned();
+    in_private_netns(
+        "without_cap_net_admin_the_tap_error_comes_before_any_vm",
+        move || {
+            let out = Command::new("setpriv")
+                .args(["--bounding-set=-net_admin", "--inh-caps=-net_admin"])
+                .arg(&volt_bin)
+                .args(["run", "--net", "tap:ovperm0", "--ip", "10.0.7.2/24"])
+                .arg(&hello)
+                .output();
+            let out = match out {
+                Ok(o) if !String::from_utf8_lossy(&o.stderr).contains("setpriv:") => o,
+                _ => {
+                    eprintln!("=== SKIPPED the no-CAP_NET_ADMIN case: setpriv cannot drop the capability here ===");
+                    return;
+                }
+            };
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(125), "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(
+                err.contains("cannot create tap ovperm0") && err.contains("CAP_NET_ADMIN"),
+                "{err}"
+            );
+            assert!(out.stdout.is_empty(), "the program ran");
+            assert!(!ip(&["link", "show", "ovperm0"]), "tap left behind");
+        },
+    );
+}
