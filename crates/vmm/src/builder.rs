@@ -72,6 +72,11 @@ pub struct NetConfig {
 /// Entries per network queue.
 pub const NET_QUEUE_SIZE: u16 = 256;
 
+/// Guest memory the network device's region takes (queues and buffers).
+pub fn net_region_size() -> u64 {
+    VirtioNetLayout::new(NET_QUEUE_SIZE).map_or(0, |l| l.total as u64)
+}
+
 impl<'a> VmConfig<'a> {
     /// A configuration with 64 MiB of memory and no options.
     pub fn new(
@@ -447,10 +452,11 @@ impl Vm {
         };
         let mut free_end = ram;
         if let Some(n) = &cfg.net {
-            let start = (ram - net_layout.total as u64) & !(PAGE_SIZE - 1);
-            if start < free_start + (1 << 20) {
+            let start = ram.saturating_sub(net_layout.total as u64) & !(PAGE_SIZE - 1);
+            let need_net = need + net_layout.total as u64;
+            if ram < need_net || start < free_start {
                 return Err(Error::MemoryTooSmall {
-                    need_mib: (need + net_layout.total as u64).div_ceil(1 << 20) + 1,
+                    need_mib: need_net.div_ceil(1 << 20),
                     have_mib: ram >> 20,
                 });
             }

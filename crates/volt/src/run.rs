@@ -81,7 +81,10 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     let app = image::pack(&a.binary, a.rootfs.as_deref())?;
     let (_, libos_end) = optivolt_vmm::builder::inspect_libos(LIBOS)?;
     let rootfs_len: u64 = app.rootfs_slices().iter().map(|p| p.len() as u64).sum();
-    let need = optivolt_vmm::min_memory(libos_end, rootfs_len, app.load_size);
+    let mut need = optivolt_vmm::min_memory(libos_end, rootfs_len, app.load_size);
+    if a.net.is_some() {
+        need += optivolt_vmm::builder::net_region_size();
+    }
     if a.memory < need {
         bail!(
             "--memory {} is too small for {}: it needs at least {} MiB",
