@@ -132,3 +132,68 @@ fn without_cap_net_admin_the_tap_error_comes_before_any_vm() {
         },
     );
 }
+
+#[test]
+fn a_udp_echo_server_in_the_guest_answers_the_host() {
+    if !kvm_available("a_udp_echo_server_in_the_guest_answers_the_host") {
+        return;
+    }
+    let server = program("udpecho", "musl");
+    in_private_netns(
+        "a_udp_echo_server_in_the_guest_answers_the_host",
+        move || {
+            let guest = volt()
+                .args([
+                    "run",
+                    "--net",
+                    "tap:ovudp0",
+                    "--ip",
+                    "10.0.7.2/24",
+                    "--timeout",
+                    "20",
+                ])
+                .arg(&server)
+                .args(["7777", "3"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let t = Instant::now();
+            while !ip(&["link", "show", "ovudp0"]) {
+                assert!(t.elapsed() < Duration::from_secs(5), "no tap after 5 s");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(ip(&["addr", "add", "10.0.7.1/24", "dev", "ovudp0"]));
+            assert!(ip(&["link", "set", "ovudp0", "up"]));
+            let sock = std::net::UdpSocket::bind("10.0.7.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let mut buf = [0u8; 2048];
+            for i in 0..3 {
+                let msg = format!("datagram {i}");
+                // UDP may be lost before the guest's ARP entry exists: resend
+                // until answered, for at most 10 s.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let n = loop {
+                    assert!(Instant::now() < deadline, "no echo for {msg}");
+                    sock.send_to(msg.as_bytes(), "10.0.7.2:7777").unwrap();
+                    if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                        assert_eq!(from.to_string(), "10.0.7.2:7777");
+                        break n;
+                    }
+                };
+                assert_eq!(String::from_utf8_lossy(&buf[..n]), format!("echo: {msg}"));
+            }
+            let out = guest.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(stdout.starts_with("listening on 7777\n"), "{stdout}");
+            assert_eq!(stdout.matches("echoed").count(), 3, "{stdout}");
+            assert!(stdout.contains("from 10.0.7.1"), "{stdout}");
+        },
+    );
+}

@@ -57,6 +57,8 @@ pub enum FileKind {
     Epoll(super::epoll::EpollRef),
     /// A timerfd.
     TimerFd(super::pipe::TimerFdRef),
+    /// An AF_INET datagram socket of the network stack.
+    Udp(smoltcp::iface::SocketHandle),
     /// One end of an AF_UNIX stream socket pair: reads `rx`, writes `tx`.
     UnixStream {
         /// Data from the peer.
@@ -94,6 +96,10 @@ impl Drop for OpenFile {
                     p.generation += 1;
                 }
                 true
+            }
+            FileKind::Udp(h) => {
+                super::net::udp_close(*h);
+                false
             }
             FileKind::TimerFd(t) => {
                 super::sched::set_timer(t.lock().id, None);

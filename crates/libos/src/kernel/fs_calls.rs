@@ -190,6 +190,7 @@ pub fn read(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> Re
         | FileKind::EventFd(_)
         | FileKind::Epoll(_)
         | FileKind::TimerFd(_)
+        | FileKind::Udp(_)
         | FileKind::UnixStream { .. } => return Err(EINVAL),
         FileKind::Inode(ino) => {
             let ino = *ino;
@@ -269,6 +270,7 @@ pub fn write(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> R
         | FileKind::EventFd(_)
         | FileKind::Epoll(_)
         | FileKind::TimerFd(_)
+        | FileKind::Udp(_)
         | FileKind::UnixStream { .. } => Err(EINVAL),
         FileKind::Console(n) => {
             if off.is_some() {
@@ -360,6 +362,7 @@ pub fn lseek(k: &mut Kernel, fd: u64, off: i64, whence: u32) -> Ret {
         FileKind::Console(_)
         | FileKind::PipeRead(_)
         | FileKind::PipeWrite(_)
+        | FileKind::Udp(_)
         | FileKind::UnixStream { .. } => return Err(ESPIPE),
         FileKind::EventFd(_) | FileKind::Epoll(_) | FileKind::TimerFd(_) => return Err(EINVAL),
         FileKind::Snapshot(_, d) => d.len() as i64,
@@ -437,6 +440,16 @@ fn meta_fd(k: &Kernel, fd: u64) -> Result<Meta, i64> {
         FileKind::PipeRead(p) | FileKind::PipeWrite(p) => Ok(Meta {
             ino: 0x1000 + (Arc::as_ptr(p) as u64 & 0xffff),
             mode: vfs::S_IFIFO | 0o600,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            size: 0,
+            mtime: (k.boot.wallclock_ns / 1_000_000_000) as i64,
+        }),
+        FileKind::Udp(_) => Ok(Meta {
+            ino: 0x4000,
+            mode: 0o140777, // S_IFSOCK
             nlink: 1,
             uid: 0,
             gid: 0,

@@ -11,6 +11,7 @@ pub mod fault;
 pub mod files;
 pub mod fs_calls;
 pub mod heap;
+pub mod inet;
 pub mod memory;
 pub mod net;
 pub mod pipe;

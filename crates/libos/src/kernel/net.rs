@@ -2,8 +2,8 @@
 //! (`BootInfo::net`) under smoltcp, polled whenever the scheduler goes idle
 //! (and so after every wake-up the device causes).
 //!
-//! Sockets for applications come next; today the stack answers ARP and
-//! ICMP echo on the configured address.
+//! It answers ARP and ICMP echo on the configured address and carries the
+//! applications' UDP sockets (`super::inet`); TCP sockets come next.
 
 use alloc::vec;
 
@@ -11,21 +11,25 @@ use optivolt_abi::boot::BootInfo;
 use optivolt_abi::hypercall as hc;
 use optivolt_abi::layout::phys_to_virt;
 use optivolt_abi::virtio::VirtioNetLayout;
-use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::udp;
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
 use spin::Mutex;
 
 use crate::arch::{cpu::rdtsc, hypercall};
 use crate::drivers::net::virtio::VirtioNet;
 use crate::drivers::net::NetDevice;
 use crate::net::StackDevice;
+use crate::syscall::errno::{EADDRINUSE, EAFNOSUPPORT, EAGAIN, EINVAL, EMSGSIZE};
 
 struct Stack {
     dev: StackDevice<VirtioNet>,
     iface: Interface,
     sockets: SocketSet<'static>,
     tsc_khz: u64,
+    /// Bumped whenever a poll may have changed a socket (for epoll edges).
+    generation: u64,
 }
 
 static NET: Mutex<Option<Stack>> = Mutex::new(None);
@@ -78,6 +82,7 @@ pub fn init(boot: &BootInfo) -> Result<(), &'static str> {
         dev,
         sockets: SocketSet::new(vec![]),
         tsc_khz: boot.tsc_khz,
+        generation: 0,
     };
     if n.ipv4 != [0; 4] {
         let [a, b, c, d] = n.ipv4;
@@ -108,7 +113,11 @@ pub fn idle_poll(deadline: Option<u64>) -> Option<Option<u64>> {
         return Some(deadline);
     };
     let now = s.now();
-    s.iface.poll(now, &mut s.dev, &mut s.sockets);
+    if s.iface.poll(now, &mut s.dev, &mut s.sockets) != smoltcp::iface::PollResult::None {
+        // Sockets may have changed: threads waiting for I/O re-check.
+        s.generation = s.generation.wrapping_add(1);
+        super::sched::io_event();
+    }
     s.flush();
     if s.dev.inner().enable_rx_interrupts() {
         return None;
@@ -121,4 +130,122 @@ pub fn idle_poll(deadline: Option<u64>) -> Option<Option<u64>> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     })
+}
+
+/// Bytes of payload buffered per UDP socket in each direction.
+const UDP_BUFFER: usize = 64 * 1024;
+/// Datagrams buffered per UDP socket in each direction.
+const UDP_PACKETS: usize = 64;
+
+/// Runs `f` on the stack; `Err(EAFNOSUPPORT)` when the VM has no network.
+fn with_stack<R>(f: impl FnOnce(&mut Stack) -> Result<R, i64>) -> Result<R, i64> {
+    let mut g = NET.lock();
+    let s = g.as_mut().ok_or(EAFNOSUPPORT)?;
+    f(s)
+}
+
+/// A new UDP socket.
+pub fn udp_open() -> Result<SocketHandle, i64> {
+    with_stack(|s| {
+        let buf = || {
+            udp::PacketBuffer::new(
+                vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
+                vec![0u8; UDP_BUFFER],
+            )
+        };
+        Ok(s.sockets.add(udp::Socket::new(buf(), buf())))
+    })
+}
+
+/// Frees a socket (its last descriptor was closed).
+pub fn udp_close(h: SocketHandle) {
+    let _ = with_stack(|s| {
+        s.sockets.get_mut::<udp::Socket>(h).close();
+        s.sockets.remove(h);
+        Ok(())
+    });
+}
+
+/// Binds to `port` (0 = an ephemeral port).
+pub fn udp_bind(h: SocketHandle, port: u16) -> Result<u16, i64> {
+    with_stack(|s| {
+        let port = if port == 0 { ephemeral(s) } else { port };
+        s.sockets
+            .get_mut::<udp::Socket>(h)
+            .bind(port)
+            .map_err(|e| match e {
+                udp::BindError::InvalidState => EINVAL,
+                udp::BindError::Unaddressable => EADDRINUSE,
+            })?;
+        Ok(port)
+    })
+}
+
+/// The local port, 0 if unbound.
+pub fn udp_local_port(h: SocketHandle) -> u16 {
+    with_stack(|s| Ok(s.sockets.get::<udp::Socket>(h).endpoint().port)).unwrap_or(0)
+}
+
+fn ephemeral(s: &mut Stack) -> u16 {
+    // Linux's default range, 32768-60999, walked from a TSC-derived start.
+    let start = (rdtsc() % 28232) as u16;
+    for i in 0..28232u16 {
+        let p = 32768 + (start + i) % 28232;
+        let used = s.sockets.iter().any(|(_, sock)| match sock {
+            smoltcp::socket::Socket::Udp(u) => u.endpoint().port == p,
+            _ => false,
+        });
+        if !used {
+            return p;
+        }
+    }
+    32768
+}
+
+/// Queues a datagram to `to` and pushes it out at once.
+pub fn udp_send(h: SocketHandle, to: IpEndpoint, data: &[u8]) -> Result<usize, i64> {
+    with_stack(|s| {
+        if s.sockets.get::<udp::Socket>(h).endpoint().port == 0 {
+            let p = ephemeral(s);
+            let _ = s.sockets.get_mut::<udp::Socket>(h).bind(p);
+        }
+        let sock = s.sockets.get_mut::<udp::Socket>(h);
+        if data.len() > sock.payload_send_capacity() {
+            return Err(EMSGSIZE);
+        }
+        sock.send_slice(data, to).map_err(|e| match e {
+            udp::SendError::BufferFull => EAGAIN,
+            udp::SendError::Unaddressable => EINVAL,
+        })?;
+        let now = s.now();
+        s.iface.poll(now, &mut s.dev, &mut s.sockets);
+        s.flush();
+        Ok(data.len())
+    })
+}
+
+/// Takes the next datagram into `buf` (truncating, as Linux does):
+/// `(its full length, sender)`, or `EAGAIN` when none is queued.
+pub fn udp_recv(h: SocketHandle, buf: &mut [u8]) -> Result<(usize, IpEndpoint), i64> {
+    with_stack(|s| {
+        let sock = s.sockets.get_mut::<udp::Socket>(h);
+        match sock.recv() {
+            Ok((data, meta)) => {
+                let n = data.len().min(buf.len());
+                buf[..n].copy_from_slice(&data[..n]);
+                Ok((data.len(), meta.endpoint))
+            }
+            Err(_) => Err(EAGAIN),
+        }
+    })
+}
+
+/// poll(2) bits (POLLIN, POLLOUT) and the change counter of a socket.
+pub fn udp_readiness(h: SocketHandle) -> (bool, bool, u64) {
+    with_stack(|s| {
+        let g = s.generation;
+        let sock = s.sockets.get::<udp::Socket>(h);
+        Ok((sock.can_recv(), sock.can_send(), g))
+    })
+    .unwrap_or((false, false, 0))
 }

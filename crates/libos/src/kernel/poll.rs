@@ -73,6 +73,7 @@ pub fn readiness(f: &OpenFile) -> (u32, u64) {
             (r, e.generation)
         }
         FileKind::Epoll(_) => (0, 0),
+        FileKind::Udp(h) => super::inet::readiness(*h),
         FileKind::UnixStream { rx, tx } => {
             let (rx, tx) = (rx.lock(), tx.lock());
             let mut r = 0;

@@ -7,7 +7,7 @@ use optivolt_abi::layout::USER_TOP;
 use super::console;
 use super::fs_calls as fs;
 use super::process::{SigAction, NSIG, PID};
-use super::{poll, sched, signal, threads};
+use super::{inet, poll, sched, signal, threads};
 use super::{stamp, Kernel, KERNEL};
 use crate::arch::entry::SyscallFrame;
 use crate::arch::{cpu, hypercall};
@@ -329,8 +329,15 @@ fn dispatch(k: &mut Kernel, n: u64, a: &[u64; 6], frame: &SyscallFrame) -> Ret {
         nr::EVENTFD2 => poll::eventfd2(k, a[0] as u32, a[1] as u32),
         nr::SOCKETPAIR => poll::socketpair(k, a[0], a[1], a[2], a[3]),
         nr::SHUTDOWN => poll::shutdown(k, a[0], a[1]),
+        nr::SENDTO if inet::is_inet(k, a[0]) => inet::sendto(k, a[0], a[1], a[2], a[4], a[5]),
+        nr::RECVFROM if inet::is_inet(k, a[0]) => {
+            inet::recvfrom(k, a[0], a[1], a[2], a[3], a[4], a[5])
+        }
         nr::SENDTO => poll::sock_io(k, a[0], a[1], a[2], a[3], true),
         nr::RECVFROM => poll::sock_io(k, a[0], a[1], a[2], a[3], false),
+        nr::SOCKET => inet::socket(k, a[0], a[1], a[2]),
+        nr::BIND => inet::bind(k, a[0], a[1], a[2]),
+        nr::GETSOCKNAME => inet::getsockname(k, a[0], a[1], a[2]),
         nr::TIMERFD_CREATE => poll::timerfd_create(k, a[0], a[1] as u32),
         nr::TIMERFD_SETTIME => poll::timerfd_settime(k, a[0], a[1] as u32, a[2], a[3]),
         nr::TIMERFD_GETTIME => poll::timerfd_gettime(k, a[0], a[1]),

@@ -38,6 +38,9 @@ pub const EOPNOTSUPP: i64 = 95;
 pub const EAFNOSUPPORT: i64 = 97;
 pub const EPROTONOSUPPORT: i64 = 93;
 pub const ETIMEDOUT: i64 = 110;
+pub const EDESTADDRREQ: i64 = 89;
+pub const EMSGSIZE: i64 = 90;
+pub const EADDRINUSE: i64 = 98;
 
 /// The symbolic name of an errno, for traces.
 pub fn name(e: i64) -> &'static str {
@@ -79,6 +82,9 @@ pub fn name(e: i64) -> &'static str {
         ENOTSOCK => "ENOTSOCK",
         EOPNOTSUPP => "EOPNOTSUPP",
         EAFNOSUPPORT => "EAFNOSUPPORT",
+        EDESTADDRREQ => "EDESTADDRREQ",
+        EMSGSIZE => "EMSGSIZE",
+        EADDRINUSE => "EADDRINUSE",
         EPROTONOSUPPORT => "EPROTONOSUPPORT",
         _ => "E?",
     }

@@ -214,11 +214,22 @@ pub const HANDLED: &[(&str, Status)] = &[
     ("shutdown", Partial("socket pairs")),
     (
         "sendto",
-        Partial("socket pairs: the address is ignored; MSG_DONTWAIT"),
+        Partial("UDP (needs --net); socket pairs: the address is ignored; MSG_DONTWAIT"),
     ),
     (
         "recvfrom",
-        Partial("socket pairs: no address is returned; MSG_DONTWAIT"),
+        Partial(
+            "UDP with the sender's address (needs --net); socket pairs: no address; MSG_DONTWAIT",
+        ),
+    ),
+    (
+        "socket",
+        Partial("AF_INET SOCK_DGRAM (UDP) with --net; TCP comes next (EPROTONOSUPPORT)"),
+    ),
+    ("bind", Partial("UDP ports; the address part is ignored")),
+    (
+        "getsockname",
+        Partial("UDP: the bound port, address 0.0.0.0"),
     ),
 ];
 

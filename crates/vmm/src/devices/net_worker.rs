@@ -142,5 +142,7 @@ fn serve<M: GuestMemory>(
         let _ = doorbell.read();
         last_work = Instant::now();
     }
+    // Frames the guest queued just before it ended still go out.
+    dev.process_tx(&mem, &mut tap)?;
     Ok(dev.stats)
 }
