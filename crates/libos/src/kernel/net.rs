@@ -114,9 +114,13 @@ pub fn idle_poll(deadline: Option<u64>) -> Option<Option<u64>> {
     };
     let now = s.now();
     if s.iface.poll(now, &mut s.dev, &mut s.sockets) != smoltcp::iface::PollResult::None {
-        // Sockets may have changed: threads waiting for I/O re-check.
+        // Sockets may have changed: threads waiting for I/O re-check, and
+        // the scheduler must look again instead of sleeping.
         s.generation = s.generation.wrapping_add(1);
+        s.flush();
+        drop(guard);
         super::sched::io_event();
+        return None;
     }
     s.flush();
     if s.dev.inner().enable_rx_interrupts() {
