@@ -197,3 +197,55 @@ fn a_udp_echo_server_in_the_guest_answers_the_host() {
         },
     );
 }
+
+#[test]
+fn a_connected_udp_client_in_the_guest_reaches_the_host() {
+    if !kvm_available("a_connected_udp_client_in_the_guest_reaches_the_host") {
+        return;
+    }
+    let client = program("udpclient", "musl");
+    in_private_netns(
+        "a_connected_udp_client_in_the_guest_reaches_the_host",
+        move || {
+            let guest = volt()
+                .args([
+                    "run",
+                    "--net",
+                    "tap:ovcli0",
+                    "--ip",
+                    "10.0.7.2/24",
+                    "--timeout",
+                    "20",
+                ])
+                .arg(&client)
+                .args(["10.0.7.1", "9999"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let t = Instant::now();
+            while !ip(&["link", "show", "ovcli0"]) {
+                assert!(t.elapsed() < Duration::from_secs(5), "no tap after 5 s");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(ip(&["addr", "add", "10.0.7.1/24", "dev", "ovcli0"]));
+            assert!(ip(&["link", "set", "ovcli0", "up"]));
+            let sock = std::net::UdpSocket::bind("10.0.7.1:9999").unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut buf = [0u8; 64];
+            let (n, from) = sock.recv_from(&mut buf).expect("a datagram from the guest");
+            assert_eq!(&buf[..n], b"hello");
+            assert_eq!(from.ip().to_string(), "10.0.7.2");
+            sock.send_to(b"world", from).unwrap();
+            let out = guest.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(stdout, "reply from 10.0.7.1:9999: world\n");
+        },
+    );
+}

@@ -107,13 +107,40 @@ pub fn getsockname(k: &mut Kernel, fd: u64, addr: u64, len_ptr: u64) -> Ret {
     write_addr(k, ep, addr, len_ptr).map(|_| 0)
 }
 
-/// sendto(2) on a UDP socket.
+/// connect(2) of a UDP socket: sets the default destination and filter.
+pub fn connect(k: &mut Kernel, fd: u64, addr: u64, len: u64) -> Ret {
+    let (h, _) = udp_handle(k, fd)?;
+    let ep = read_addr(k, addr, len)?;
+    net::udp_connect(h, ep).map(|_| 0)
+}
+
+/// getpeername(2).
+pub fn getpeername(k: &mut Kernel, fd: u64, addr: u64, len_ptr: u64) -> Ret {
+    let (h, _) = udp_handle(k, fd)?;
+    let ep = net::udp_peer(h).ok_or(ENOTCONN)?;
+    write_addr(k, ep, addr, len_ptr).map(|_| 0)
+}
+
+/// sendto(2) on a UDP socket (and write(2), without an address).
 pub fn sendto(k: &mut Kernel, fd: u64, buf: u64, len: u64, addr: u64, alen: u64) -> Ret {
     let (h, _) = udp_handle(k, fd)?;
-    if addr == 0 {
-        return Err(EDESTADDRREQ);
-    }
-    let to = read_addr(k, addr, alen)?;
+    send_on(k, h, buf, len, addr, alen)
+}
+
+/// Sends on socket `h` to `addr`, or to its peer when `addr` is 0.
+pub fn send_on(
+    k: &mut Kernel,
+    h: smoltcp::iface::SocketHandle,
+    buf: u64,
+    len: u64,
+    addr: u64,
+    alen: u64,
+) -> Ret {
+    let to = if addr == 0 {
+        net::udp_peer(h).ok_or(EDESTADDRREQ)?
+    } else {
+        read_addr(k, addr, alen)?
+    };
     if len > MAX_DATAGRAM {
         return Err(EMSGSIZE);
     }
@@ -133,6 +160,21 @@ pub fn recvfrom(
     alen: u64,
 ) -> Ret {
     let (h, nonblock) = udp_handle(k, fd)?;
+    recv_on(k, h, nonblock, buf, len, flags, addr, alen)
+}
+
+/// Receives on socket `h` (recvfrom and read).
+#[allow(clippy::too_many_arguments)]
+pub fn recv_on(
+    k: &mut Kernel,
+    h: smoltcp::iface::SocketHandle,
+    nonblock: bool,
+    buf: u64,
+    len: u64,
+    flags: u64,
+    addr: u64,
+    alen: u64,
+) -> Ret {
     let mut data = alloc::vec![0u8; len.min(MAX_DATAGRAM) as usize];
     match net::udp_recv(h, &mut data) {
         Ok((full, from)) => {

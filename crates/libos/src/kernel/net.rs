@@ -5,6 +5,7 @@
 //! It answers ARP and ICMP echo on the configured address and carries the
 //! applications' UDP sockets (`super::inet`); TCP sockets come next.
 
+use alloc::collections::BTreeMap;
 use alloc::vec;
 
 use optivolt_abi::boot::BootInfo;
@@ -30,6 +31,8 @@ struct Stack {
     tsc_khz: u64,
     /// Bumped whenever a poll may have changed a socket (for epoll edges).
     generation: u64,
+    /// Peers of connected UDP sockets.
+    peers: BTreeMap<SocketHandle, IpEndpoint>,
 }
 
 static NET: Mutex<Option<Stack>> = Mutex::new(None);
@@ -83,6 +86,7 @@ pub fn init(boot: &BootInfo) -> Result<(), &'static str> {
         sockets: SocketSet::new(vec![]),
         tsc_khz: boot.tsc_khz,
         generation: 0,
+        peers: BTreeMap::new(),
     };
     if n.ipv4 != [0; 4] {
         let [a, b, c, d] = n.ipv4;
@@ -166,6 +170,7 @@ pub fn udp_close(h: SocketHandle) {
     let _ = with_stack(|s| {
         s.sockets.get_mut::<udp::Socket>(h).close();
         s.sockets.remove(h);
+        s.peers.remove(&h);
         Ok(())
     });
 }
@@ -228,18 +233,39 @@ pub fn udp_send(h: SocketHandle, to: IpEndpoint, data: &[u8]) -> Result<usize, i
     })
 }
 
+/// Connects a UDP socket: `peer` becomes the default destination and the
+/// only accepted source. Binds an ephemeral port if needed.
+pub fn udp_connect(h: SocketHandle, peer: IpEndpoint) -> Result<(), i64> {
+    with_stack(|s| {
+        if s.sockets.get::<udp::Socket>(h).endpoint().port == 0 {
+            let p = ephemeral(s);
+            let _ = s.sockets.get_mut::<udp::Socket>(h).bind(p);
+        }
+        s.peers.insert(h, peer);
+        Ok(())
+    })
+}
+
+/// The peer of a connected UDP socket.
+pub fn udp_peer(h: SocketHandle) -> Option<IpEndpoint> {
+    with_stack(|s| Ok(s.peers.get(&h).copied())).ok().flatten()
+}
+
 /// Takes the next datagram into `buf` (truncating, as Linux does):
-/// `(its full length, sender)`, or `EAGAIN` when none is queued.
+/// `(its full length, sender)`, or `EAGAIN` when none is queued. A
+/// connected socket drops datagrams from anyone but its peer.
 pub fn udp_recv(h: SocketHandle, buf: &mut [u8]) -> Result<(usize, IpEndpoint), i64> {
     with_stack(|s| {
+        let peer = s.peers.get(&h).copied();
         let sock = s.sockets.get_mut::<udp::Socket>(h);
-        match sock.recv() {
-            Ok((data, meta)) => {
-                let n = data.len().min(buf.len());
-                buf[..n].copy_from_slice(&data[..n]);
-                Ok((data.len(), meta.endpoint))
+        loop {
+            let (data, meta) = sock.recv().map_err(|_| EAGAIN)?;
+            if peer.is_some_and(|p| p != meta.endpoint) {
+                continue;
             }
-            Err(_) => Err(EAGAIN),
+            let n = data.len().min(buf.len());
+            buf[..n].copy_from_slice(&data[..n]);
+            return Ok((data.len(), meta.endpoint));
         }
     })
 }

@@ -417,6 +417,10 @@ pub fn sock_io(k: &mut Kernel, fd: u64, buf: u64, len: u64, flags: u64, send: bo
 
 /// Reads from a pipe or an eventfd; `None` if `f` is neither.
 pub fn read_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<Ret> {
+    if let FileKind::Udp(h) = &f.kind {
+        let nonblock = f.flags & O_NONBLOCK != 0;
+        return Some(super::inet::recv_on(k, *h, nonblock, buf, len, 0, 0, 0));
+    }
     if let FileKind::UnixStream { rx, .. } = &f.kind {
         return Some(pipe_read(k, rx, f.flags & O_NONBLOCK != 0, buf, len));
     }
@@ -452,6 +456,9 @@ pub fn read_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<
 
 /// Writes to a pipe or an eventfd; `None` if `f` is neither.
 pub fn write_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<Ret> {
+    if let FileKind::Udp(h) = &f.kind {
+        return Some(super::inet::send_on(k, *h, buf, len, 0, 0));
+    }
     if let FileKind::UnixStream { tx, .. } = &f.kind {
         return Some(pipe_write(k, tx, f.flags & O_NONBLOCK != 0, buf, len));
     }

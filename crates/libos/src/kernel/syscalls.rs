@@ -338,6 +338,8 @@ fn dispatch(k: &mut Kernel, n: u64, a: &[u64; 6], frame: &SyscallFrame) -> Ret {
         nr::SOCKET => inet::socket(k, a[0], a[1], a[2]),
         nr::BIND => inet::bind(k, a[0], a[1], a[2]),
         nr::GETSOCKNAME => inet::getsockname(k, a[0], a[1], a[2]),
+        nr::GETPEERNAME => inet::getpeername(k, a[0], a[1], a[2]),
+        nr::CONNECT => inet::connect(k, a[0], a[1], a[2]),
         nr::TIMERFD_CREATE => poll::timerfd_create(k, a[0], a[1] as u32),
         nr::TIMERFD_SETTIME => poll::timerfd_settime(k, a[0], a[1] as u32, a[2], a[3]),
         nr::TIMERFD_GETTIME => poll::timerfd_gettime(k, a[0], a[1]),

@@ -41,6 +41,7 @@ pub const ETIMEDOUT: i64 = 110;
 pub const EDESTADDRREQ: i64 = 89;
 pub const EMSGSIZE: i64 = 90;
 pub const EADDRINUSE: i64 = 98;
+pub const ENOTCONN: i64 = 107;
 
 /// The symbolic name of an errno, for traces.
 pub fn name(e: i64) -> &'static str {
@@ -85,6 +86,7 @@ pub fn name(e: i64) -> &'static str {
         EDESTADDRREQ => "EDESTADDRREQ",
         EMSGSIZE => "EMSGSIZE",
         EADDRINUSE => "EADDRINUSE",
+        ENOTCONN => "ENOTCONN",
         EPROTONOSUPPORT => "EPROTONOSUPPORT",
         _ => "E?",
     }

@@ -231,6 +231,11 @@ pub const HANDLED: &[(&str, Status)] = &[
         "getsockname",
         Partial("UDP: the bound port, address 0.0.0.0"),
     ),
+    (
+        "connect",
+        Partial("UDP: default destination and source filter; TCP comes next"),
+    ),
+    ("getpeername", Partial("connected UDP sockets")),
 ];
 
 /// The status of `name`, `None` for calls that return ENOSYS.
