@@ -12,12 +12,12 @@ use optivolt_abi::elf::Elf;
 use optivolt_abi::header::{LibosHeader, EXCEPTION_VECTORS, HEADER_SIZE};
 use optivolt_abi::layout::*;
 use optivolt_abi::virtio::VirtioNetLayout;
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::arch;
-use crate::devices::net::NetDevice;
+use crate::devices::net::{split_queue, NetDevice};
 use crate::devices::net_worker::NetWorker;
 use crate::devices::tap::Tap;
 use crate::memory::{self, write_bytes, GuestRam, Pod};
@@ -551,16 +551,13 @@ fn start_net(
     let queue = |at: usize| -> Result<Queue> {
         let base = region + at as u64;
         let q = layout.queue;
-        let mut queue = Queue::new(q.size).map_err(|e| Error::Net(e.to_string()))?;
-        let set = |r: std::result::Result<(), virtio_queue::Error>| {
-            r.map_err(|e| Error::Net(e.to_string()))
-        };
-        set(queue.try_set_desc_table_address(GuestAddress(base + q.desc as u64)))?;
-        set(queue.try_set_avail_ring_address(GuestAddress(base + q.avail as u64)))?;
-        set(queue.try_set_used_ring_address(GuestAddress(base + q.used as u64)))?;
-        queue.set_event_idx(true);
-        queue.set_ready(true);
-        Ok(queue)
+        split_queue(
+            q.size,
+            base + q.desc as u64,
+            base + q.avail as u64,
+            base + q.used as u64,
+        )
+        .map_err(|e| Error::Net(e.to_string()))
     };
     let dev = NetDevice::new(queue(layout.rx_queue)?, queue(layout.tx_queue)?);
     NetWorker::spawn(mem.clone(), dev, tap, wake).map_err(|e| Error::Net(e.to_string()))

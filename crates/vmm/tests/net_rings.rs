@@ -9,6 +9,7 @@ use std::io;
 
 use optivolt_libos::drivers::net::virtio::{VirtioNet, VirtioNetLayout};
 use optivolt_libos::drivers::net::NetDevice;
+use optivolt_vmm::devices::net::split_queue;
 use optivolt_vmm::devices::net::{NetBackend, NetDevice as NetModel};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
@@ -35,12 +36,7 @@ impl NetBackend for Wire {
 }
 
 fn queue(size: u16, (d, a, u): (u64, u64, u64), mem: &GuestMemoryMmap) -> Queue {
-    let mut q = Queue::new(size).unwrap();
-    q.try_set_desc_table_address(GuestAddress(d)).unwrap();
-    q.try_set_avail_ring_address(GuestAddress(a)).unwrap();
-    q.try_set_used_ring_address(GuestAddress(u)).unwrap();
-    q.set_event_idx(true);
-    q.set_ready(true);
+    let q = split_queue(size, d, a, u).unwrap();
     assert!(q.is_valid(mem));
     q
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use optivolt_libos::drivers::net::virtio::{VirtioNet, VirtioNetLayout};
 use optivolt_libos::drivers::net::NetDevice;
 use optivolt_libos::net::StackDevice;
+use optivolt_vmm::devices::net::split_queue;
 use optivolt_vmm::devices::net::NetDevice as NetModel;
 use optivolt_vmm::devices::net_worker::NetWorker;
 use optivolt_vmm::devices::tap::Tap;
@@ -27,12 +28,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 const REGION: u64 = 0x40_0000;
 
 fn queue(size: u16, (d, a, u): (u64, u64, u64), mem: &GuestMemoryMmap) -> Queue {
-    let mut q = Queue::new(size).unwrap();
-    q.try_set_desc_table_address(GuestAddress(d)).unwrap();
-    q.try_set_avail_ring_address(GuestAddress(a)).unwrap();
-    q.try_set_used_ring_address(GuestAddress(u)).unwrap();
-    q.set_event_idx(true);
-    q.set_ready(true);
+    let q = split_queue(size, d, a, u).unwrap();
     assert!(q.is_valid(mem));
     q
 }

@@ -5,7 +5,8 @@
 mod common;
 
 use std::io;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{kvm_available, program, volt};
@@ -39,6 +40,29 @@ fn in_private_netns(test: &str, f: impl FnOnce() + Send + 'static) -> bool {
     .expect("test thread")
 }
 
+/// Starts `program` as a unikernel on tap `tap` (guest 10.0.7.2/24), waits
+/// for volt to create the tap, and gives the host side 10.0.7.1/24.
+fn boot_on_tap(tap: &str, program: &Path, volt_args: &[&str], args: &[&str]) -> Child {
+    let guest = volt()
+        .args(["run", "--net", &format!("tap:{tap}"), "--ip", "10.0.7.2/24"])
+        .args(volt_args)
+        .arg(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The tap exists once volt has opened it.
+    let t = Instant::now();
+    while !ip(&["link", "show", tap]) {
+        assert!(t.elapsed() < Duration::from_secs(5), "no tap after 5 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(ip(&["addr", "add", "10.0.7.1/24", "dev", tap]));
+    assert!(ip(&["link", "set", tap, "up"]));
+    guest
+}
+
 #[test]
 fn the_guest_answers_ping_through_its_tap() {
     if !kvm_available("the_guest_answers_ping_through_its_tap") {
@@ -46,22 +70,7 @@ fn the_guest_answers_ping_through_its_tap() {
     }
     let sleeper = program("sleeper", "musl");
     in_private_netns("the_guest_answers_ping_through_its_tap", move || {
-        let mut guest = volt()
-            .args(["run", "--net", "tap:ovping0", "--ip", "10.0.7.2/24"])
-            .arg(&sleeper)
-            .arg("3")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The tap exists once volt has opened it.
-        let t = Instant::now();
-        while !ip(&["link", "show", "ovping0"]) {
-            assert!(t.elapsed() < Duration::from_secs(5), "no tap after 5 s");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(ip(&["addr", "add", "10.0.7.1/24", "dev", "ovping0"]));
-        assert!(ip(&["link", "set", "ovping0", "up"]));
+        let mut guest = boot_on_tap("ovping0", &sleeper, &[], &["3"]);
         let ping = Command::new("ping")
             .args(["-c", "3", "-i", "0.2", "-W", "2", "10.0.7.2"])
             .output()
@@ -142,29 +151,7 @@ fn a_udp_echo_server_in_the_guest_answers_the_host() {
     in_private_netns(
         "a_udp_echo_server_in_the_guest_answers_the_host",
         move || {
-            let guest = volt()
-                .args([
-                    "run",
-                    "--net",
-                    "tap:ovudp0",
-                    "--ip",
-                    "10.0.7.2/24",
-                    "--timeout",
-                    "20",
-                ])
-                .arg(&server)
-                .args(["7777", "3"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let t = Instant::now();
-            while !ip(&["link", "show", "ovudp0"]) {
-                assert!(t.elapsed() < Duration::from_secs(5), "no tap after 5 s");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            assert!(ip(&["addr", "add", "10.0.7.1/24", "dev", "ovudp0"]));
-            assert!(ip(&["link", "set", "ovudp0", "up"]));
+            let guest = boot_on_tap("ovudp0", &server, &["--timeout", "20"], &["7777", "3"]);
             let sock = std::net::UdpSocket::bind("10.0.7.1:0").unwrap();
             sock.set_read_timeout(Some(Duration::from_millis(300)))
                 .unwrap();
@@ -207,29 +194,12 @@ fn a_connected_udp_client_in_the_guest_reaches_the_host() {
     in_private_netns(
         "a_connected_udp_client_in_the_guest_reaches_the_host",
         move || {
-            let guest = volt()
-                .args([
-                    "run",
-                    "--net",
-                    "tap:ovcli0",
-                    "--ip",
-                    "10.0.7.2/24",
-                    "--timeout",
-                    "20",
-                ])
-                .arg(&client)
-                .args(["10.0.7.1", "9999"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let t = Instant::now();
-            while !ip(&["link", "show", "ovcli0"]) {
-                assert!(t.elapsed() < Duration::from_secs(5), "no tap after 5 s");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            assert!(ip(&["addr", "add", "10.0.7.1/24", "dev", "ovcli0"]));
-            assert!(ip(&["link", "set", "ovcli0", "up"]));
+            let guest = boot_on_tap(
+                "ovcli0",
+                &client,
+                &["--timeout", "20"],
+                &["10.0.7.1", "9999"],
+            );
             let sock = std::net::UdpSocket::bind("10.0.7.1:9999").unwrap();
             sock.set_read_timeout(Some(Duration::from_secs(10)))
                 .unwrap();

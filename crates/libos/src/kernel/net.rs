@@ -195,6 +195,15 @@ pub fn udp_local_port(h: SocketHandle) -> u16 {
     with_stack(|s| Ok(s.sockets.get::<udp::Socket>(h).endpoint().port)).unwrap_or(0)
 }
 
+/// Gives an unbound socket an ephemeral port, as Linux does on first send
+/// or connect.
+fn bind_if_unbound(s: &mut Stack, h: SocketHandle) {
+    if s.sockets.get::<udp::Socket>(h).endpoint().port == 0 {
+        let p = ephemeral(s);
+        let _ = s.sockets.get_mut::<udp::Socket>(h).bind(p);
+    }
+}
+
 fn ephemeral(s: &mut Stack) -> u16 {
     // Linux's default range, 32768-60999, walked from a TSC-derived start.
     let start = (rdtsc() % 28232) as u16;
@@ -214,10 +223,7 @@ fn ephemeral(s: &mut Stack) -> u16 {
 /// Queues a datagram to `to` and pushes it out at once.
 pub fn udp_send(h: SocketHandle, to: IpEndpoint, data: &[u8]) -> Result<usize, i64> {
     with_stack(|s| {
-        if s.sockets.get::<udp::Socket>(h).endpoint().port == 0 {
-            let p = ephemeral(s);
-            let _ = s.sockets.get_mut::<udp::Socket>(h).bind(p);
-        }
+        bind_if_unbound(s, h);
         let sock = s.sockets.get_mut::<udp::Socket>(h);
         if data.len() > sock.payload_send_capacity() {
             return Err(EMSGSIZE);
@@ -237,10 +243,7 @@ pub fn udp_send(h: SocketHandle, to: IpEndpoint, data: &[u8]) -> Result<usize, i
 /// only accepted source. Binds an ephemeral port if needed.
 pub fn udp_connect(h: SocketHandle, peer: IpEndpoint) -> Result<(), i64> {
     with_stack(|s| {
-        if s.sockets.get::<udp::Socket>(h).endpoint().port == 0 {
-            let p = ephemeral(s);
-            let _ = s.sockets.get_mut::<udp::Socket>(h).bind(p);
-        }
+        bind_if_unbound(s, h);
         s.peers.insert(h, peer);
         Ok(())
     })

@@ -12,7 +12,7 @@ use std::io;
 
 use thiserror::Error;
 use virtio_queue::{DescriptorChain, Queue, QueueT};
-use vm_memory::{Bytes, GuestMemory};
+use vm_memory::{Bytes, GuestAddress, GuestMemory};
 
 /// `struct virtio_net_hdr_v1` precedes every frame in both directions.
 pub use optivolt_abi::virtio::NET_HDR_LEN;
@@ -34,6 +34,19 @@ pub enum NetError {
     Backend(#[source] io::Error),
     #[error("virtio queue: {0}")]
     Queue(#[from] virtio_queue::Error),
+}
+
+/// A ready split queue of `size` entries at the given guest-physical
+/// addresses, with `VIRTIO_F_EVENT_IDX` (the contract: our driver always
+/// uses it).
+pub fn split_queue(size: u16, desc: u64, avail: u64, used: u64) -> Result<Queue, NetError> {
+    let mut q = Queue::new(size)?;
+    q.try_set_desc_table_address(GuestAddress(desc))?;
+    q.try_set_avail_ring_address(GuestAddress(avail))?;
+    q.try_set_used_ring_address(GuestAddress(used))?;
+    q.set_event_idx(true);
+    q.set_ready(true);
+    Ok(q)
 }
 
 /// Counters, exported later as metrics.
