@@ -250,3 +250,22 @@ fn sa_restart_resumes_blocked_reads_as_natively() {
         );
     }
 }
+
+#[test]
+fn tcp_over_the_in_guest_loopback_behaves_as_natively() {
+    if !kvm_available("tcp_over_the_in_guest_loopback_behaves_as_natively") {
+        return;
+    }
+    // listen/accept4/connect (blocking, non-blocking, refused), bind
+    // conflicts, sockopts, epoll/poll readiness, writev/recvmsg/MSG_PEEK,
+    // shutdown, and 8 connections echoing 4 MiB each way at once.
+    for kind in ["musl", "glibc"] {
+        let p = program("tcploop", kind);
+        let n = native(&p, &[], &[]);
+        assert!(
+            String::from_utf8_lossy(&n.stdout).contains("bulk: 8 of 8"),
+            "native run: {n:?}"
+        );
+        assert_same(&n, &unikernel(&p, &[], &[], &[]));
+    }
+}

@@ -30,7 +30,7 @@ fn fail(msg: &str) -> ! {
 
 /// Heap size for a guest with `ram` bytes: kernel stacks (32 KiB a thread),
 /// the VFS tree and bookkeeping; file contents written at run time live here
-/// too, hence the generous upper bound.
+/// too, hence the generous upper bound. It grows later (see `heap`).
 fn heap_size(ram: u64) -> u64 {
     (ram / 64).clamp(192 << 10, 32 << 20) & !(PAGE - 1)
 }

@@ -58,7 +58,9 @@ pub enum FileKind {
     /// A timerfd.
     TimerFd(super::pipe::TimerFdRef),
     /// An AF_INET datagram socket of the network stack.
-    Udp(smoltcp::iface::SocketHandle),
+    Udp(super::net::Sock),
+    /// An AF_INET stream socket of the network stack.
+    Tcp(super::net::tcp::Id),
     /// One end of an AF_UNIX stream socket pair: reads `rx`, writes `tx`.
     UnixStream {
         /// Data from the peer.
@@ -97,8 +99,12 @@ impl Drop for OpenFile {
                 }
                 true
             }
+            FileKind::Tcp(id) => {
+                super::net::tcp::close(*id);
+                false
+            }
             FileKind::Udp(h) => {
-                super::net::udp_close(*h);
+                super::net::udp::close(*h);
                 false
             }
             FileKind::TimerFd(t) => {

@@ -191,6 +191,7 @@ pub fn read(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> Re
         | FileKind::Epoll(_)
         | FileKind::TimerFd(_)
         | FileKind::Udp(_)
+        | FileKind::Tcp(_)
         | FileKind::UnixStream { .. } => return Err(EINVAL),
         FileKind::Inode(ino) => {
             let ino = *ino;
@@ -271,6 +272,7 @@ pub fn write(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> R
         | FileKind::Epoll(_)
         | FileKind::TimerFd(_)
         | FileKind::Udp(_)
+        | FileKind::Tcp(_)
         | FileKind::UnixStream { .. } => Err(EINVAL),
         FileKind::Console(n) => {
             if off.is_some() {
@@ -363,6 +365,7 @@ pub fn lseek(k: &mut Kernel, fd: u64, off: i64, whence: u32) -> Ret {
         | FileKind::PipeRead(_)
         | FileKind::PipeWrite(_)
         | FileKind::Udp(_)
+        | FileKind::Tcp(_)
         | FileKind::UnixStream { .. } => return Err(ESPIPE),
         FileKind::EventFd(_) | FileKind::Epoll(_) | FileKind::TimerFd(_) => return Err(EINVAL),
         FileKind::Snapshot(_, d) => d.len() as i64,
@@ -447,7 +450,7 @@ fn meta_fd(k: &Kernel, fd: u64) -> Result<Meta, i64> {
             size: 0,
             mtime: (k.boot.wallclock_ns / 1_000_000_000) as i64,
         }),
-        FileKind::Udp(_) => Ok(Meta {
+        FileKind::Udp(_) | FileKind::Tcp(_) => Ok(Meta {
             ino: 0x4000,
             mode: 0o140777, // S_IFSOCK
             nlink: 1,

@@ -73,7 +73,8 @@ pub fn readiness(f: &OpenFile) -> (u32, u64) {
             (r, e.generation)
         }
         FileKind::Epoll(_) => (0, 0),
-        FileKind::Udp(h) => super::inet::readiness(*h),
+        FileKind::Udp(h) => super::inet::readiness(super::inet::Inet::Udp(*h)),
+        FileKind::Tcp(id) => super::inet::readiness(super::inet::Inet::Tcp(*id)),
         FileKind::UnixStream { rx, tx } => {
             let (rx, tx) = (rx.lock(), tx.lock());
             let mut r = 0;
@@ -372,6 +373,9 @@ pub fn socketpair(k: &mut Kernel, domain: u64, ty: u64, proto: u64, sv: u64) -> 
 
 /// shutdown(2) of a socket pair end.
 pub fn shutdown(k: &mut Kernel, fd: u64, how: u64) -> Ret {
+    if super::inet::is_inet(k, fd) {
+        return super::inet::shutdown(k, fd, how);
+    }
     let f = k.fds.file(fd)?;
     let f = f.lock();
     let FileKind::UnixStream { rx, tx } = &f.kind else {
@@ -415,11 +419,19 @@ pub fn sock_io(k: &mut Kernel, fd: u64, buf: u64, len: u64, flags: u64, send: bo
     }
 }
 
+/// The AF_INET socket `f` is, if it is one.
+fn inet_of(f: &OpenFile) -> Option<super::inet::Inet> {
+    match f.kind {
+        FileKind::Udp(s) => Some(super::inet::Inet::Udp(s)),
+        FileKind::Tcp(id) => Some(super::inet::Inet::Tcp(id)),
+        _ => None,
+    }
+}
+
 /// Reads from a pipe or an eventfd; `None` if `f` is neither.
 pub fn read_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<Ret> {
-    if let FileKind::Udp(h) = &f.kind {
-        let nonblock = f.flags & O_NONBLOCK != 0;
-        return Some(super::inet::recv_on(k, *h, nonblock, buf, len, 0, 0, 0));
+    if let Some(s) = inet_of(f) {
+        return Some(super::inet::read(k, s, f.flags & O_NONBLOCK != 0, buf, len));
     }
     if let FileKind::UnixStream { rx, .. } = &f.kind {
         return Some(pipe_read(k, rx, f.flags & O_NONBLOCK != 0, buf, len));
@@ -456,8 +468,14 @@ pub fn read_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<
 
 /// Writes to a pipe or an eventfd; `None` if `f` is neither.
 pub fn write_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<Ret> {
-    if let FileKind::Udp(h) = &f.kind {
-        return Some(super::inet::send_on(k, *h, buf, len, 0, 0));
+    if let Some(s) = inet_of(f) {
+        return Some(super::inet::write(
+            k,
+            s,
+            f.flags & O_NONBLOCK != 0,
+            buf,
+            len,
+        ));
     }
     if let FileKind::UnixStream { tx, .. } = &f.kind {
         return Some(pipe_write(k, tx, f.flags & O_NONBLOCK != 0, buf, len));
@@ -570,6 +588,7 @@ fn ms_deadline(timeout_ms: i64) -> Option<u64> {
 
 /// epoll_wait/epoll_pwait (the signal mask is not applied: no signals are queued).
 pub fn epoll_wait(k: &mut Kernel, epfd: u64, events: u64, max: i32, timeout_ms: i64) -> Ret {
+    super::net::tick_poll();
     if max <= 0 || max > 1 << 20 {
         return Err(EINVAL);
     }
@@ -636,6 +655,7 @@ pub fn epoll_wait(k: &mut Kernel, epfd: u64, events: u64, max: i32, timeout_ms: 
 
 /// poll(2)/ppoll(2): `timeout_ns` < 0 waits forever.
 pub fn poll(k: &mut Kernel, fds: u64, n: u64, timeout_ns: i64) -> Ret {
+    super::net::tick_poll();
     if n > MAX_FDS as u64 {
         return Err(EINVAL);
     }
@@ -686,6 +706,7 @@ pub fn timespec_ns(k: &mut Kernel, ts: u64) -> Result<i64, i64> {
 
 /// select(2)/pselect6(2) over the bitmaps at `r`, `w`, `e`.
 pub fn select(k: &mut Kernel, nfds: u64, r: u64, w: u64, e: u64, timeout_ns: i64) -> Ret {
+    super::net::tick_poll();
     if nfds > MAX_FDS as u64 {
         return Err(EINVAL);
     }

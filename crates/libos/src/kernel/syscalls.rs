@@ -227,6 +227,7 @@ pub fn deliver_pending(
 /// deliver what was sent to this thread meanwhile.
 #[no_mangle]
 extern "C" fn ov_timer_dispatch(frame: &mut crate::arch::entry::ExceptionFrame) {
+    super::net::tick_poll();
     sched::yield_now();
     let addr = frame as *mut _ as u64;
     deliver_pending(
@@ -329,7 +330,14 @@ fn dispatch(k: &mut Kernel, n: u64, a: &[u64; 6], frame: &SyscallFrame) -> Ret {
         nr::EVENTFD2 => poll::eventfd2(k, a[0] as u32, a[1] as u32),
         nr::SOCKETPAIR => poll::socketpair(k, a[0], a[1], a[2], a[3]),
         nr::SHUTDOWN => poll::shutdown(k, a[0], a[1]),
-        nr::SENDTO if inet::is_inet(k, a[0]) => inet::sendto(k, a[0], a[1], a[2], a[4], a[5]),
+        nr::SENDTO if inet::is_inet(k, a[0]) => inet::sendto(k, a[0], a[1], a[2], a[3], a[4], a[5]),
+        nr::SENDMSG => inet::msg::sendmsg(k, a[0], a[1], a[2]),
+        nr::RECVMSG => inet::msg::recvmsg(k, a[0], a[1], a[2]),
+        nr::LISTEN => inet::listen(k, a[0], a[1]),
+        nr::ACCEPT => inet::accept4(k, a[0], a[1], a[2], 0),
+        nr::ACCEPT4 => inet::accept4(k, a[0], a[1], a[2], a[3]),
+        nr::SETSOCKOPT => inet::sockopt::setsockopt(k, a[0], a[1], a[2], a[3], a[4]),
+        nr::GETSOCKOPT => inet::sockopt::getsockopt(k, a[0], a[1], a[2], a[3], a[4]),
         nr::RECVFROM if inet::is_inet(k, a[0]) => {
             inet::recvfrom(k, a[0], a[1], a[2], a[3], a[4], a[5])
         }

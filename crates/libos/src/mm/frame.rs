@@ -5,10 +5,62 @@
 //! so they are zero (and not yet backed by host memory); recycled frames are
 //! reported as dirty so the caller zeroes them.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use alloc::vec::Vec;
 use optivolt_abi::boot::PhysRange;
 
 use super::PAGE;
+
+/// The highest free range is shared with the kernel heap, which grows
+/// downwards from its end ([`take_top`]) while the bump pointer climbs from
+/// its start. The boundary lives in atomics: the heap grows from inside the
+/// global allocator, where the frame allocator (behind the kernel lock)
+/// cannot be reached.
+#[derive(Debug)]
+pub struct TopShare {
+    /// Lowest address the heap took.
+    floor: AtomicU64,
+    /// Where the bump pointer stands in the shared range.
+    bump: AtomicU64,
+    /// End of the shared range.
+    end: AtomicU64,
+}
+
+impl TopShare {
+    const fn new() -> Self {
+        Self {
+            floor: AtomicU64::new(0),
+            bump: AtomicU64::new(0),
+            end: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes `bytes` (page multiple) from the top of the shared range;
+    /// `None` when the bump allocator's frames are in the way.
+    pub fn take(&self, bytes: u64) -> Option<u64> {
+        let floor = self.floor.load(Ordering::Acquire);
+        let new = floor.checked_sub(bytes)? & !(PAGE - 1);
+        if new < self.bump.load(Ordering::Acquire) {
+            return None;
+        }
+        self.floor.store(new, Ordering::Release);
+        Some(new)
+    }
+
+    /// Bytes taken with [`Self::take`].
+    pub fn taken(&self) -> u64 {
+        self.end.load(Ordering::Relaxed) - self.floor.load(Ordering::Relaxed)
+    }
+}
+
+/// The guest's shared range.
+static TOP: TopShare = TopShare::new();
+
+/// Takes `bytes` from the top of the guest's shared range (for the heap).
+pub fn take_top(bytes: u64) -> Option<u64> {
+    TOP.take(bytes)
+}
 
 /// A frame handed out by [`FrameAllocator::alloc`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,7 +72,7 @@ pub struct Frame {
 }
 
 /// See the module documentation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FrameAllocator {
     ranges: Vec<PhysRange>,
     current: usize,
@@ -29,6 +81,7 @@ pub struct FrameAllocator {
     free: Vec<(u64, bool)>,
     total: u64,
     used: u64,
+    top: &'static TopShare,
 }
 
 impl FrameAllocator {
@@ -45,6 +98,18 @@ impl FrameAllocator {
         v.sort_by_key(|r| r.start);
         let total = v.iter().map(|r| r.len() / PAGE).sum();
         let next = v.first().map(|r| r.start).unwrap_or(0);
+        #[cfg(not(test))]
+        let top = &TOP;
+        // Each test's allocator has its own shared range.
+        #[cfg(test)]
+        let top: &'static TopShare =
+            alloc::boxed::Box::leak(alloc::boxed::Box::new(TopShare::new()));
+        if let Some(last) = v.last() {
+            top.end.store(last.end, Ordering::Relaxed);
+            top.floor.store(last.end, Ordering::Relaxed);
+            let bump = if v.len() == 1 { next } else { last.start };
+            top.bump.store(bump, Ordering::Relaxed);
+        }
         FrameAllocator {
             ranges: v,
             current: 0,
@@ -52,6 +117,7 @@ impl FrameAllocator {
             free: Vec::new(),
             total,
             used: 0,
+            top,
         }
     }
 
@@ -62,10 +128,11 @@ impl FrameAllocator {
             return Some(Frame { pa, zeroed });
         }
         while let Some(r) = self.ranges.get(self.current) {
-            if self.next.max(r.start) + PAGE <= r.end {
+            if self.next.max(r.start) + PAGE <= self.end_of(self.current) {
                 let pa = self.next.max(r.start);
                 self.next = pa + PAGE;
                 self.used += 1;
+                self.publish();
                 return Some(Frame { pa, zeroed: true });
             }
             self.current += 1;
@@ -79,15 +146,34 @@ impl FrameAllocator {
         let bytes = n.checked_mul(PAGE)?;
         while let Some(r) = self.ranges.get(self.current) {
             let s = self.next.max(r.start);
-            if s.checked_add(bytes)? <= r.end {
+            if s.checked_add(bytes)? <= self.end_of(self.current) {
                 self.next = s + bytes;
                 self.used += n;
+                self.publish();
                 return Some(s);
             }
             self.current += 1;
             self.next = self.ranges.get(self.current).map(|r| r.start).unwrap_or(0);
         }
         None
+    }
+
+    /// End of range `i` for the bump pointer (the shared range stops at the
+    /// heap's floor).
+    fn end_of(&self, i: usize) -> u64 {
+        let end = self.ranges[i].end;
+        if i + 1 == self.ranges.len() {
+            end.min(self.top.floor.load(Ordering::Acquire))
+        } else {
+            end
+        }
+    }
+
+    /// Tells the heap where the bump pointer stands in the shared range.
+    fn publish(&self) {
+        if self.current + 1 == self.ranges.len() {
+            self.top.bump.store(self.next, Ordering::Release);
+        }
     }
 
     /// Returns a frame. The caller guarantees it is no longer mapped.
@@ -111,7 +197,9 @@ impl FrameAllocator {
 
     /// Frames available (free list plus untouched).
     pub fn available(&self) -> u64 {
-        self.total.saturating_sub(self.used)
+        self.total
+            .saturating_sub(self.used)
+            .saturating_sub(self.top.taken() / PAGE)
     }
 
     /// All frames managed.
@@ -123,6 +211,26 @@ impl FrameAllocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_heap_and_the_bump_pointer_share_the_top_range() {
+        let mut f = FrameAllocator::new(&[PhysRange {
+            start: 0x10000,
+            end: 0x20000,
+        }]);
+        assert_eq!(f.available(), 16);
+        assert_eq!(f.top.take(0x4000), Some(0x1c000));
+        assert_eq!(f.available(), 12);
+        for _ in 0..12 {
+            assert!(f.alloc().is_some());
+        }
+        assert_eq!(f.alloc(), None, "the bump pointer stops at the heap");
+        assert_eq!(
+            f.top.take(0x1000),
+            None,
+            "the heap stops at the bump pointer"
+        );
+    }
 
     #[test]
     fn bumps_then_recycles() {

@@ -42,6 +42,16 @@ pub const EDESTADDRREQ: i64 = 89;
 pub const EMSGSIZE: i64 = 90;
 pub const EADDRINUSE: i64 = 98;
 pub const ENOTCONN: i64 = 107;
+pub const ENOPROTOOPT: i64 = 92;
+pub const ESOCKTNOSUPPORT: i64 = 94;
+pub const EADDRNOTAVAIL: i64 = 99;
+pub const ENETUNREACH: i64 = 101;
+pub const ECONNABORTED: i64 = 103;
+pub const ECONNRESET: i64 = 104;
+pub const EISCONN: i64 = 106;
+pub const ECONNREFUSED: i64 = 111;
+pub const EALREADY: i64 = 114;
+pub const EINPROGRESS: i64 = 115;
 
 /// The symbolic name of an errno, for traces.
 pub fn name(e: i64) -> &'static str {
@@ -88,6 +98,16 @@ pub fn name(e: i64) -> &'static str {
         EADDRINUSE => "EADDRINUSE",
         ENOTCONN => "ENOTCONN",
         EPROTONOSUPPORT => "EPROTONOSUPPORT",
+        ENOPROTOOPT => "ENOPROTOOPT",
+        ESOCKTNOSUPPORT => "ESOCKTNOSUPPORT",
+        EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        ENETUNREACH => "ENETUNREACH",
+        ECONNABORTED => "ECONNABORTED",
+        ECONNRESET => "ECONNRESET",
+        EISCONN => "EISCONN",
+        ECONNREFUSED => "ECONNREFUSED",
+        EALREADY => "EALREADY",
+        EINPROGRESS => "EINPROGRESS",
         _ => "E?",
     }
 }

@@ -91,6 +91,11 @@ impl VirtioNet {
         self.rx.enable_interrupts()
     }
 
+    /// Whether received frames wait in the ring.
+    pub fn rx_pending(&self) -> bool {
+        self.rx.has_used()
+    }
+
     fn offer_rx(&mut self, buf: u16) {
         let off = self.layout.rx_bufs + BUF_LEN * buf as usize;
         let b = Buffer {
