@@ -5,7 +5,9 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod hostnet;
 pub mod image;
+pub mod proxy;
 pub mod publish;
 pub mod rootfs;
 pub mod run;

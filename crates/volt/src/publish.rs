@@ -1,8 +1,7 @@
 //! Published ports, docker's `-p [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]`.
 //!
 //! Parsed and checked before any VM starts, so a typo costs one error line
-//! and nothing on the host. (The flag itself arrives with the networking
-//! work of issue 4; this is its parser.)
+//! and nothing on the host. The relaying is in `proxy`.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};

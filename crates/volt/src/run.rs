@@ -7,7 +7,8 @@ use anyhow::{bail, Result};
 use clap::Args;
 use optivolt_vmm::{NetConfig, Outcome, Vm, VmConfig};
 
-use crate::{image, size, LIBOS};
+use crate::publish::{self, PortMapping};
+use crate::{hostnet, image, proxy, size, LIBOS};
 
 #[derive(Args, Debug)]
 #[command(trailing_var_arg = true)]
@@ -45,6 +46,16 @@ pub struct RunArgs {
     /// The guest's default gateway.
     #[arg(long, value_name = "ADDR", requires = "ip")]
     pub gateway: Option<std::net::Ipv4Addr>,
+    /// Publish a guest port on the host, as docker does:
+    /// `[HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]` (repeatable). Without
+    /// `--net`, volt makes a tap of its own for it (needs root or
+    /// CAP_NET_ADMIN), removed when volt ends.
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[HOST_IP:]HOST_PORT:GUEST_PORT[/PROTO]"
+    )]
+    pub publish: Vec<PortMapping>,
     /// The static x86-64 Linux executable to run.
     pub binary: PathBuf,
     /// Arguments passed to the program.
@@ -82,7 +93,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     let (_, libos_end) = optivolt_vmm::builder::inspect_libos(LIBOS)?;
     let rootfs_len: u64 = app.rootfs_slices().iter().map(|p| p.len() as u64).sum();
     let mut need = optivolt_vmm::min_memory(libos_end, rootfs_len, app.load_size);
-    if a.net.is_some() {
+    if a.net.is_some() || !a.publish.is_empty() {
         need += optivolt_vmm::builder::net_region_size();
     }
     if a.memory < need {
@@ -94,6 +105,40 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         );
     }
     let kvm = optivolt_vmm::check_kvm()?;
+    // Published ports: host sockets first (a port in use stops us here),
+    // then the network the guest is reached on.
+    publish::check_unique(&a.publish).map_err(anyhow::Error::msg)?;
+    let bound = if a.publish.is_empty() {
+        None
+    } else {
+        Some(proxy::bind(&a.publish)?)
+    };
+    let auto = if bound.is_some() && a.net.is_none() {
+        Some(hostnet::choose()?)
+    } else {
+        None
+    };
+    let net = match (&a.net, &auto) {
+        (Some(tap), _) => {
+            let (ipv4, prefix) = a.ip.unwrap_or(([0; 4], 0));
+            Some(net_config(
+                tap,
+                ipv4,
+                prefix,
+                a.gateway.map_or([0; 4], |g| g.octets()),
+            ))
+        }
+        (None, Some(n)) => Some(net_config(
+            &n.tap,
+            n.guest.octets(),
+            hostnet::PREFIX,
+            n.host.octets(),
+        )),
+        (None, None) => None,
+    };
+    if bound.is_some() && net.as_ref().is_some_and(|n| n.ipv4 == [0; 4]) {
+        bail!("-p needs the guest's address: give --ip with --net");
+    }
 
     let mut argv = vec![a.binary.as_os_str().as_bytes().to_vec()];
     argv.extend(a.args.iter().map(|s| s.as_bytes().to_vec()));
@@ -109,19 +154,27 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         timing: a.timing,
         timeout,
         started,
-        net: a.net.as_ref().map(|tap| {
-            let (ipv4, prefix) = a.ip.unwrap_or(([0; 4], 0));
-            NetConfig {
-                tap: tap.clone(),
-                // Locally administered, derived from the address.
-                mac: [0x02, 0x6f, ipv4[0], ipv4[1], ipv4[2], ipv4[3]],
-                ipv4,
-                prefix,
-                gateway: a.gateway.map_or([0; 4], |g| g.octets()),
-            }
-        }),
+        net,
     };
-    let mut vm = Vm::create_with(kvm, &cfg)?;
+    let mut vm = Vm::create_with(kvm, &cfg).map_err(|e| {
+        if auto.is_some() {
+            anyhow::anyhow!("{e} (-p makes a tap for the guest, which needs root or CAP_NET_ADMIN; or attach one you made with --net tap:NAME --ip ADDR/PREFIX)")
+        } else {
+            e.into()
+        }
+    })?;
+    if let Some(n) = &auto {
+        hostnet::configure(&n.tap, n.host, hostnet::PREFIX).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot give the guest's tap {} the address {}: {e}",
+                n.tap,
+                n.host
+            )
+        })?;
+    }
+    if let (Some(b), Some(n)) = (bound, &cfg.net) {
+        proxy::spawn(b, std::net::Ipv4Addr::from(n.ipv4))?;
+    }
     let outcome = vm.run()?;
     drop(cfg);
     if !matches!(outcome, Outcome::Exited(_)) {
@@ -173,4 +226,15 @@ fn parse_cidr(s: &str) -> Result<([u8; 4], u8), String> {
         .filter(|p| (1..=32).contains(p))
         .ok_or_else(bad)?;
     Ok((a.octets(), p))
+}
+
+fn net_config(tap: &str, ipv4: [u8; 4], prefix: u8, gateway: [u8; 4]) -> NetConfig {
+    NetConfig {
+        tap: tap.to_owned(),
+        // Locally administered, derived from the address.
+        mac: [0x02, 0x6f, ipv4[0], ipv4[1], ipv4[2], ipv4[3]],
+        ipv4,
+        prefix,
+        gateway,
+    }
 }
