@@ -40,6 +40,19 @@ pub fn choose() -> Result<AutoNet> {
     bail!("no free /30 left in 10.213.0.0/16 for the guest's link")
 }
 
+/// Whether this process holds CAP_NET_ADMIN (needed to create a tap).
+pub fn may_create_taps() -> bool {
+    const CAP_NET_ADMIN: u32 = 12;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return true; // let the tap call itself say what is wrong
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_none_or(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
+}
+
 /// IPv4 addresses configured on this host's interfaces.
 fn host_addresses() -> Result<Vec<Ipv4Addr>> {
     let mut out = Vec::new();

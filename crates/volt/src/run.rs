@@ -55,7 +55,7 @@ pub struct RunArgs {
         long = "publish",
         value_name = "[HOST_IP:]HOST_PORT:GUEST_PORT[/PROTO]"
     )]
-    pub publish: Vec<PortMapping>,
+    pub publish: Vec<String>,
     /// The static x86-64 Linux executable to run.
     pub binary: PathBuf,
     /// Arguments passed to the program.
@@ -107,16 +107,25 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     let kvm = optivolt_vmm::check_kvm()?;
     // Published ports: host sockets first (a port in use stops us here),
     // then the network the guest is reached on.
-    publish::check_unique(&a.publish).map_err(anyhow::Error::msg)?;
-    let bound = if a.publish.is_empty() {
-        None
-    } else {
-        Some(proxy::bind(&a.publish)?)
-    };
-    let auto = if bound.is_some() && a.net.is_none() {
+    let maps = a
+        .publish
+        .iter()
+        .map(|p| p.parse::<PortMapping>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    publish::check_unique(&maps).map_err(anyhow::Error::msg)?;
+    let auto = if !maps.is_empty() && a.net.is_none() {
+        if !hostnet::may_create_taps() {
+            bail!("-p needs root or CAP_NET_ADMIN: volt creates a tap for the guest (a rootless backend comes later; or attach a tap you made with --net tap:NAME --ip ADDR/PREFIX)");
+        }
         Some(hostnet::choose()?)
     } else {
         None
+    };
+    let bound = if maps.is_empty() {
+        None
+    } else {
+        Some(proxy::bind(&maps)?)
     };
     let net = match (&a.net, &auto) {
         (Some(tap), _) => {
@@ -156,13 +165,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         started,
         net,
     };
-    let mut vm = Vm::create_with(kvm, &cfg).map_err(|e| {
-        if auto.is_some() {
-            anyhow::anyhow!("{e} (-p makes a tap for the guest, which needs root or CAP_NET_ADMIN; or attach one you made with --net tap:NAME --ip ADDR/PREFIX)")
-        } else {
-            e.into()
-        }
-    })?;
+    let mut vm = Vm::create_with(kvm, &cfg)?;
     if let Some(n) = &auto {
         hostnet::configure(&n.tap, n.host, hostnet::PREFIX).map_err(|e| {
             anyhow::anyhow!(

@@ -4,64 +4,11 @@
 
 mod common;
 
-use std::io;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::net::{boot_on_tap, in_private_netns, ip};
 use common::{kvm_available, program, volt};
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// Runs `f` on a thread moved into a new network namespace; the processes
-/// it starts inherit it. Returns false (after one loud line) if that is not
-/// allowed here.
-fn in_private_netns(test: &str, f: impl FnOnce() + Send + 'static) -> bool {
-    let test = test.to_owned();
-    std::thread::spawn(move || {
-        // SAFETY: takes no pointers; moves only this thread.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            eprintln!(
-                "=== SKIPPED {test}: cannot create a network namespace ({}); run the tests as root ===",
-                io::Error::last_os_error()
-            );
-            return false;
-        }
-        f();
-        true
-    })
-    .join()
-    .expect("test thread")
-}
-
-/// Starts `program` as a unikernel on tap `tap` (guest 10.0.7.2/24), waits
-/// for volt to create the tap, and gives the host side 10.0.7.1/24.
-fn boot_on_tap(tap: &str, program: &Path, volt_args: &[&str], args: &[&str]) -> Child {
-    let guest = volt()
-        .args(["run", "--net", &format!("tap:{tap}"), "--ip", "10.0.7.2/24"])
-        .args(volt_args)
-        .arg(program)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The tap exists once volt has opened it.
-    let t = Instant::now();
-    while !ip(&["link", "show", tap]) {
-        assert!(t.elapsed() < Duration::from_secs(5), "no tap after 5 s");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(ip(&["addr", "add", "10.0.7.1/24", "dev", tap]));
-    assert!(ip(&["link", "set", tap, "up"]));
-    guest
-}
 
 #[test]
 fn the_guest_answers_ping_through_its_tap() {

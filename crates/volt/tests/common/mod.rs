@@ -2,6 +2,8 @@
 //! running them natively and under `volt`, skipping VM tests without KVM.
 #![allow(dead_code)]
 
+pub mod net;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -40,7 +42,8 @@ fn build(cmd: &mut Command, what: &str) {
 }
 
 /// Builds (once per test binary) and returns the path of a test program.
-/// `kind`: "musl" (musl-gcc -static), "glibc" (gcc -static), "dyn" (gcc, dynamic), "rust" (rustc +crt-static).
+/// `kind`: "musl" (musl-gcc -static), "glibc" (gcc -static), "dyn" (gcc, dynamic), "rust" (rustc +crt-static),
+/// "go" (a directory with main.go), "cargo" (a directory with a Cargo project).
 pub fn program(name: &str, kind: &str) -> PathBuf {
     static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
     let _g = LOCK
@@ -103,6 +106,34 @@ pub fn program(name: &str, kind: &str) -> PathBuf {
                     .env("GOFLAGS", "-buildvcs=false"),
                 name,
             )
+        }
+        "cargo" => {
+            // A Cargo project of its own (its lock file pins the crates),
+            // linked statically.
+            let dir = programs_dir().join(name);
+            let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-target"));
+            build(
+                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                    .args([
+                        "build",
+                        "--release",
+                        "--locked",
+                        "--target",
+                        "x86_64-unknown-linux-gnu",
+                    ])
+                    .arg("--manifest-path")
+                    .arg(dir.join("Cargo.toml"))
+                    .arg("--target-dir")
+                    .arg(&target)
+                    .env("RUSTFLAGS", "-C target-feature=+crt-static")
+                    .env_remove("CARGO_ENCODED_RUSTFLAGS"),
+                name,
+            );
+            std::fs::copy(
+                target.join("x86_64-unknown-linux-gnu/release").join(name),
+                &tmp,
+            )
+            .expect("copy the built program");
         }
         _ => panic!("unknown program kind {kind}"),
     }

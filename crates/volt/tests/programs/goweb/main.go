@@ -2,7 +2,8 @@
 //
 //	goweb serve ADDR      serve until killed: / says hello, /echo returns
 //	                      the request body, /bytes?n=N streams N bytes,
-//	                      /sha256 returns the SHA-256 of the request body
+//	                      /sha256 returns the SHA-256 of the request body,
+//	                      /exit ends the process at once (status 3)
 //	goweb get URL         fetch URL, print status and body
 //	goweb self            serve on 127.0.0.1:0 and fetch from itself
 package main
@@ -22,6 +23,9 @@ func handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello from goweb\n")
+	})
+	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
+		os.Exit(3)
 	})
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(w, r.Body)
