@@ -93,7 +93,7 @@ pub fn is_inet(k: &mut Kernel, fd: u64) -> bool {
 
 /// Reads a `sockaddr_in`.
 pub fn read_addr(k: &mut Kernel, addr: u64, len: u64) -> Result<IpEndpoint, i64> {
-    if len < 16 || len > 128 {
+    if !(16..=128).contains(&len) {
         return Err(EINVAL);
     }
     let raw: [u8; 16] = k.mem.read_obj(addr)?;

@@ -167,7 +167,7 @@ impl Stack {
             let refilled = tcp::maintain(self);
             let held = self.eth.as_ref().is_some_and(|e| e.dev.holding()) || self.lo.dev.holding();
             let looped = self.lo.dev.pending();
-            if !(looped && progress) && !(held && refilled) {
+            if !(looped && progress || held && refilled) {
                 break;
             }
         }

@@ -114,7 +114,7 @@ pub struct Table {
     orphans: Vec<(Sock, i64)>,
 }
 
-fn sock_mut<'a>(s: &'a mut Stack, k: Sock) -> &'a mut tcp::Socket<'static> {
+fn sock_mut(s: &mut Stack, k: Sock) -> &mut tcp::Socket<'static> {
     // A `Sock` of the TCP table always names a TCP socket of a set that
     // exists (sockets on the device are only made when it is there).
     match s.set(k.net) {

@@ -22,7 +22,7 @@ pub struct Table {
     peers: BTreeMap<Sock, IpEndpoint>,
 }
 
-fn sock_mut<'a>(s: &'a mut Stack, k: Sock) -> Result<&'a mut udp::Socket<'static>, i64> {
+fn sock_mut(s: &mut Stack, k: Sock) -> Result<&mut udp::Socket<'static>, i64> {
     Ok(s.set(k.net).ok_or(EINVAL)?.get_mut::<udp::Socket>(k.h))
 }
 
