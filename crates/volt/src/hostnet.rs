@@ -109,14 +109,26 @@ fn sockaddr(a: Ipv4Addr) -> libc::sockaddr {
     unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
 }
 
-/// Gives tap `name` the address `addr/prefix` and brings it up.
-pub fn configure(name: &str, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
+/// Brings interface `name` up (e.g. the loopback of a fresh namespace).
+pub fn set_up(name: &str) -> io::Result<()> {
+    with_inet_socket(|run| {
+        let mut r = ifreq(name);
+        run(libc::SIOCGIFFLAGS, &mut r)?;
+        // SAFETY: SIOCGIFFLAGS filled the flags member.
+        unsafe { r.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+        run(libc::SIOCSIFFLAGS, &mut r)
+    })
+}
+
+type Ioctl<'a> = &'a dyn Fn(libc::c_ulong, &mut libc::ifreq) -> io::Result<()>;
+
+/// Runs `f` with an ioctl runner on a fresh AF_INET socket.
+fn with_inet_socket(f: impl FnOnce(Ioctl<'_>) -> io::Result<()>) -> io::Result<()> {
     // SAFETY: a plain socket call; the descriptor is closed below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mask = Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0));
     let run = |req: libc::c_ulong, r: &mut libc::ifreq| -> io::Result<()> {
         // SAFETY: the SIOC*IF* requests read or write one `struct ifreq`,
         // which `r` is.
@@ -125,20 +137,23 @@ pub fn configure(name: &str, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
         }
         Ok(())
     };
-    let result = (|| {
+    let result = f(&run);
+    // SAFETY: `fd` is ours and closed once.
+    unsafe { libc::close(fd) };
+    result
+}
+
+/// Gives tap `name` the address `addr/prefix` and brings it up.
+pub fn configure(name: &str, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    let mask = Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0));
+    with_inet_socket(|run| {
         let mut r = ifreq(name);
         r.ifr_ifru.ifru_addr = sockaddr(addr);
         run(libc::SIOCSIFADDR, &mut r)?;
         let mut r = ifreq(name);
         r.ifr_ifru.ifru_netmask = sockaddr(mask);
         run(libc::SIOCSIFNETMASK, &mut r)?;
-        let mut r = ifreq(name);
-        run(libc::SIOCGIFFLAGS, &mut r)?;
-        // SAFETY: SIOCGIFFLAGS filled the flags member.
-        unsafe { r.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-        run(libc::SIOCSIFFLAGS, &mut r)
-    })();
-    // SAFETY: `fd` is ours and closed once.
-    unsafe { libc::close(fd) };
-    result
+        Ok(())
+    })?;
+    set_up(name)
 }

@@ -17,13 +17,13 @@ fn the_guest_answers_ping_through_its_tap() {
     }
     let sleeper = program("sleeper", "musl");
     in_private_netns("the_guest_answers_ping_through_its_tap", move || {
-        let mut guest = boot_on_tap("ovping0", &sleeper, &[], &["3"]);
+        let guest = boot_on_tap("ovping0", &sleeper, &[], &["3"]);
         let ping = Command::new("ping")
             .args(["-c", "3", "-i", "0.2", "-W", "2", "10.0.7.2"])
             .output()
             .expect("run ping (the README's test command installs iputils-ping)");
         let out = String::from_utf8_lossy(&ping.stdout);
-        let st = guest.wait().unwrap();
+        let st = guest.wait();
         assert!(ping.status.success(), "{out}");
         assert!(out.contains("3 received"), "{out}");
         assert!(st.success(), "{st}");
@@ -118,7 +118,7 @@ fn a_udp_echo_server_in_the_guest_answers_the_host() {
                 };
                 assert_eq!(String::from_utf8_lossy(&buf[..n]), format!("echo: {msg}"));
             }
-            let out = guest.wait_with_output().unwrap();
+            let out = guest.wait_with_output();
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert!(
                 out.status.success(),
@@ -155,7 +155,7 @@ fn a_connected_udp_client_in_the_guest_reaches_the_host() {
             assert_eq!(&buf[..n], b"hello");
             assert_eq!(from.ip().to_string(), "10.0.7.2");
             sock.send_to(b"world", from).unwrap();
-            let out = guest.wait_with_output().unwrap();
+            let out = guest.wait_with_output();
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert!(
                 out.status.success(),

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::net::{
@@ -18,14 +18,6 @@ const WEB: &str = "127.0.0.1:8080";
 
 fn web() -> SocketAddr {
     WEB.parse().expect("address")
-}
-
-/// Stops volt with `sig` and waits for it; returns its exit status code.
-fn stop(mut v: Child, sig: i32) -> Option<i32> {
-    // SAFETY: signals our own child.
-    unsafe { libc::kill(v.id() as i32, sig) };
-    let status = v.wait().expect("wait for volt");
-    status.code()
 }
 
 /// Nothing of the VM is left: no tap, the host port is free again.
@@ -64,7 +56,7 @@ fn serves_through_p(
             assert_eq!(String::from_utf8_lossy(&resp.body), greeting);
         }
         drop((s, r));
-        assert_eq!(stop(v, libc::SIGTERM), None, "volt ends by the signal");
+        assert_eq!(v.stop(libc::SIGTERM), None, "volt ends by the signal");
         assert_clean(8080);
     });
 }
@@ -130,7 +122,7 @@ fn a_go_http_client_in_the_guest_fetches_from_the_host() {
             c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\nConnection: close\r\n\r\nhello from host")
             .expect("answer");
             drop(c);
-            let out = v.wait_with_output().expect("volt");
+            let out = v.wait_with_output();
             assert_eq!(
                 String::from_utf8_lossy(&out.stdout),
                 "200 hello from host",
@@ -164,7 +156,7 @@ fn udp_is_published_too() {
             assert!(t.elapsed() < Duration::from_secs(20), "no UDP echo");
         };
         assert_eq!(&buf[..n], b"echo: ping over -p");
-        assert_eq!(stop(v, libc::SIGINT), None);
+        assert_eq!(v.stop(libc::SIGINT), None);
         assert!(links().is_empty(), "left behind: {:?}", links());
     });
 }
@@ -234,7 +226,7 @@ fn a_thousand_connections_with_ten_keep_alive_requests_each() {
                 &errors[..errors.len().min(3)]
             );
             assert_eq!(answered, CONNS * 10);
-            assert_eq!(stop(v, libc::SIGTERM), None);
+            assert_eq!(v.stop(libc::SIGTERM), None);
             assert_clean(8080);
         },
     );
@@ -282,7 +274,7 @@ fn two_hundred_fifty_six_mib_each_way_arrive_intact() {
             assert_eq!(r.body.len(), N);
             let want: Vec<u8> = pattern(N).collect();
             assert_eq!(hex(&Sha256::digest(&r.body)), hex(&Sha256::digest(&want)));
-            assert_eq!(stop(v, libc::SIGTERM), None);
+            assert_eq!(v.stop(libc::SIGTERM), None);
             assert_clean(8080);
         },
     );
@@ -302,7 +294,7 @@ fn a_guest_that_ends_abruptly_leaves_the_host_clean() {
         "a_guest_that_ends_abruptly_leaves_the_host_clean",
         move || {
             let p = goweb.to_str().expect("path").to_owned();
-            let mut v = spawn_volt(&["-p", "127.0.0.1:8080:8080", &p, "serve", ":8080"]);
+            let v = spawn_volt(&["-p", "127.0.0.1:8080:8080", &p, "serve", ":8080"]);
             wait_for_http(web(), "/", Duration::from_secs(20));
             // Connections open, one mid-request, when the guest exits.
             let mut idle = TcpStream::connect(web()).expect("connect");
@@ -312,7 +304,7 @@ fn a_guest_that_ends_abruptly_leaves_the_host_clean() {
             )
             .expect("partial request");
             let _ = http(web(), "GET", "/exit", b"");
-            let status = v.wait().expect("volt");
+            let status = v.wait();
             assert_eq!(status.code(), Some(3), "the guest's exit status");
             let mut buf = [0u8; 16];
             idle.set_read_timeout(Some(Duration::from_secs(5)))

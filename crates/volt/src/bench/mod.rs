@@ -2,6 +2,7 @@
 //! baselines measured in the same run (never pass/fail timings).
 mod abi;
 mod boot;
+mod net;
 mod stats;
 
 use anyhow::Result;
@@ -19,11 +20,15 @@ enum Bench {
     Boot(boot::BootArgs),
     /// System-call and futex round trips, Go boot, smallest memory.
     Abi(abi::AbiArgs),
+    /// A Go web server under wrk: as a process vs. as a unikernel behind -p;
+    /// time to the first answer, idle CPU and memory (root; needs wrk, go).
+    Net(net::NetArgs),
 }
 
 pub fn bench(a: BenchArgs) -> Result<i32> {
     match a.what {
         Bench::Boot(b) => boot::run(b),
         Bench::Abi(b) => abi::run(b),
+        Bench::Net(b) => net::run(b),
     }
 }

@@ -44,16 +44,18 @@ pub fn in_private_netns(test: &str, f: impl FnOnce() + Send + 'static) -> bool {
 
 /// Starts `program` as a unikernel on tap `tap` (guest 10.0.7.2/24), waits
 /// for volt to create the tap, and gives the host side 10.0.7.1/24.
-pub fn boot_on_tap(tap: &str, program: &Path, volt_args: &[&str], args: &[&str]) -> Child {
-    let guest = volt()
-        .args(["run", "--net", &format!("tap:{tap}"), "--ip", "10.0.7.2/24"])
-        .args(volt_args)
-        .arg(program)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+pub fn boot_on_tap(tap: &str, program: &Path, volt_args: &[&str], args: &[&str]) -> Volt {
+    let guest = Volt(Some(
+        volt()
+            .args(["run", "--net", &format!("tap:{tap}"), "--ip", "10.0.7.2/24"])
+            .args(volt_args)
+            .arg(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
     // The tap exists once volt has opened it.
     let t = Instant::now();
     while !ip(&["link", "show", tap]) {
@@ -166,15 +168,58 @@ pub fn links() -> Vec<String> {
         .collect()
 }
 
+/// A running `volt`, killed if the test ends (or panics) without stopping
+/// it, so a failing test leaves no VM behind.
+pub struct Volt(Option<Child>);
+
+impl Volt {
+    /// Sends `sig` and waits; the exit status code (`None`: killed by it).
+    pub fn stop(mut self, sig: i32) -> Option<i32> {
+        let mut c = self.0.take().expect("running");
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(c.id() as i32, sig) };
+        c.wait().expect("wait for volt").code()
+    }
+
+    /// Waits for volt to end by itself.
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        self.0
+            .take()
+            .expect("running")
+            .wait()
+            .expect("wait for volt")
+    }
+
+    /// Waits for volt to end by itself, collecting its output.
+    pub fn wait_with_output(mut self) -> std::process::Output {
+        self.0
+            .take()
+            .expect("running")
+            .wait_with_output()
+            .expect("wait for volt")
+    }
+}
+
+impl Drop for Volt {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Starts `volt run` with `args` (stdout and stderr piped).
-pub fn spawn_volt(args: &[&str]) -> Child {
-    volt()
-        .arg("run")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start volt")
+pub fn spawn_volt(args: &[&str]) -> Volt {
+    Volt(Some(
+        volt()
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start volt"),
+    ))
 }
 
 /// Whether `path` exists (for programs given by path).

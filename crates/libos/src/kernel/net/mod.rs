@@ -173,9 +173,22 @@ impl Stack {
         }
         if changed {
             self.generation = self.generation.wrapping_add(1);
+            tcp::refresh(self);
         }
         self.flush();
         changed
+    }
+
+    /// Sends what sockets on `net` queued, without taking anything in (after
+    /// a write). The loopback needs the whole round trip.
+    fn push(&mut self, net: Net) {
+        match (net, self.eth.as_mut()) {
+            (Net::Eth, Some(e)) => {
+                e.iface.poll_egress(now(), &mut e.dev, &mut e.sockets);
+                self.flush();
+            }
+            _ => poll_and_wake(self),
+        }
     }
 
     /// Tells the device about queued frames (one doorbell per batch).

@@ -102,6 +102,34 @@ pub struct TcpSock {
     shut_rd: bool,
     /// When the active open started (to tell a refusal from a time-out).
     since: i64,
+    /// Bumped when the socket's readiness may have changed (epoll edges).
+    generation: u64,
+    /// What the last look at the socket saw (see [`refresh`]).
+    snap: Snap,
+}
+
+/// The parts of a socket's state its readiness depends on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Snap {
+    state: u8,
+    recv_queue: usize,
+    send_queue: usize,
+    ready: usize,
+}
+
+impl TcpSock {
+    fn new(local: Option<(Option<Ipv4Address>, u16)>, state: State, opts: Opts) -> Self {
+        Self {
+            local,
+            state,
+            opts,
+            error: 0,
+            shut_rd: false,
+            since: 0,
+            generation: 0,
+            snap: Snap::default(),
+        }
+    }
 }
 
 /// The TCP sockets of the stack.
@@ -155,17 +183,9 @@ pub fn open() -> Result<Id, i64> {
     with_stack(|s| {
         let id = s.tcp.next;
         s.tcp.next = s.tcp.next.wrapping_add(1);
-        s.tcp.socks.insert(
-            id,
-            TcpSock {
-                local: None,
-                state: State::Fresh,
-                opts: Opts::default(),
-                error: 0,
-                shut_rd: false,
-                since: 0,
-            },
-        );
+        s.tcp
+            .socks
+            .insert(id, TcpSock::new(None, State::Fresh, Opts::default()));
         Ok(id)
     })
 }
@@ -305,20 +325,13 @@ pub fn accept(id: Id) -> Result<(Id, IpEndpoint), i64> {
         });
         let nid = s.tcp.next;
         s.tcp.next = s.tcp.next.wrapping_add(1);
-        s.tcp.socks.insert(
-            nid,
-            TcpSock {
-                local,
-                state: State::Stream {
-                    sock: k,
-                    connecting: false,
-                },
-                opts,
-                error: 0,
-                shut_rd: false,
-                since: 0,
-            },
-        );
+        let state = State::Stream {
+            sock: k,
+            connecting: false,
+        };
+        s.tcp.socks.insert(nid, TcpSock::new(local, state, opts));
+        resnap(s, id);
+        resnap(s, nid);
         Ok((nid, peer))
     })
 }
@@ -465,9 +478,11 @@ pub fn send(id: Id, data: &[u8]) -> Result<usize, i64> {
         }
         let n = sk.send_slice(data).map_err(|_| EPIPE)?;
         if n == 0 && !data.is_empty() {
+            resnap(s, id);
             return Err(EAGAIN);
         }
-        poll_and_wake(s);
+        s.push(k.net);
+        resnap(s, id);
         Ok(n)
     })
 }
@@ -481,22 +496,26 @@ pub fn recv(id: Id, buf: &mut [u8], peek: bool) -> Result<usize, i64> {
             return Ok(0);
         }
         let sk = sock_mut(s, k);
+        // A buffer more than half full may have closed the peer's window.
+        let was_full = sk.recv_queue() * 2 > sk.recv_capacity();
         let r = if peek {
             sk.peek_slice(buf)
         } else {
             sk.recv_slice(buf)
         };
+        let st = sk.state();
+        resnap(s, id);
         match r {
             Ok(0) if !buf.is_empty() => Err(EAGAIN),
             Ok(n) => {
-                if !peek {
-                    // The window opened: let the peer know soon.
-                    poll_and_wake(s);
+                if was_full && !peek {
+                    // The window opened: tell the peer now.
+                    s.push(k.net);
                 }
                 Ok(n)
             }
             Err(tcp::RecvError::Finished) => Ok(0),
-            Err(tcp::RecvError::InvalidState) => match sk.state() {
+            Err(tcp::RecvError::InvalidState) => match st {
                 TcpState::SynSent | TcpState::SynReceived => Err(EAGAIN),
                 TcpState::Closed if connecting => Err(ENOTCONN),
                 _ => Err(ECONNRESET),
@@ -532,9 +551,8 @@ pub fn readiness(id: Id) -> (u32, u64) {
     const POLLWRNORM: u32 = 0x100;
     const POLLRDHUP: u32 = 0x2000;
     with_stack(|s| {
-        let g = s.generation;
         let me = get(s, id)?;
-        let (error, shut_rd) = (me.error, me.shut_rd);
+        let (error, shut_rd, g) = (me.error, me.shut_rd, me.generation);
         let m = match &me.state {
             State::Fresh => POLLOUT | POLLWRNORM | POLLHUP,
             State::Listening(l) => {
@@ -737,6 +755,52 @@ fn reap_orphans(s: &mut Stack) {
                 s.tcp.orphans.push((k, since));
             }
             _ => s.tcp.orphans.push((k, since)),
+        }
+    }
+}
+
+fn snap_of(s: &mut Stack, id: Id) -> Option<Snap> {
+    let me = s.tcp.socks.get(&id)?;
+    Some(match &me.state {
+        State::Fresh => Snap::default(),
+        State::Listening(l) => Snap {
+            ready: l.ready.len() + 1,
+            ..Snap::default()
+        },
+        State::Stream { sock, .. } => {
+            let k = *sock;
+            let sk = sock_mut(s, k);
+            Snap {
+                state: sk.state() as u8 + 1,
+                recv_queue: sk.recv_queue(),
+                send_queue: sk.send_queue(),
+                ready: 0,
+            }
+        }
+    })
+}
+
+/// Records what the application just saw of socket `id` (after it read or
+/// wrote), so the next change the stack makes counts as a new edge.
+fn resnap(s: &mut Stack, id: Id) {
+    if let Some(n) = snap_of(s, id) {
+        if let Some(me) = s.tcp.socks.get_mut(&id) {
+            me.snap = n;
+        }
+    }
+}
+
+/// After a poll that changed sockets: bumps the generation of every socket
+/// whose state differs from what was last seen (per-socket epoll edges).
+pub(super) fn refresh(s: &mut Stack) {
+    let ids: Vec<Id> = s.tcp.socks.keys().copied().collect();
+    for id in ids {
+        let Some(n) = snap_of(s, id) else { continue };
+        if let Some(me) = s.tcp.socks.get_mut(&id) {
+            if me.snap != n {
+                me.snap = n;
+                me.generation = me.generation.wrapping_add(1);
+            }
         }
     }
 }

@@ -1,0 +1,325 @@
+//! `volt bench net`: the same Go net/http server as a Linux process on the
+//! loopback and as a unikernel behind `-p`, loaded by `wrk` in one run
+//! (requests/s, p50/p99 latency, the ratio); time from `volt run` to the
+//! first HTTP answer; host CPU and memory of the idle server unikernel.
+//! Runs inside a network namespace of its own (needs root).
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use super::stats::{ms, Summary};
+use crate::hostnet;
+
+const GOWEB: &str = include_str!("../../tests/programs/goweb/main.go");
+
+#[derive(Args, Debug)]
+pub struct NetArgs {
+    /// wrk rounds per server (alternating native and unikernel).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Seconds each wrk round lasts.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Concurrent connections wrk keeps open.
+    #[arg(long, default_value_t = 64)]
+    connections: u32,
+    /// Boots measured for the time to the first HTTP answer.
+    #[arg(long, default_value_t = 10)]
+    first_runs: usize,
+    /// Seconds the idle server is watched for CPU use.
+    #[arg(long, default_value_t = 10)]
+    idle: u64,
+}
+
+pub fn run(a: NetArgs) -> Result<i32> {
+    let dir = std::env::temp_dir().join(format!("volt-bench-net-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let r = run_in(&a, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+fn build_goweb(dir: &Path) -> Result<PathBuf> {
+    let src = dir.join("goweb");
+    std::fs::create_dir_all(&src)?;
+    std::fs::write(src.join("main.go"), GOWEB)?;
+    let bin = dir.join("goweb-bin");
+    let st = Command::new("go")
+        .args(["build", "-trimpath", "-o"])
+        .arg(&bin)
+        .arg("main.go")
+        .current_dir(&src)
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", dir.join("gocache"))
+        .env("HOME", dir)
+        .env("GOFLAGS", "-buildvcs=false")
+        .status()
+        .context("cannot run go (apt-get install golang-go)")?;
+    if !st.success() {
+        bail!("building the Go web server failed");
+    }
+    Ok(bin)
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(addr: SocketAddr) -> std::io::Result<()> {
+    let mut s = TcpStream::connect(addr)?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    if buf.starts_with(b"HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("bad answer"))
+    }
+}
+
+/// Starts `cmd` and waits for its first HTTP answer on `addr`: the server
+/// and the time that took.
+fn start(mut cmd: Command, addr: SocketAddr) -> Result<(Server, Duration)> {
+    let t = Instant::now();
+    let s = Server(
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start the server")?,
+    );
+    loop {
+        if get(addr).is_ok() {
+            return Ok((s, t.elapsed()));
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            bail!("no answer from {addr} after 20 s");
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// One wrk round: (requests/s, p50, p99).
+fn wrk(a: &NetArgs, addr: SocketAddr) -> Result<(f64, Duration, Duration)> {
+    let out = Command::new("wrk")
+        .args(["-t", "2", "-c", &a.connections.to_string()])
+        .args([
+            "-d",
+            &format!("{}s", a.duration),
+            "--latency",
+            "--timeout",
+            "5s",
+        ])
+        .arg(format!("http://{addr}/"))
+        .output()
+        .context("cannot run wrk (apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("wrk failed: {text}");
+    }
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output: {text}"))?;
+    let pct = |p: &str| -> Result<Duration> {
+        let v = text
+            .lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(p))
+            .map(str::trim)
+            .with_context(|| format!("no {p} latency in wrk's output"))?;
+        parse_wrk_time(v).with_context(|| format!("latency '{v}'"))
+    };
+    if let Some(e) = text
+        .lines()
+        .find(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
+    {
+        eprintln!("  wrk: {}", e.trim());
+    }
+    Ok((rps, pct("50%")?, pct("99%")?))
+}
+
+/// wrk's "123.45us", "1.20ms", "2.00s".
+fn parse_wrk_time(v: &str) -> Option<Duration> {
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
+    let x: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "us" => x / 1e6,
+        "ms" => x / 1e3,
+        "s" => x,
+        "m" => x * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// CPU time (user + system) of process `pid` so far.
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').map(|x| x.1).context("stat")?;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(Duration::from_secs_f64(ticks as f64 / hz as f64))
+}
+
+/// Resident memory of process `pid`, KiB.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+fn run_in(a: &NetArgs, dir: &Path) -> Result<i32> {
+    if a.runs == 0 || a.first_runs == 0 {
+        bail!("--runs and --first-runs must be at least 1");
+    }
+    let volt = std::env::current_exe()?;
+    let web = build_goweb(dir)?;
+    Command::new("wrk")
+        .arg("--version")
+        .output()
+        .context("cannot run wrk (apt-get install wrk)")?;
+    // A network namespace of our own: the servers, the tap and wrk live
+    // there, nothing touches the machine's network.
+    // SAFETY: takes no pointers; affects this process (single-threaded now)
+    // and the children it starts.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        bail!(
+            "cannot create a network namespace ({}); volt bench net needs root",
+            std::io::Error::last_os_error()
+        );
+    }
+    hostnet::set_up("lo").context("bring the namespace's loopback up")?;
+
+    let native_addr: SocketAddr = "127.0.0.1:18080".parse()?;
+    let uk_addr: SocketAddr = "127.0.0.1:18081".parse()?;
+    let native_cmd = || {
+        let mut c = Command::new(&web);
+        c.args(["serve", "127.0.0.1:18080"]);
+        c
+    };
+    let uk_cmd = |port: u16| {
+        let mut c = Command::new(&volt);
+        c.args(["run", "--memory", "256M", "-p"])
+            .arg(format!("127.0.0.1:{port}:8080"))
+            .arg(&web)
+            .args(["serve", ":8080"]);
+        c
+    };
+
+    // Time to the first answer, and the same for the process.
+    let mut first_uk = Vec::new();
+    let mut first_native = Vec::new();
+    for _ in 0..a.first_runs {
+        first_native.push(start(native_cmd(), native_addr)?.1);
+        first_uk.push(start(uk_cmd(18081), uk_addr)?.1);
+    }
+    let fu = Summary::of(&first_uk);
+    let fnat = Summary::of(&first_native);
+    println!(
+        "time from start to the first HTTP 200, ms: median (min..max) of {}",
+        a.first_runs
+    );
+    println!(
+        "  {:<28} {:>9} ({}..{})",
+        "Go server as a process",
+        ms(fnat.median),
+        ms(fnat.min),
+        ms(fnat.max)
+    );
+    println!(
+        "  {:<28} {:>9} ({}..{})",
+        "Go server, volt run -p",
+        ms(fu.median),
+        ms(fu.min),
+        ms(fu.max)
+    );
+
+    // Idle CPU and memory of the unikernel server.
+    let (uk, _) = start(uk_cmd(18081), uk_addr)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = uk.0.id();
+    let c0 = cpu_time(pid)?;
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(a.idle));
+    let cpu = (cpu_time(pid)? - c0).as_secs_f64() / t0.elapsed().as_secs_f64() * 100.0;
+    let rss = rss_kib(pid)?;
+    let (native, _) = start(native_cmd(), native_addr)?;
+    let native_rss = rss_kib(native.0.id())?;
+    println!("idle server over {} s: host CPU {:.2}% of a core; RSS of the monitor {:.1} MiB (the Go process alone: {:.1} MiB)",
+        a.idle, cpu, rss as f64 / 1024.0, native_rss as f64 / 1024.0);
+
+    // Load.
+    let mut rn = Vec::new();
+    let mut ru = Vec::new();
+    for _ in 0..a.runs {
+        rn.push(wrk(a, native_addr)?);
+        ru.push(wrk(a, uk_addr)?);
+    }
+    let rss_loaded = rss_kib(pid)?;
+    drop(uk);
+    drop(native);
+    let med = |v: &[(f64, Duration, Duration)], f: fn(&(f64, Duration, Duration)) -> f64| {
+        let mut x: Vec<f64> = v.iter().map(f).collect();
+        x.sort_by(|a, b| a.total_cmp(b));
+        (x[x.len() / 2], x[0], x[x.len() - 1])
+    };
+    println!(
+        "wrk -t2 -c{} -d{}s, {} rounds each (alternating): median (min..max)",
+        a.connections, a.duration, a.runs
+    );
+    println!(
+        "  {:<28} {:>22} {:>22} {:>22}",
+        "", "requests/s", "p50 latency, ms", "p99 latency, ms"
+    );
+    for (label, v) in [
+        ("Go server as a process", &rn),
+        ("Go server, volt run -p", &ru),
+    ] {
+        let (r, rlo, rhi) = med(v, |x| x.0);
+        let (p50, p50lo, p50hi) = med(v, |x| x.1.as_secs_f64() * 1e3);
+        let (p99, p99lo, p99hi) = med(v, |x| x.2.as_secs_f64() * 1e3);
+        println!(
+            "  {label:<28} {:>22} {:>22} {:>22}",
+            format!("{r:.0} ({rlo:.0}..{rhi:.0})"),
+            format!("{p50:.3} ({p50lo:.3}..{p50hi:.3})"),
+            format!("{p99:.3} ({p99lo:.3}..{p99hi:.3})"),
+        );
+    }
+    let ratio = med(&ru, |x| x.0).0 / med(&rn, |x| x.0).0;
+    println!("  unikernel / process requests/s: {ratio:.2}x (target >= 0.8x)");
+    println!(
+        "  RSS of the monitor after the load: {:.1} MiB",
+        rss_loaded as f64 / 1024.0
+    );
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_times_parse() {
+        assert_eq!(parse_wrk_time("250.00us"), Some(Duration::from_micros(250)));
+        assert_eq!(parse_wrk_time("1.50ms"), Some(Duration::from_micros(1500)));
+        assert_eq!(parse_wrk_time("2.00s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_wrk_time("abc"), None);
+    }
+}
