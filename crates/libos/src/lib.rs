@@ -18,6 +18,7 @@ pub mod rand;
 pub mod syscall;
 pub mod time;
 pub mod util;
+pub mod vdso;
 
 #[cfg(feature = "guest")]
 pub mod arch;

@@ -269,3 +269,34 @@ fn tcp_over_the_in_guest_loopback_behaves_as_natively() {
         assert_same(&n, &unikernel(&p, &[], &[], &[]));
     }
 }
+
+#[test]
+fn the_vdso_answers_clocks_without_system_calls() {
+    if !kvm_available("the_vdso_answers_clocks_without_system_calls") {
+        return;
+    }
+    for kind in ["musl", "glibc"] {
+        let p = program("vdso", kind);
+        assert_same(&native(&p, &[], &[]), &unikernel(&p, &[], &[], &[]));
+        // 100,000 clock reads, none of them a trap (the trace shows only
+        // the one deliberate system call and the CPU-time fallback).
+        let traced = unikernel(&p, &["--trace-syscalls"], &[], &[]);
+        let calls = String::from_utf8_lossy(&traced.stderr)
+            .lines()
+            .filter(|l| l.starts_with("clock_gettime("))
+            .count();
+        assert!(calls <= 2, "{kind}: {calls} clock_gettime system calls");
+    }
+    // Go finds it too (it needs the LINUX_2.6 version definitions).
+    let go = program("goweb", "go");
+    let traced = unikernel(&go, &["--trace-syscalls"], &["self"], &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&traced.stdout),
+        "200 hello from goweb\n"
+    );
+    let calls = String::from_utf8_lossy(&traced.stderr)
+        .lines()
+        .filter(|l| l.starts_with("clock_gettime(") || l.starts_with("gettimeofday("))
+        .count();
+    assert_eq!(calls, 0, "Go still traps for the time");
+}

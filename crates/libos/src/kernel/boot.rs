@@ -152,6 +152,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         (stack::AT_HWCAP, boot.hwcap),
         (stack::AT_HWCAP2, boot.hwcap2),
         (stack::AT_CLKTCK, 100),
+        (stack::AT_SYSINFO_EHDR, super::vdso::init(&boot)),
     ];
     let spec = stack::StackSpec {
         argv,

@@ -47,7 +47,7 @@ fn signal_for(vector: u64) -> u32 {
 /// Called by the exception entry code with the saved state.
 #[no_mangle]
 extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
-    if frame.rip >= USER_TOP {
+    if frame.rip >= USER_TOP && !super::vdso::contains(frame.rip) {
         report(frame); // a library-OS bug
     }
     let mut addr = frame.rip;

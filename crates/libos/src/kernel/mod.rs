@@ -21,6 +21,7 @@ pub mod sched;
 pub mod signal;
 pub mod syscalls;
 pub mod threads;
+pub mod vdso;
 
 use optivolt_abi::boot::BootInfo;
 use spin::Mutex;
