@@ -229,6 +229,20 @@ global_asm!(
     "    fxrstor64 [rsp]",
     "    mov rsp, rbx",
     "    OV_POP_GPRS",
+    // A plain return (RIP and RFLAGS still the ones `syscall` left in RCX
+    // and R11, as after Linux's sysret) needs no iretq, which PVM emulates:
+    // restore RFLAGS, switch to the user stack, jump. A timer tick in
+    // between is dropped (RIP is still in the library OS). Anything else —
+    // signal frames, sigreturn — takes the iretq.
+    "    cmp rcx, [rsp]",
+    "    jne 3f",
+    "    cmp r11, [rsp + 16]",
+    "    jne 3f",
+    "    push r11",
+    "    popfq",
+    "    mov rsp, [rsp + 24]",
+    "    jmp rcx",
+    "3:",
     "    iretq",
     // -------------------------------------------------- exception stubs
     ".macro OV_EXC_NOERR v",
