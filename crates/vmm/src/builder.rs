@@ -365,11 +365,13 @@ impl Vm {
             });
         }
         let cmd = cmdline(cfg)?;
-        // The tap first: a permission error must come before any VM.
-        let tap = match &cfg.net {
-            Some(n) => Some(Tap::open(&n.tap).map_err(|e| Error::Net(e.to_string()))?),
-            None => None,
-        };
+        // Creating a network device costs milliseconds: the tap is opened on
+        // a thread of its own while the VM is built, and its error still
+        // comes before the guest runs.
+        let tap = cfg.net.as_ref().map(|n| {
+            let name = n.tap.clone();
+            std::thread::spawn(move || Tap::open(&name))
+        });
         let net_layout = VirtioNetLayout::new(NET_QUEUE_SIZE)
             .ok_or_else(|| Error::Net("bad queue size".into()))?;
 
@@ -510,6 +512,14 @@ impl Vm {
         bi.wallclock_ns = wall;
         mem.write_obj(Pod(bi), GuestAddress(BOOT_INFO_PA))
             .map_err(|e| Error::Memory(e.to_string()))?;
+        let tap = match tap {
+            Some(t) => Some(
+                t.join()
+                    .map_err(|_| Error::Net("the tap thread panicked".into()))?
+                    .map_err(|e| Error::Net(e.to_string()))?,
+            ),
+            None => None,
+        };
         timing.mark_vcpu_ready();
 
         let wake = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| Error::Net(e.to_string()))?);

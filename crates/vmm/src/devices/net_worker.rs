@@ -24,7 +24,7 @@ use super::net::{NetDevice, NetError, NetStats};
 use super::tap::Tap;
 
 /// How long the thread keeps polling after the last frame before sleeping.
-pub const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(50);
+pub const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(200);
 
 /// A running network I/O thread.
 pub struct NetWorker {
