@@ -40,7 +40,11 @@ fn main() {
         .arg(&target_dir)
         .args(["--config", "profile.release.panic=\"abort\""])
         .args(["--config", "profile.release.lto=true"])
-        .args(["--config", "profile.release.codegen-units=1"]);
+        .args(["--config", "profile.release.codegen-units=1"])
+        // Optimised for size: 300 KB of code instead of 430 KB keeps a C
+        // hello bootable in 2 MiB of guest memory; the HTTP and system-call
+        // benchmarks measured no slower (the time goes to traps, not code).
+        .args(["--config", "profile.release.opt-level=\"s\""]);
     // The guest has its own flags (build.rs of the library OS): nothing from the
     // outer build or .cargo/config.toml (crt-static) may leak in. An empty
     // CARGO_ENCODED_RUSTFLAGS takes precedence over every other source.
