@@ -11,7 +11,7 @@ use alloc::boxed::Box;
 use optivolt_abi::boot::BootInfo;
 
 use crate::arch::cpu::rdtsc;
-use crate::vdso::{build, Export};
+use crate::vdso::{build_into, image_size, Export};
 
 static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
 static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
@@ -87,11 +87,11 @@ pub fn init(boot: &BootInfo) -> u64 {
             addr: getcpu,
         },
     ];
-    // The image is built for the address it ends up at: size it first.
-    let size = build(0, &exports).len();
-    let buf: &'static mut [u8] = Box::leak(alloc::vec![0u8; size].into_boxed_slice());
+    // The image is built for the address it ends up at.
+    let buf: &'static mut [u8] =
+        Box::leak(alloc::vec![0u8; image_size(&exports)].into_boxed_slice());
     let base = buf.as_ptr() as u64;
-    buf.copy_from_slice(&build(base, &exports));
+    build_into(buf, base, &exports);
     base
 }
 

@@ -64,15 +64,60 @@ fn put(v: &mut [u8], at: usize, bytes: &[u8]) {
 /// tables) and their names. Symbol values are relative to `base` (what
 /// readers add the load offset to), so the functions can live anywhere.
 pub fn build(base: u64, exports: &[Export<'_>]) -> Vec<u8> {
-    let nsyms = exports.len() + 1; // index 0 is the null symbol
+    let mut v = vec![0u8; image_size(exports)];
+    build_into(&mut v, base, exports);
+    v
+}
+
+/// The size of the image for `exports`.
+pub fn image_size(exports: &[Export<'_>]) -> usize {
+    let nsyms = exports.len() + 1;
+    let names: usize = exports.iter().map(|e| e.name.len() + 1).sum();
+    let strings = 1 + SONAME.len() + 1 + VERSION.len() + 1 + names;
+    layout(nsyms).str_off + strings
+}
+
+struct Layout {
+    dyn_off: usize,
+    hash_off: usize,
+    sym_off: usize,
+    versym_off: usize,
+    verdef_off: usize,
+    str_off: usize,
+}
+
+const NDYN: usize = 9;
+
+fn layout(nsyms: usize) -> Layout {
     let dyn_off = EHDR + 2 * PHDR;
-    let ndyn = 9;
-    let hash_off = dyn_off + ndyn * DYN;
+    let hash_off = dyn_off + NDYN * DYN;
     let hash_len = 4 * (2 + 1 + nsyms);
     let sym_off = (hash_off + hash_len).next_multiple_of(8);
     let versym_off = sym_off + nsyms * SYM;
     let verdef_off = (versym_off + 2 * nsyms).next_multiple_of(4);
     let str_off = verdef_off + 2 * (VERDEF + VERDAUX);
+    Layout {
+        dyn_off,
+        hash_off,
+        sym_off,
+        versym_off,
+        verdef_off,
+        str_off,
+    }
+}
+
+/// Writes the image into `v` (exactly [`image_size`] bytes, zeroed).
+pub fn build_into(v: &mut [u8], base: u64, exports: &[Export<'_>]) {
+    let nsyms = exports.len() + 1; // index 0 is the null symbol
+    let Layout {
+        dyn_off,
+        hash_off,
+        sym_off,
+        versym_off,
+        verdef_off,
+        str_off,
+    } = layout(nsyms);
+    let ndyn = NDYN;
     let mut strings = vec![0u8];
     let soname_at = strings.len() as u32;
     strings.extend_from_slice(SONAME.as_bytes());
@@ -87,18 +132,19 @@ pub fn build(base: u64, exports: &[Export<'_>]) -> Vec<u8> {
         strings.push(0);
     }
     let total = str_off + strings.len();
-    let mut v = vec![0u8; total];
+    assert_eq!(v.len(), total, "image_size disagrees with the layout");
+    let v = &mut v[..];
 
     // ELF header: 64-bit, little-endian, ET_DYN, x86-64.
-    put(&mut v, 0, &[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
-    put(&mut v, 16, &3u16.to_le_bytes());
-    put(&mut v, 18, &62u16.to_le_bytes());
-    put(&mut v, 20, &1u32.to_le_bytes());
-    put(&mut v, 32, &(EHDR as u64).to_le_bytes()); // e_phoff
-    put(&mut v, 52, &(EHDR as u16).to_le_bytes());
-    put(&mut v, 54, &(PHDR as u16).to_le_bytes());
-    put(&mut v, 56, &2u16.to_le_bytes());
-    put(&mut v, 58, &64u16.to_le_bytes()); // e_shentsize
+    put(v, 0, &[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
+    put(v, 16, &3u16.to_le_bytes());
+    put(v, 18, &62u16.to_le_bytes());
+    put(v, 20, &1u32.to_le_bytes());
+    put(v, 32, &(EHDR as u64).to_le_bytes()); // e_phoff
+    put(v, 52, &(EHDR as u16).to_le_bytes());
+    put(v, 54, &(PHDR as u16).to_le_bytes());
+    put(v, 56, &2u16.to_le_bytes());
+    put(v, 58, &64u16.to_le_bytes()); // e_shentsize
 
     let phdr = |v: &mut [u8], at: usize, ty: u32, flags: u32, off: usize, len: usize| {
         put(v, at, &ty.to_le_bytes());
@@ -107,8 +153,8 @@ pub fn build(base: u64, exports: &[Export<'_>]) -> Vec<u8> {
             put(v, at + 8 + 8 * i, &(*x as u64).to_le_bytes());
         }
     };
-    phdr(&mut v, EHDR, PT_LOAD, 5, 0, total);
-    phdr(&mut v, EHDR + PHDR, PT_DYNAMIC, 4, dyn_off, ndyn * DYN);
+    phdr(v, EHDR, PT_LOAD, 5, 0, total);
+    phdr(v, EHDR + PHDR, PT_DYNAMIC, 4, dyn_off, ndyn * DYN);
 
     let dynamic = [
         (DT_HASH, hash_off as u64),
@@ -122,8 +168,8 @@ pub fn build(base: u64, exports: &[Export<'_>]) -> Vec<u8> {
         (DT_NULL, 0),
     ];
     for (i, (tag, val)) in dynamic.iter().enumerate() {
-        put(&mut v, dyn_off + i * DYN, &tag.to_le_bytes());
-        put(&mut v, dyn_off + i * DYN + 8, &val.to_le_bytes());
+        put(v, dyn_off + i * DYN, &tag.to_le_bytes());
+        put(v, dyn_off + i * DYN + 8, &val.to_le_bytes());
     }
 
     // One bucket: every lookup walks the chain 1 → 2 → … → 0.
@@ -133,19 +179,19 @@ pub fn build(base: u64, exports: &[Export<'_>]) -> Vec<u8> {
         words.push(next as u32);
     }
     for (i, w) in words.iter().enumerate() {
-        put(&mut v, hash_off + 4 * i, &w.to_le_bytes());
+        put(v, hash_off + 4 * i, &w.to_le_bytes());
     }
 
     for (i, e) in exports.iter().enumerate() {
         let at = sym_off + (i + 1) * SYM;
-        put(&mut v, at, &names[i].to_le_bytes());
+        put(v, at, &names[i].to_le_bytes());
         v[at + 4] = GLOBAL_FUNC;
-        put(&mut v, at + 6, &SHNDX_TEXT.to_le_bytes());
-        put(&mut v, at + 8, &e.addr.wrapping_sub(base).to_le_bytes());
+        put(v, at + 6, &SHNDX_TEXT.to_le_bytes());
+        put(v, at + 8, &e.addr.wrapping_sub(base).to_le_bytes());
     }
     // Symbol versions: 0 (local) for the null symbol, 2 for the others.
     for i in 1..nsyms {
-        put(&mut v, versym_off + 2 * i, &2u16.to_le_bytes());
+        put(v, versym_off + 2 * i, &2u16.to_le_bytes());
     }
     // Two definitions, each with one name: the base (the file) and LINUX_2.6.
     for (i, (flags, name, at)) in [(1u16, SONAME, soname_at), (0, VERSION, version_at)]
@@ -153,18 +199,17 @@ pub fn build(base: u64, exports: &[Export<'_>]) -> Vec<u8> {
         .enumerate()
     {
         let d = verdef_off + i * (VERDEF + VERDAUX);
-        put(&mut v, d, &1u16.to_le_bytes()); // vd_version
-        put(&mut v, d + 2, &flags.to_le_bytes());
-        put(&mut v, d + 4, &(i as u16 + 1).to_le_bytes()); // vd_ndx
-        put(&mut v, d + 6, &1u16.to_le_bytes()); // vd_cnt
-        put(&mut v, d + 8, &elf_hash(name).to_le_bytes());
-        put(&mut v, d + 12, &(VERDEF as u32).to_le_bytes()); // vd_aux
+        put(v, d, &1u16.to_le_bytes()); // vd_version
+        put(v, d + 2, &flags.to_le_bytes());
+        put(v, d + 4, &(i as u16 + 1).to_le_bytes()); // vd_ndx
+        put(v, d + 6, &1u16.to_le_bytes()); // vd_cnt
+        put(v, d + 8, &elf_hash(name).to_le_bytes());
+        put(v, d + 12, &(VERDEF as u32).to_le_bytes()); // vd_aux
         let next = if i == 0 { VERDEF + VERDAUX } else { 0 };
-        put(&mut v, d + 16, &(next as u32).to_le_bytes());
-        put(&mut v, d + VERDEF, &at.to_le_bytes()); // vda_name
+        put(v, d + 16, &(next as u32).to_le_bytes());
+        put(v, d + VERDEF, &at.to_le_bytes()); // vda_name
     }
-    put(&mut v, str_off, &strings);
-    v
+    put(v, str_off, &strings);
 }
 
 #[cfg(test)]
