@@ -574,9 +574,14 @@ pub fn call_deadline(first: impl FnOnce() -> Option<u64>) -> Option<u64> {
     d
 }
 
-/// The system call in progress completed.
+/// The system call in progress completed: its deadline and any wake-up
+/// reason it did not look at go with it (a stale `Timeout` would make the
+/// thread's next blocking call return at once).
 pub fn call_done() {
-    with_current(|t| t.pending_deadline = None);
+    with_current(|t| {
+        t.pending_deadline = None;
+        t.wake = None;
+    });
 }
 
 /// Marks `sig` pending for thread `tid`; a blocked thread is interrupted

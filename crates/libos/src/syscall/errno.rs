@@ -42,6 +42,7 @@ pub const EDESTADDRREQ: i64 = 89;
 pub const EMSGSIZE: i64 = 90;
 pub const EADDRINUSE: i64 = 98;
 pub const ENOTCONN: i64 = 107;
+pub const EDOM: i64 = 33;
 pub const ENOPROTOOPT: i64 = 92;
 pub const ESOCKTNOSUPPORT: i64 = 94;
 pub const EADDRNOTAVAIL: i64 = 99;
@@ -98,6 +99,7 @@ pub fn name(e: i64) -> &'static str {
         EADDRINUSE => "EADDRINUSE",
         ENOTCONN => "ENOTCONN",
         EPROTONOSUPPORT => "EPROTONOSUPPORT",
+        EDOM => "EDOM",
         ENOPROTOOPT => "ENOPROTOOPT",
         ESOCKTNOSUPPORT => "ESOCKTNOSUPPORT",
         EADDRNOTAVAIL => "EADDRNOTAVAIL",

@@ -15,6 +15,8 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 static int TOTAL = 4 << 20;
@@ -188,6 +190,39 @@ int main(int argc, char **argv) {
     printf("after shutdown: read %zd\n", read(nb, buf, sizeof buf));
     close(nb);
     close(ep);
+
+    /* Time limits: accept and a UDP receive give up with EAGAIN. */
+    {
+        struct timeval tv = {0, 200000};
+        struct timespec t0, t1;
+        int quiet = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in q = {.sin_family = AF_INET};
+        q.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        bind(quiet, (struct sockaddr *)&q, sizeof q);
+        listen(quiet, 1);
+        setsockopt(quiet, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        struct timeval back = {0, 0};
+        len = sizeof back;
+        getsockopt(quiet, SOL_SOCKET, SO_RCVTIMEO, &back, &len);
+        printf("SO_RCVTIMEO reads back %ld us\n", (long)back.tv_usec);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int rc2 = accept(quiet, 0, 0);
+        int err2 = errno;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        printf("accept with a time limit: %d %s after %s\n", rc2, strerror(err2), ms >= 150 && ms < 2000 ? "~200 ms" : "the wrong time");
+        close(quiet);
+        int u = socket(AF_INET, SOCK_DGRAM, 0);
+        bind(u, (struct sockaddr *)&q, sizeof q);
+        setsockopt(u, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        ssize_t r2 = recv(u, buf, sizeof buf, 0);
+        err2 = errno;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        printf("UDP recv with a time limit: %zd %s after %s\n", r2, strerror(err2), ms >= 150 && ms < 2000 ? "~200 ms" : "the wrong time");
+        close(u);
+    }
 
     /* Bulk: CLIENTS connections at once, TOTAL bytes each way. */
     pthread_t t[CLIENTS];

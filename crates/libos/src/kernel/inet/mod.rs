@@ -18,6 +18,7 @@ use super::files::{FileKind, OpenFile, O_NONBLOCK, O_RDWR};
 use super::net::{self, tcp, udp};
 use super::sched::{self, BLOCKED};
 use super::Kernel;
+use crate::arch::cpu::rdtsc;
 use crate::syscall::errno::*;
 
 type Ret = Result<i64, i64>;
@@ -126,13 +127,30 @@ pub fn write_addr(k: &mut Kernel, ep: IpEndpoint, addr: u64, len_ptr: u64) -> Re
 }
 
 /// Blocks the calling thread until the stack changes (the call restarts),
-/// or fails with `EAGAIN` for a non-blocking call.
-fn would_block(nonblock: bool) -> Ret {
+/// or fails with `EAGAIN` for a non-blocking call, or once `timeout_ns`
+/// (SO_RCVTIMEO/SO_SNDTIMEO, 0 = none) has passed since the call began.
+fn would_block(nonblock: bool, timeout_ns: u64) -> Ret {
     if nonblock {
         return Err(EAGAIN);
     }
-    sched::block_io(None);
-    Err(BLOCKED)
+    let deadline = (timeout_ns > 0).then(|| {
+        sched::call_deadline(|| Some(rdtsc().saturating_add(sched::ns_to_tsc(timeout_ns))))
+    });
+    match deadline.flatten() {
+        Some(d) if rdtsc() >= d => Err(EAGAIN),
+        d => {
+            sched::block_io(d);
+            Err(BLOCKED)
+        }
+    }
+}
+
+/// The socket's receive and send time limits, ns (0 = none).
+fn timeouts(s: Inet) -> (u64, u64) {
+    match s {
+        Inet::Tcp(id) => tcp::with_opts(id, |o| (o.rcvtimeo_ns, o.sndtimeo_ns)).unwrap_or((0, 0)),
+        Inet::Udp(u) => udp::timeouts(u),
+    }
 }
 
 /// bind(2).
@@ -185,7 +203,7 @@ pub fn accept4(k: &mut Kernel, fd: u64, addr: u64, alen: u64, flags: u64) -> Ret
             write_addr(k, peer, addr, alen)?;
             Ok(fd)
         }
-        Err(EAGAIN) => would_block(nonblock),
+        Err(EAGAIN) => would_block(nonblock, timeouts(Inet::Tcp(id)).0),
         Err(e) => Err(e),
     }
 }
@@ -202,11 +220,20 @@ pub fn connect(k: &mut Kernel, fd: u64, addr: u64, len: u64) -> Ret {
             match tcp::connect(id, ep) {
                 Ok(tcp::Connect::Done) => Ok(0),
                 Ok(tcp::Connect::InProgress) if nonblock => Err(EINPROGRESS),
-                Ok(tcp::Connect::InProgress) => would_block(false),
-                Err(EALREADY) if !nonblock => would_block(false),
+                Ok(tcp::Connect::InProgress) => connect_wait(id),
+                Err(EALREADY) if !nonblock => connect_wait(id),
                 Err(e) => Err(e),
             }
         }
+    }
+}
+
+/// A blocking connect waits for the outcome; past SO_SNDTIMEO it fails
+/// with EINPROGRESS, as on Linux, and the open goes on.
+fn connect_wait(id: tcp::Id) -> Ret {
+    match would_block(false, timeouts(Inet::Tcp(id)).1) {
+        Err(EAGAIN) => Err(EINPROGRESS),
+        r => r,
     }
 }
 
@@ -275,12 +302,12 @@ pub fn send_bytes(s: Inet, nonblock: bool, data: &[u8], to: Option<IpEndpoint>) 
                 None => udp::peer(u).ok_or(EDESTADDRREQ)?,
             };
             match udp::send(u, to, data) {
-                Err(EAGAIN) => would_block(nonblock),
+                Err(EAGAIN) => would_block(nonblock, timeouts(s).1),
                 r => r.map(|n| n as i64),
             }
         }
         Inet::Tcp(id) => match tcp::send(id, data) {
-            Err(EAGAIN) => would_block(nonblock),
+            Err(EAGAIN) => would_block(nonblock, timeouts(s).1),
             r => r.map(|n| n as i64),
         },
     }
@@ -325,7 +352,7 @@ pub fn recv_bytes(
         Inet::Tcp(id) => tcp::recv(id, data, peek).map(|n| (n, n, None)),
     };
     match r {
-        Err(EAGAIN) => would_block(nonblock).map(|_| (0, 0, None)),
+        Err(EAGAIN) => would_block(nonblock, timeouts(s).0).map(|_| (0, 0, None)),
         r => r,
     }
 }

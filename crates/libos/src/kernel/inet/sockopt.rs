@@ -1,10 +1,12 @@
 //! setsockopt(2)/getsockopt(2) for AF_INET sockets: the options Go, Rust
-//! std, tokio and common C servers set. Options that only tune Linux's own
+//! std, tokio and common C servers set (SO_RCVTIMEO/SO_SNDTIMEO limit how
+//! long calls block, as Rust std's `set_read_timeout` expects). Options that only tune Linux's own
 //! machinery (TOS, quick ACKs, congestion control…) are accepted and have
 //! no effect; unknown ones fail with `ENOPROTOOPT` as on Linux.
 
 use super::{lookup, Inet, Ret};
 use crate::kernel::net::tcp::{self, MAX_BUFFER, MIN_BUFFER};
+use crate::kernel::net::udp;
 use crate::kernel::Kernel;
 use crate::syscall::errno::*;
 
@@ -72,11 +74,31 @@ pub fn setsockopt(k: &mut Kernel, fd: u64, level: u64, name: u64, val: u64, len:
             tcp_opts(s, |o| o.linger = linger)
         }
         (SOL_SOCKET, SO_RCVTIMEO | SO_SNDTIMEO) => {
-            // Accepted; calls block without a time limit.
             if len < 16 {
                 return Err(EINVAL);
             }
-            Ok(0)
+            let [sec, usec]: [i64; 2] = k.mem.read_obj(val)?;
+            if sec < 0 || !(0..1_000_000).contains(&usec) {
+                return Err(EDOM);
+            }
+            let ns = (sec as u64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(usec as u64 * 1000);
+            let rcv = name == SO_RCVTIMEO;
+            match s {
+                Inet::Tcp(id) => tcp::with_opts(id, |o| {
+                    if rcv {
+                        o.rcvtimeo_ns = ns
+                    } else {
+                        o.sndtimeo_ns = ns
+                    }
+                })
+                .map(|_| 0),
+                Inet::Udp(u) => {
+                    udp::set_timeouts(u, |t| if rcv { t.0 = ns } else { t.1 = ns });
+                    Ok(0)
+                }
+            }
         }
         (SOL_SOCKET, _) => {
             let v = read_int(k, val, len)?;
@@ -147,7 +169,16 @@ pub fn getsockopt(k: &mut Kernel, fd: u64, level: u64, name: u64, val: u64, len_
             return put(k, &l, val, len_ptr, room);
         }
         (SOL_SOCKET, SO_RCVTIMEO | SO_SNDTIMEO) => {
-            return put(k, &[0i64; 2], val, len_ptr, room);
+            let (r, w) = match s {
+                Inet::Tcp(_) => (opts.rcvtimeo_ns, opts.sndtimeo_ns),
+                Inet::Udp(u) => udp::timeouts(u),
+            };
+            let ns = if name == SO_RCVTIMEO { r } else { w };
+            let tv = [
+                (ns / 1_000_000_000) as i64,
+                (ns % 1_000_000_000 / 1000) as i64,
+            ];
+            return put(k, &tv, val, len_ptr, room);
         }
         (SOL_SOCKET, SO_TYPE) => {
             if is_tcp {

@@ -53,6 +53,9 @@ pub struct Opts {
     pub sndbuf: usize,
     /// SO_LINGER: `Some(0)` closes with a reset.
     pub linger: Option<u32>,
+    /// SO_RCVTIMEO and SO_SNDTIMEO, ns (0 = wait forever).
+    pub rcvtimeo_ns: u64,
+    pub sndtimeo_ns: u64,
 }
 
 impl Default for Opts {
@@ -66,6 +69,8 @@ impl Default for Opts {
             rcvbuf: DEFAULT_BUFFER,
             sndbuf: DEFAULT_BUFFER,
             linger: None,
+            rcvtimeo_ns: 0,
+            sndtimeo_ns: 0,
         }
     }
 }

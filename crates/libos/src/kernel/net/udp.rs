@@ -20,6 +20,8 @@ const UDP_PACKETS: usize = 64;
 pub struct Table {
     /// Peers of connected sockets.
     peers: BTreeMap<Sock, IpEndpoint>,
+    /// SO_RCVTIMEO and SO_SNDTIMEO of sockets that set them, ns.
+    timeouts: BTreeMap<Sock, (u64, u64)>,
 }
 
 fn sock_mut(s: &mut Stack, k: Sock) -> Result<&mut udp::Socket<'static>, i64> {
@@ -50,6 +52,7 @@ pub fn close(k: Sock) {
             set.remove(k.h);
         }
         s.udp.peers.remove(&k);
+        s.udp.timeouts.remove(&k);
         Ok(())
     });
 }
@@ -164,4 +167,17 @@ pub fn readiness(k: Sock) -> (bool, bool, u64) {
         Ok((sock.can_recv(), sock.can_send(), g))
     })
     .unwrap_or((false, false, 0))
+}
+
+/// The receive and send time limits, ns (0 = none).
+pub fn timeouts(k: Sock) -> (u64, u64) {
+    with_stack(|s| Ok(s.udp.timeouts.get(&k).copied().unwrap_or((0, 0)))).unwrap_or((0, 0))
+}
+
+/// Changes the time limits with `f`.
+pub fn set_timeouts(k: Sock, f: impl FnOnce(&mut (u64, u64))) {
+    let _ = with_stack(|s| {
+        f(s.udp.timeouts.entry(k).or_insert((0, 0)));
+        Ok(())
+    });
 }
