@@ -209,33 +209,29 @@ pub const HANDLED: &[(&str, Status)] = &[
     ("timerfd_gettime", Full),
     (
         "socketpair",
-        Partial("AF_UNIX SOCK_STREAM only; other sockets come with networking"),
+        Partial("AF_UNIX SOCK_STREAM only (AF_UNIX socket() is not supported)"),
     ),
-    ("shutdown", Partial("socket pairs")),
-    (
-        "sendto",
-        Partial("UDP (needs --net); socket pairs: the address is ignored; MSG_DONTWAIT"),
-    ),
-    (
-        "recvfrom",
-        Partial(
-            "UDP with the sender's address (needs --net); socket pairs: no address; MSG_DONTWAIT",
-        ),
-    ),
+    ("shutdown", Full),
+    ("sendto", Partial("AF_INET TCP and UDP, socket pairs; MSG_DONTWAIT, MSG_NOSIGNAL (no SIGPIPE is ever raised)")),
+    ("recvfrom", Partial("AF_INET TCP and UDP, socket pairs; MSG_PEEK, MSG_DONTWAIT, MSG_TRUNC")),
+    ("sendmsg", Partial("AF_INET; no ancillary data")),
+    ("recvmsg", Partial("AF_INET; no ancillary data (msg_controllen comes back 0)")),
     (
         "socket",
-        Partial("AF_INET SOCK_DGRAM (UDP) with --net; TCP comes next (EPROTONOSUPPORT)"),
+        Partial("AF_INET SOCK_STREAM (TCP) and SOCK_DGRAM (UDP); AF_INET6 and AF_UNIX: EAFNOSUPPORT"),
     ),
-    ("bind", Partial("UDP ports; the address part is ignored")),
+    ("bind", Partial("AF_INET; SO_REUSEADDR/SO_REUSEPORT rules; UDP binds the port only")),
+    ("listen", Full),
+    ("accept", Full),
+    ("accept4", Full),
+    ("getsockname", Full),
+    ("connect", Full),
+    ("getpeername", Full),
     (
-        "getsockname",
-        Partial("UDP: the bound port, address 0.0.0.0"),
+        "setsockopt",
+        Partial("the SOL_SOCKET, IPPROTO_TCP and IPPROTO_IP options servers set; tuning-only ones have no effect; others ENOPROTOOPT"),
     ),
-    (
-        "connect",
-        Partial("UDP: default destination and source filter; TCP comes next"),
-    ),
-    ("getpeername", Partial("connected UDP sockets")),
+    ("getsockopt", Partial("as setsockopt, plus SO_ERROR, SO_TYPE, SO_DOMAIN, SO_PROTOCOL, SO_ACCEPTCONN")),
 ];
 
 /// The status of `name`, `None` for calls that return ENOSYS.
