@@ -15,9 +15,19 @@ use common::net::{
 use common::{kvm_available, program, volt};
 
 const WEB: &str = "127.0.0.1:8080";
+const WEB_MAP: &str = "127.0.0.1:8080:8080";
 
 fn web() -> SocketAddr {
     WEB.parse().expect("address")
+}
+
+/// Boots the Go web server with `--memory MEM -p 127.0.0.1:8080:8080` and
+/// waits for its first answer.
+fn serve_goweb(goweb: &std::path::Path, memory: &str) -> common::net::Volt {
+    let p = goweb.to_str().expect("path");
+    let v = spawn_volt(&["--memory", memory, "-p", WEB_MAP, p, "serve", ":8080"]);
+    wait_for_http(web(), "/", Duration::from_secs(20));
+    v
 }
 
 /// Nothing of the VM is left: no tap, the host port is free again.
@@ -170,17 +180,7 @@ fn a_thousand_connections_with_ten_keep_alive_requests_each() {
     in_private_netns(
         "a_thousand_connections_with_ten_keep_alive_requests_each",
         move || {
-            let p = goweb.to_str().expect("path").to_owned();
-            let v = spawn_volt(&[
-                "--memory",
-                "512M",
-                "-p",
-                "127.0.0.1:8080:8080",
-                &p,
-                "serve",
-                ":8080",
-            ]);
-            wait_for_http(web(), "/", Duration::from_secs(20));
+            let v = serve_goweb(&goweb, "512M");
             // Every connection is open before any request is sent.
             const CONNS: usize = 1000;
             let barrier = std::sync::Arc::new(std::sync::Barrier::new(CONNS));
@@ -248,17 +248,7 @@ fn two_hundred_fifty_six_mib_each_way_arrive_intact() {
         "two_hundred_fifty_six_mib_each_way_arrive_intact",
         move || {
             const N: usize = 256 << 20;
-            let p = goweb.to_str().expect("path").to_owned();
-            let v = spawn_volt(&[
-                "--memory",
-                "256M",
-                "-p",
-                "127.0.0.1:8080:8080",
-                &p,
-                "serve",
-                ":8080",
-            ]);
-            wait_for_http(web(), "/", Duration::from_secs(20));
+            let v = serve_goweb(&goweb, "256M");
             // Host to guest: the guest hashes what it received.
             let mut data = vec![0u8; N];
             let mut x: u32 = 12345;
@@ -293,9 +283,7 @@ fn a_guest_that_ends_abruptly_leaves_the_host_clean() {
     in_private_netns(
         "a_guest_that_ends_abruptly_leaves_the_host_clean",
         move || {
-            let p = goweb.to_str().expect("path").to_owned();
-            let v = spawn_volt(&["-p", "127.0.0.1:8080:8080", &p, "serve", ":8080"]);
-            wait_for_http(web(), "/", Duration::from_secs(20));
+            let v = serve_goweb(&goweb, "64M");
             // Connections open, one mid-request, when the guest exits.
             let mut idle = TcpStream::connect(web()).expect("connect");
             let mut busy = TcpStream::connect(web()).expect("connect");
