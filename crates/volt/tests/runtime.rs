@@ -300,3 +300,17 @@ fn the_vdso_answers_clocks_without_system_calls() {
         .count();
     assert_eq!(calls, 0, "Go still traps for the time");
 }
+
+#[test]
+fn broken_pipes_raise_sigpipe_as_natively() {
+    if !kvm_available("broken_pipes_raise_sigpipe_as_natively") {
+        return;
+    }
+    for kind in ["musl", "glibc"] {
+        let p = program("sigpipe", kind);
+        assert_same(&native(&p, &[], &[]), &unikernel(&p, &[], &[], &[]));
+        // The default action ends the program: 128 + 13, as a shell says.
+        let u = unikernel(&p, &[], &["default"], &[]);
+        assert_eq!(u.status.code(), Some(141), "{u:?}");
+    }
+}

@@ -173,6 +173,9 @@ fn finish(frame: &mut SyscallFrame, n: u64, args: &[u64; 6], ret: i64, trace: bo
         console::write_kernel(2, &buf[..len]);
     }
     frame.regs.rax = ret as u64;
+    if ret == -EPIPE && raises_sigpipe(n, args) {
+        sched::send_signal(sched::current_tid(), SIGPIPE);
+    }
     deliver_pending(
         frame as *mut SyscallFrame as u64,
         &mut frame.regs,
@@ -180,6 +183,21 @@ fn finish(frame: &mut SyscallFrame, n: u64, args: &[u64; 6], ret: i64, trace: bo
         &mut frame.rflags,
         &mut frame.rsp,
     );
+}
+
+const SIGPIPE: u32 = 13;
+
+/// Whether EPIPE from call `n` comes with SIGPIPE, as on Linux: writes to a
+/// pipe or socket whose other end is gone, unless a send asked for
+/// MSG_NOSIGNAL.
+fn raises_sigpipe(n: u64, args: &[u64; 6]) -> bool {
+    const MSG_NOSIGNAL: u64 = 0x4000;
+    match n {
+        nr::WRITE | nr::WRITEV | nr::PWRITE64 | nr::PWRITEV | nr::PWRITEV2 => true,
+        nr::SENDTO => args[3] & MSG_NOSIGNAL == 0,
+        nr::SENDMSG => args[2] & MSG_NOSIGNAL == 0,
+        _ => false,
+    }
 }
 
 /// The FXSAVE image the entry code saved below a frame at `frame_addr`.

@@ -212,7 +212,7 @@ pub const HANDLED: &[(&str, Status)] = &[
         Partial("AF_UNIX SOCK_STREAM only (AF_UNIX socket() is not supported)"),
     ),
     ("shutdown", Full),
-    ("sendto", Partial("AF_INET TCP and UDP, socket pairs; MSG_DONTWAIT, MSG_NOSIGNAL (no SIGPIPE is ever raised)")),
+    ("sendto", Partial("AF_INET TCP and UDP, socket pairs; MSG_DONTWAIT, MSG_NOSIGNAL")),
     ("recvfrom", Partial("AF_INET TCP and UDP, socket pairs; MSG_PEEK, MSG_DONTWAIT, MSG_TRUNC")),
     ("sendmsg", Partial("AF_INET; no ancillary data")),
     ("recvmsg", Partial("AF_INET; no ancillary data (msg_controllen comes back 0)")),
