@@ -166,3 +166,34 @@ fn a_connected_udp_client_in_the_guest_reaches_the_host() {
         },
     );
 }
+
+#[test]
+fn udp_over_the_loopback_works_with_a_device_attached() {
+    if !kvm_available("udp_over_the_loopback_works_with_a_device_attached") {
+        return;
+    }
+    let p = program("udpself", "musl");
+    let native = common::native(&p, &[], &[]);
+    assert!(native.status.success(), "{native:?}");
+    in_private_netns(
+        "udp_over_the_loopback_works_with_a_device_attached",
+        move || {
+            // With a device, UDP sockets live on its interface; their
+            // loopback twins carry 127.0.0.1.
+            let prog = p.to_str().expect("path");
+            let out =
+                common::net::spawn_volt(&["--net", "tap:ovudp1", "--ip", "10.0.7.2/24", prog])
+                    .wait_with_output();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&native.stdout)
+            );
+            // Without one, everything is on the loopback.
+            let out = common::unikernel(&p, &[], &[], &[]);
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&native.stdout)
+            );
+        },
+    );
+}

@@ -220,7 +220,7 @@ pub const HANDLED: &[(&str, Status)] = &[
         "socket",
         Partial("AF_INET SOCK_STREAM (TCP) and SOCK_DGRAM (UDP); AF_INET6 and AF_UNIX: EAFNOSUPPORT"),
     ),
-    ("bind", Partial("AF_INET; SO_REUSEADDR/SO_REUSEPORT rules; UDP binds the port only")),
+    ("bind", Partial("AF_INET; SO_REUSEADDR/SO_REUSEPORT rules for TCP; a UDP port is taken once")),
     ("listen", Full),
     ("accept", Full),
     ("accept4", Full),

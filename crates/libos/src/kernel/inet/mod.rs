@@ -158,7 +158,10 @@ pub fn bind(k: &mut Kernel, fd: u64, addr: u64, len: u64) -> Ret {
     let (s, _) = lookup(k, fd)?;
     let ep = read_addr(k, addr, len)?;
     match s {
-        Inet::Udp(u) => udp::bind(u, ep.port).map(|_| 0),
+        Inet::Udp(u) => {
+            let IpAddress::Ipv4(a) = ep.addr;
+            udp::bind(u, (!a.is_unspecified()).then_some(a), ep.port).map(|_| 0)
+        }
         Inet::Tcp(id) => {
             let IpAddress::Ipv4(a) = ep.addr;
             let a = (!a.is_unspecified()).then_some(a);
@@ -240,10 +243,7 @@ fn connect_wait(id: tcp::Id) -> Ret {
 /// getsockname(2).
 pub fn getsockname(k: &mut Kernel, fd: u64, addr: u64, len_ptr: u64) -> Ret {
     let ep = match lookup(k, fd)?.0 {
-        Inet::Udp(u) => IpEndpoint::new(
-            IpAddress::Ipv4(Ipv4Address::UNSPECIFIED),
-            udp::local_port(u),
-        ),
+        Inet::Udp(u) => udp::local_endpoint(u),
         Inet::Tcp(id) => tcp::local_endpoint(id)?,
     };
     write_addr(k, ep, addr, len_ptr).map(|_| 0)
