@@ -12,7 +12,7 @@ pub mod sockopt;
 
 use alloc::vec;
 
-use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
+use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use super::files::{FileKind, OpenFile, O_NONBLOCK, O_RDWR};
 use super::net::{self, tcp, udp};
