@@ -148,6 +148,20 @@ int main(int argc, char **argv) {
     printf("connect to closed port: %s\n",
            connect(r, (struct sockaddr *)&closed, sizeof closed) ? strerror(errno) : "ok");
     close(r);
+    /* The same without blocking: in progress, then POLLERR and SO_ERROR once. */
+    r = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    int rc0 = connect(r, (struct sockaddr *)&closed, sizeof closed);
+    printf("non-blocking connect to closed port: %s\n", rc0 ? strerror(errno) : "ok");
+    struct pollfd pr = {.fd = r, .events = POLLOUT};
+    poll(&pr, 1, 5000);
+    printf("POLLOUT|POLLERR: %d\n", (pr.revents & (POLLOUT | POLLERR)) == (POLLOUT | POLLERR));
+    int so = -1;
+    socklen_t solen = sizeof so;
+    getsockopt(r, SOL_SOCKET, SO_ERROR, &so, &solen);
+    printf("SO_ERROR: %s\n", strerror(so));
+    getsockopt(r, SOL_SOCKET, SO_ERROR, &so, &solen);
+    printf("SO_ERROR again: %d\n", so);
+    close(r);
 
     pthread_t srv;
     pthread_create(&srv, 0, server, (void *)(intptr_t)l);

@@ -220,7 +220,7 @@ pub fn connect(k: &mut Kernel, fd: u64, addr: u64, len: u64) -> Ret {
         Inet::Tcp(id) => {
             // A blocking connect restarted after a wake-up finds its own
             // open in progress (EALREADY) and keeps waiting.
-            match tcp::connect(id, ep) {
+            match tcp::connect(id, ep, nonblock) {
                 Ok(tcp::Connect::Done) => Ok(0),
                 Ok(tcp::Connect::InProgress) if nonblock => Err(EINPROGRESS),
                 Ok(tcp::Connect::InProgress) => connect_wait(id),

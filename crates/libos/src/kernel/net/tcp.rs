@@ -349,24 +349,36 @@ pub enum Connect {
 }
 
 /// connect(2): starts an active open, or reports how the one started
-/// earlier went (`EALREADY` while it goes on).
-pub fn connect(id: Id, remote: IpEndpoint) -> Result<Connect, i64> {
+/// earlier went (`EALREADY` while it goes on). A non-blocking open is
+/// always in progress at first, as on Linux, even when the loopback
+/// already settled it: the outcome is for SO_ERROR.
+pub fn connect(id: Id, remote: IpEndpoint, nonblock: bool) -> Result<Connect, i64> {
     with_stack(|s| {
         let me = get(s, id)?;
         match me.state {
             State::Listening(_) => return Err(EINVAL),
             State::Stream {
                 connecting: false, ..
-            } => return Err(EISCONN),
+            } => {
+                // A failed open is reported once: here or by SO_ERROR.
+                return match core::mem::take(&mut me.error) {
+                    0 => Err(EISCONN),
+                    e => Err(e),
+                };
+            }
             State::Stream {
                 connecting: true, ..
             } => {
                 return match outcome(s, id)? {
-                    Some(r) => {
+                    Some(Ok(())) => {
                         if let State::Stream { connecting, .. } = &mut get(s, id)?.state {
                             *connecting = false;
                         }
-                        r.map(|_| Connect::Done)
+                        Ok(Connect::Done)
+                    }
+                    Some(Err(e)) => {
+                        get(s, id)?.error = 0;
+                        Err(e)
                     }
                     None => Err(EALREADY),
                 };
@@ -414,12 +426,19 @@ pub fn connect(id: Id, remote: IpEndpoint) -> Result<Connect, i64> {
         };
         me.since = now().total_micros();
         poll_and_wake(s);
+        if nonblock {
+            return Ok(Connect::InProgress);
+        }
         match outcome(s, id)? {
-            Some(r) => {
+            Some(Ok(())) => {
                 if let State::Stream { connecting, .. } = &mut get(s, id)?.state {
                     *connecting = false;
                 }
-                r.map(|_| Connect::Done)
+                Ok(Connect::Done)
+            }
+            Some(Err(e)) => {
+                get(s, id)?.error = 0;
+                Err(e)
             }
             None => Ok(Connect::InProgress),
         }
@@ -440,7 +459,11 @@ fn outcome(s: &mut Stack, id: Id) -> Result<Option<Result<(), i64>>, i64> {
             let timed_out = now().total_micros() - since >= CONNECT_TIMEOUT.total_micros() as i64;
             let e = if timed_out { ETIMEDOUT } else { ECONNREFUSED };
             let me = get(s, id)?;
+            // Reported once: the open is over.
             me.error = e;
+            if let State::Stream { connecting, .. } = &mut me.state {
+                *connecting = false;
+            }
             Some(Err(e))
         }
         _ => {
