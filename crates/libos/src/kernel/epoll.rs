@@ -36,6 +36,11 @@ pub struct Interest {
     pub reported_generation: Option<u64>,
     /// Disabled by EPOLLONESHOT until re-armed with EPOLL_CTL_MOD.
     pub disabled: bool,
+    /// For a TCP socket: its id, and its readiness when last computed
+    /// (`None`: compute again). A socket found not ready is looked at
+    /// again only once the stack reports a change of it.
+    pub tcp: Option<super::net::tcp::Id>,
+    pub cached: Option<u32>,
 }
 
 /// An epoll instance, keyed by descriptor number.
@@ -43,6 +48,11 @@ pub struct Interest {
 pub struct Epoll {
     /// The interest list.
     pub interests: BTreeMap<i32, Interest>,
+    /// The descriptor table's change count when registrations were last
+    /// checked for closed files.
+    pub fd_changes: u64,
+    /// The TCP change number seen last (`net::tcp::changed_since`).
+    pub tcp_seq: u64,
 }
 
 /// A shared epoll instance.

@@ -157,6 +157,9 @@ pub struct Fd {
 #[derive(Debug, Default)]
 pub struct FdTable {
     fds: Vec<Option<Fd>>,
+    /// Bumped when a descriptor is closed or replaced (epoll drops its
+    /// registrations of files no longer there only then).
+    changes: u64,
 }
 
 /// RLIMIT_NOFILE.
@@ -236,12 +239,19 @@ impl FdTable {
             self.fds.resize(i + 1, None);
         }
         self.fds[i] = Some(f);
+        self.changes += 1;
         Ok(fd)
+    }
+
+    /// The count of closes and replacements so far.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Closes `fd`.
     pub fn close(&mut self, fd: u64) -> Result<Fd, i64> {
         let i = usize::try_from(fd).map_err(|_| EBADF)?;
+        self.changes += 1;
         self.fds.get_mut(i).and_then(|f| f.take()).ok_or(EBADF)
     }
 

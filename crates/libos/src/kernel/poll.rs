@@ -562,6 +562,10 @@ pub fn epoll_ctl(k: &mut Kernel, epfd: u64, op: u32, fd: u64, event: u64) -> Ret
             if op == MOD && !e.interests.contains_key(&key) {
                 return Err(ENOENT);
             }
+            let tcp = match target.lock().kind {
+                FileKind::Tcp(id) => Some(id),
+                _ => None,
+            };
             e.interests.insert(
                 key,
                 Interest {
@@ -570,6 +574,8 @@ pub fn epoll_ctl(k: &mut Kernel, epfd: u64, op: u32, fd: u64, event: u64) -> Ret
                     data,
                     reported_generation: None,
                     disabled: false,
+                    tcp,
+                    cached: None,
                 },
             );
             Ok(0)
@@ -597,29 +603,63 @@ pub fn epoll_wait(k: &mut Kernel, epfd: u64, events: u64, max: i32, timeout_ms: 
     let mut out: Vec<(u32, u64)> = Vec::new();
     {
         let mut e = ep.lock();
-        // Registrations whose descriptor was closed (or reused) are dropped.
-        let stale: Vec<i32> = e
-            .interests
-            .iter()
-            .filter(|(fd, i)| {
-                k.fds
-                    .file(**fd as u64)
-                    .map(|f| !Arc::ptr_eq(&f, &i.file))
-                    .unwrap_or(true)
-            })
-            .map(|(fd, _)| *fd)
-            .collect();
-        for fd in stale {
-            e.interests.remove(&fd);
+        // Registrations whose descriptor was closed (or reused) are dropped
+        // (looked for only when descriptors were closed since last time).
+        if e.fd_changes != k.fds.changes() {
+            e.fd_changes = k.fds.changes();
+            let stale: Vec<i32> = e
+                .interests
+                .iter()
+                .filter(|(fd, i)| {
+                    k.fds
+                        .file(**fd as u64)
+                        .map(|f| !Arc::ptr_eq(&f, &i.file))
+                        .unwrap_or(true)
+                })
+                .map(|(fd, _)| *fd)
+                .collect();
+            for fd in stale {
+                e.interests.remove(&fd);
+            }
+        }
+        // TCP sockets the stack changed since last time are looked at again.
+        let mut dirty = Vec::new();
+        match super::net::tcp::changed_since(e.tcp_seq, |id| dirty.push(id)) {
+            Some(seq) => {
+                e.tcp_seq = seq;
+                if !dirty.is_empty() {
+                    dirty.sort_unstable();
+                    for i in e.interests.values_mut() {
+                        if i.tcp.is_some_and(|id| dirty.binary_search(&id).is_ok()) {
+                            i.cached = None;
+                        }
+                    }
+                }
+            }
+            None => {
+                e.tcp_seq = super::net::tcp::change_number();
+                for i in e.interests.values_mut() {
+                    i.cached = None;
+                }
+            }
         }
         for i in e.interests.values_mut() {
             if out.len() >= max as usize {
                 break;
             }
-            if i.disabled {
+            // A TCP socket the stack did not change since it was last looked
+            // at has nothing new: not ready then, or edge-triggered (already
+            // reported). Level-triggered ready ones are looked at again.
+            let unchanged = i.tcp.is_some()
+                && i.cached
+                    .is_some_and(|m| m == 0 || i.events & EPOLLET != 0);
+            if i.disabled || unchanged {
                 continue;
             }
             let (ready, generation) = readiness(&i.file.lock());
+            if i.tcp.is_some() {
+                i.cached = Some(ready);
+            }
             let hit = ready & (i.events | EPOLLERR | EPOLLHUP);
             if hit == 0 {
                 continue;

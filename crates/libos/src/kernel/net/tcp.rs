@@ -145,6 +145,51 @@ pub struct Table {
     /// Closed by the application, finishing their FIN exchange; with the
     /// time they were closed.
     orphans: Vec<(Sock, i64)>,
+    /// Numbered record of sockets whose readiness may have changed, for
+    /// epoll (the newest `CHANGES_KEPT`).
+    seq: u64,
+    changed: VecDeque<(u64, Id)>,
+}
+
+/// Changes remembered for epoll; an instance that fell further behind
+/// looks at every socket.
+const CHANGES_KEPT: usize = 4096;
+
+impl Table {
+    /// Records that socket `id` may have become ready.
+    fn touch(&mut self, id: Id) {
+        if let Some(me) = self.socks.get_mut(&id) {
+            me.generation = me.generation.wrapping_add(1);
+        }
+        self.seq += 1;
+        self.changed.push_back((self.seq, id));
+        if self.changed.len() > CHANGES_KEPT {
+            self.changed.pop_front();
+        }
+    }
+}
+
+/// Calls `f` with every socket that may have changed after change number
+/// `since`; returns the newest change number, or `None` when the record
+/// does not reach back that far (then look at every socket).
+pub fn changed_since(since: u64, mut f: impl FnMut(Id)) -> Option<u64> {
+    with_stack(|s| {
+        let t = &s.tcp;
+        if since < t.seq && t.changed.front().is_none_or(|(q, _)| *q > since + 1) {
+            return Ok(None);
+        }
+        for (_, id) in t.changed.iter().rev().take_while(|(q, _)| *q > since) {
+            f(*id);
+        }
+        Ok(Some(t.seq))
+    })
+    .ok()
+    .flatten()
+}
+
+/// The newest change number.
+pub fn change_number() -> u64 {
+    with_stack(|s| Ok(s.tcp.seq)).unwrap_or(0)
 }
 
 fn sock_mut(s: &mut Stack, k: Sock) -> &mut tcp::Socket<'static> {
@@ -558,6 +603,8 @@ pub fn shutdown(id: Id, rd: bool, wr: bool) -> Result<(), i64> {
         let (k, _) = stream(s, id)?;
         if rd {
             get(s, id)?.shut_rd = true;
+            // Readable now (end of stream), though the stack saw nothing.
+            s.tcp.touch(id);
         }
         if wr {
             sock_mut(s, k).close();
@@ -827,7 +874,7 @@ pub(super) fn refresh(s: &mut Stack) {
         if let Some(me) = s.tcp.socks.get_mut(&id) {
             if me.snap != n {
                 me.snap = n;
-                me.generation = me.generation.wrapping_add(1);
+                s.tcp.touch(id);
             }
         }
     }
