@@ -650,9 +650,8 @@ pub fn epoll_wait(k: &mut Kernel, epfd: u64, events: u64, max: i32, timeout_ms: 
             // A TCP socket the stack did not change since it was last looked
             // at has nothing new: not ready then, or edge-triggered (already
             // reported). Level-triggered ready ones are looked at again.
-            let unchanged = i.tcp.is_some()
-                && i.cached
-                    .is_some_and(|m| m == 0 || i.events & EPOLLET != 0);
+            let unchanged =
+                i.tcp.is_some() && i.cached.is_some_and(|m| m == 0 || i.events & EPOLLET != 0);
             if i.disabled || unchanged {
                 continue;
             }

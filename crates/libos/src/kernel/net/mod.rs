@@ -73,6 +73,9 @@ pub struct Stack {
     generation: u64,
     udp: udp::Table,
     tcp: tcp::Table,
+    /// smoltcp's next timer, computed once per change (`None`: unknown);
+    /// every call that may change a socket clears it.
+    next_poll: Option<Option<Instant>>,
 }
 
 static NET: Mutex<Option<Stack>> = Mutex::new(None);
@@ -109,6 +112,7 @@ impl Stack {
             generation: 0,
             udp: udp::Table::default(),
             tcp: tcp::Table::default(),
+            next_poll: None,
         }
     }
 
@@ -154,6 +158,7 @@ impl Stack {
     /// queued data out, loopback packets through, listening pools refilled
     /// for held connection requests. Returns whether any socket changed.
     fn poll(&mut self) -> bool {
+        self.next_poll = None;
         let now = now();
         let mut changed = false;
         for _ in 0..1024 {
@@ -182,6 +187,7 @@ impl Stack {
     /// Sends what sockets on `net` queued, without taking anything in (after
     /// a write). The loopback needs the whole round trip.
     fn push(&mut self, net: Net) {
+        self.next_poll = None;
         match (net, self.eth.as_mut()) {
             (Net::Eth, Some(e)) => {
                 e.iface.poll_egress(now(), &mut e.dev, &mut e.sockets);
@@ -202,6 +208,15 @@ impl Stack {
 
     /// The earliest time the stack wants to be polled again.
     fn poll_at(&mut self) -> Option<Instant> {
+        if let Some(at) = self.next_poll {
+            return at;
+        }
+        let at = self.compute_poll_at();
+        self.next_poll = Some(at);
+        at
+    }
+
+    fn compute_poll_at(&mut self) -> Option<Instant> {
         let now = now();
         let lo = self.lo.iface.poll_at(now, &self.lo.sockets);
         let eth = self
@@ -272,6 +287,15 @@ pub fn init(boot: &BootInfo) -> Result<(), &'static str> {
 /// Runs `f` on the stack (created with only the loopback on first use when
 /// the VM has no device).
 fn with_stack<R>(f: impl FnOnce(&mut Stack) -> Result<R, i64>) -> Result<R, i64> {
+    let mut g = NET.lock();
+    let s = g.get_or_insert_with(|| Stack::new(None));
+    s.next_poll = None;
+    f(s)
+}
+
+/// [`with_stack`] for calls that only look (readiness, addresses): the
+/// cached next timer stays valid.
+fn with_stack_ro<R>(f: impl FnOnce(&mut Stack) -> Result<R, i64>) -> Result<R, i64> {
     let mut g = NET.lock();
     let s = g.get_or_insert_with(|| Stack::new(None));
     f(s)

@@ -17,7 +17,7 @@ use smoltcp::socket::tcp::{self, State as TcpState};
 use smoltcp::time::Duration;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint, Ipv4Address};
 
-use super::{ephemeral, now, poll_and_wake, with_stack, Net, Sock, Stack};
+use super::{ephemeral, now, poll_and_wake, with_stack, with_stack_ro, Net, Sock, Stack};
 use crate::net::gate::PortGate;
 use crate::syscall::errno::*;
 
@@ -173,7 +173,7 @@ impl Table {
 /// `since`; returns the newest change number, or `None` when the record
 /// does not reach back that far (then look at every socket).
 pub fn changed_since(since: u64, mut f: impl FnMut(Id)) -> Option<u64> {
-    with_stack(|s| {
+    with_stack_ro(|s| {
         let t = &s.tcp;
         if since < t.seq && t.changed.front().is_none_or(|(q, _)| *q > since + 1) {
             return Ok(None);
@@ -189,7 +189,7 @@ pub fn changed_since(since: u64, mut f: impl FnMut(Id)) -> Option<u64> {
 
 /// The newest change number.
 pub fn change_number() -> u64 {
-    with_stack(|s| Ok(s.tcp.seq)).unwrap_or(0)
+    with_stack_ro(|s| Ok(s.tcp.seq)).unwrap_or(0)
 }
 
 fn sock_mut(s: &mut Stack, k: Sock) -> &mut tcp::Socket<'static> {
@@ -625,7 +625,7 @@ pub fn readiness(id: Id) -> (u32, u64) {
     const POLLRDNORM: u32 = 0x40;
     const POLLWRNORM: u32 = 0x100;
     const POLLRDHUP: u32 = 0x2000;
-    with_stack(|s| {
+    with_stack_ro(|s| {
         let me = get(s, id)?;
         let (error, shut_rd, g) = (me.error, me.shut_rd, me.generation);
         let m = match &me.state {
@@ -675,7 +675,7 @@ pub fn readiness(id: Id) -> (u32, u64) {
 
 /// The bound or connected local address (0.0.0.0:0 when unbound).
 pub fn local_endpoint(id: Id) -> Result<IpEndpoint, i64> {
-    with_stack(|s| {
+    with_stack_ro(|s| {
         if let State::Stream { sock, .. } = get(s, id)?.state {
             if let Some(e) = sock_mut(s, sock).local_endpoint() {
                 return Ok(e);
@@ -691,7 +691,7 @@ pub fn local_endpoint(id: Id) -> Result<IpEndpoint, i64> {
 
 /// The peer of a connected socket.
 pub fn peer(id: Id) -> Result<IpEndpoint, i64> {
-    with_stack(|s| {
+    with_stack_ro(|s| {
         let (k, connecting) = stream(s, id)?;
         let sk = sock_mut(s, k);
         if connecting && sk.state() != TcpState::Established {
@@ -703,7 +703,7 @@ pub fn peer(id: Id) -> Result<IpEndpoint, i64> {
 
 /// Whether the socket listens (SO_ACCEPTCONN).
 pub fn is_listening(id: Id) -> bool {
-    with_stack(|s| Ok(matches!(get(s, id)?.state, State::Listening(_)))).unwrap_or(false)
+    with_stack_ro(|s| Ok(matches!(get(s, id)?.state, State::Listening(_)))).unwrap_or(false)
 }
 
 /// Reads or changes the options; changes reach a live connection.

@@ -9,7 +9,7 @@ use alloc::vec;
 use smoltcp::socket::udp;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint, Ipv4Address};
 
-use super::{ephemeral, poll_and_wake, with_stack, Net, Sock, Stack};
+use super::{ephemeral, poll_and_wake, with_stack, with_stack_ro, Net, Sock, Stack};
 use crate::syscall::errno::{EADDRINUSE, EADDRNOTAVAIL, EAGAIN, EINVAL, EMSGSIZE, ENETUNREACH};
 
 /// Bytes of payload buffered per UDP socket in each direction.
@@ -121,7 +121,7 @@ fn bind_in(s: &mut Stack, k: Sock, addr: Option<Ipv4Address>, port: u16) -> Resu
 /// The bound address and port (0.0.0.0:0 if unbound).
 pub fn local_endpoint(k: Sock) -> IpEndpoint {
     let any = IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::UNSPECIFIED), 0);
-    with_stack(|s| {
+    with_stack_ro(|s| {
         let bound = match s.udp.twins.get(&k).copied() {
             Some(t) => sock_mut(s, t)?.endpoint(),
             None => sock_mut(s, k)?.endpoint(),
@@ -182,7 +182,7 @@ pub fn connect(k: Sock, peer: IpEndpoint) -> Result<(), i64> {
 
 /// The peer of a connected socket.
 pub fn peer(k: Sock) -> Option<IpEndpoint> {
-    with_stack(|s| Ok(s.udp.peers.get(&k).copied()))
+    with_stack_ro(|s| Ok(s.udp.peers.get(&k).copied()))
         .ok()
         .flatten()
 }
@@ -229,7 +229,7 @@ fn take(
 
 /// Readable, writable, and the change counter.
 pub fn readiness(k: Sock) -> (bool, bool, u64) {
-    with_stack(|s| {
+    with_stack_ro(|s| {
         let g = super::generation(s);
         let twin_ready = match s.udp.twins.get(&k).copied() {
             Some(t) => sock_mut(s, t)?.can_recv(),
@@ -243,7 +243,7 @@ pub fn readiness(k: Sock) -> (bool, bool, u64) {
 
 /// The receive and send time limits, ns (0 = none).
 pub fn timeouts(k: Sock) -> (u64, u64) {
-    with_stack(|s| Ok(s.udp.timeouts.get(&k).copied().unwrap_or((0, 0)))).unwrap_or((0, 0))
+    with_stack_ro(|s| Ok(s.udp.timeouts.get(&k).copied().unwrap_or((0, 0)))).unwrap_or((0, 0))
 }
 
 /// Changes the time limits with `f`.
