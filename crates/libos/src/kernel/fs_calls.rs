@@ -982,6 +982,10 @@ pub fn populate_special(fs: &mut vfs::Vfs, exec_path: &[u8]) -> Result<(), i64> 
     let proc = fs.lookup(vfs::ROOT, b"/proc", true)?;
     fs.generated(proc, b"cpuinfo", Generated::CpuInfo)?;
     fs.generated(proc, b"meminfo", Generated::MemInfo)?;
+    // The largest listen backlog (Go and others size theirs from it).
+    let core = fs.mkdir_all(b"/proc/sys/net/core", 0o555)?;
+    let somaxconn = fs.create(core, b"somaxconn", 0o644)?;
+    fs.write(somaxconn, 0, b"4096\n")?;
     let tmp = fs.mkdir_all(b"/tmp", 0o1777)?;
     fs.chmod(tmp, 0o1777)?;
     Ok(())
