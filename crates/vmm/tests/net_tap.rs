@@ -3,10 +3,9 @@
 //! another, and the host kernel talks TCP to the "guest" through a real tap
 //! — all inside a private network namespace, so nothing leaves the test.
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,8 +33,7 @@ fn queue(size: u16, (d, a, u): (u64, u64, u64), mem: &GuestMemoryMmap) -> Queue 
 }
 
 fn ip(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().expect("run ip");
-    assert!(st.success(), "ip {args:?}");
+    assert!(optivolt_testnet::ip(args), "ip {args:?}");
 }
 
 /// The guest: smoltcp echoing TCP on port 8080 until `stop`.
@@ -104,21 +102,10 @@ fn guest(
 
 #[test]
 fn host_kernel_tcp_reaches_the_guest_stack_through_tap_and_io_thread() {
-    std::thread::spawn(|| {
-        // SAFETY: no pointers; it moves only this thread (and the threads
-        // it creates) into a new network namespace.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            eprintln!(
-                "=== SKIPPED host_kernel_tcp_reaches_the_guest_stack_through_tap_and_io_thread: \
-                 cannot create a network namespace ({}); run the tests as root ===",
-                io::Error::last_os_error()
-            );
-            return;
-        }
-        run();
-    })
-    .join()
-    .expect("test thread");
+    optivolt_testnet::in_private_netns(
+        "host_kernel_tcp_reaches_the_guest_stack_through_tap_and_io_thread",
+        run,
+    );
 }
 
 fn run() {

@@ -125,7 +125,7 @@ impl NetBackend for Tap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
+
     use std::time::{Duration, Instant};
 
     #[test]
@@ -135,28 +135,10 @@ mod tests {
         }
     }
 
-    /// Runs `f` on a thread of its own inside a fresh network namespace
-    /// (namespaces are per thread), so nothing touches the host's network.
-    fn in_private_netns(what: &str, f: impl FnOnce() + Send + 'static) {
-        let what = what.to_owned();
-        std::thread::spawn(move || {
-            // SAFETY: unshare takes no pointers; it moves only this thread.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                eprintln!(
-                    "=== SKIPPED {what}: cannot create a network namespace ({}); run the tests as root ===",
-                    io::Error::last_os_error()
-                );
-                return;
-            }
-            f();
-        })
-        .join()
-        .expect("test thread");
-    }
+    use optivolt_testnet::in_private_netns;
 
     fn ip(args: &[&str]) {
-        let st = Command::new("ip").args(args).status().expect("run ip");
-        assert!(st.success(), "ip {args:?}");
+        assert!(optivolt_testnet::ip(args), "ip {args:?}");
     }
 
     /// An ARP request sent into the tap is answered by the host side's

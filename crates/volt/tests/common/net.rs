@@ -11,36 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::volt;
 
-pub fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// Runs `f` on a thread moved into a new network namespace; the processes
-/// it starts inherit it. Returns false (after one loud line) if that is not
-/// allowed here.
-pub fn in_private_netns(test: &str, f: impl FnOnce() + Send + 'static) -> bool {
-    let test = test.to_owned();
-    std::thread::spawn(move || {
-        // SAFETY: takes no pointers; moves only this thread.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            eprintln!(
-                "=== SKIPPED {test}: cannot create a network namespace ({}); run the tests as root ===",
-                io::Error::last_os_error()
-            );
-            return false;
-        }
-        // The namespace's own loopback, for published ports.
-        assert!(ip(&["link", "set", "lo", "up"]), "cannot bring lo up");
-        f();
-        true
-    })
-    .join()
-    .expect("test thread")
-}
+#[allow(unused_imports)]
+pub use optivolt_testnet::{in_private_netns, ip};
 
 /// Starts `program` as a unikernel on tap `tap` (guest 10.0.7.2/24), waits
 /// for volt to create the tap, and gives the host side 10.0.7.1/24.
