@@ -70,6 +70,24 @@ pub enum FileKind {
     },
 }
 
+impl FileKind {
+    /// Whether the file is a stream with no position (pipes, eventfds,
+    /// epoll, timerfds, sockets): pread/pwrite refuse it with ESPIPE.
+    pub fn is_channel(&self) -> bool {
+        match self {
+            FileKind::Inode(_) | FileKind::Console(_) | FileKind::Snapshot(..) => false,
+            FileKind::PipeRead(_)
+            | FileKind::PipeWrite(_)
+            | FileKind::EventFd(_)
+            | FileKind::Epoll(_)
+            | FileKind::TimerFd(_)
+            | FileKind::Udp(_)
+            | FileKind::Tcp(_)
+            | FileKind::UnixStream { .. } => true,
+        }
+    }
+}
+
 impl Drop for OpenFile {
     fn drop(&mut self) {
         // The last descriptor of this open file went away: the other end of a

@@ -173,8 +173,12 @@ pub fn read(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> Re
         return Err(EBADF);
     }
     let len = len.min(i32::MAX as u64 & !0xfff);
+    // Checked first: a channel's read consumes.
+    if off.is_some() && f.kind.is_channel() {
+        return Err(ESPIPE);
+    }
     if let Some(r) = super::poll::read_channel(k, &f, buf, len) {
-        return if off.is_some() { Err(ESPIPE) } else { r };
+        return r;
     }
     let pos = off.unwrap_or(f.offset);
     let n = match &f.kind {
@@ -262,8 +266,11 @@ pub fn write(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> R
         return Err(EBADF);
     }
     let len = len.min(i32::MAX as u64 & !0xfff);
+    if off.is_some() && f.kind.is_channel() {
+        return Err(ESPIPE);
+    }
     if let Some(r) = super::poll::write_channel(k, &f, buf, len) {
-        return if off.is_some() { Err(ESPIPE) } else { r };
+        return r;
     }
     match &f.kind {
         FileKind::PipeRead(_)

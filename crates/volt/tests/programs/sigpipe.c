@@ -1,6 +1,8 @@
-/* SIGPIPE: writes to a pipe or socket whose reader is gone raise it, unless
- * send() says MSG_NOSIGNAL. With "default" as argv[1], the default action
- * ends the process. */
+/* pread/pwrite on pipes fail with ESPIPE and consume nothing; SIGPIPE:
+ * writes to a pipe or socket whose reader is gone raise it, unless send()
+ * says MSG_NOSIGNAL. With "default" as argv[1], the default action ends
+ * the process. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,7 +22,17 @@ int main(int argc, char **argv) {
         return 0; /* not reached */
     }
     signal(SIGPIPE, on_pipe);
-    ssize_t r = write(p[1], "x", 1);
+    /* pread/pwrite on a pipe fail with ESPIPE and consume nothing. */
+    int q[2];
+    char b[8];
+    pipe(q);
+    write(q[1], "abc", 3);
+    ssize_t r = pread(q[0], b, sizeof b, 0);
+    printf("pread of a pipe: %zd %s\n", r, strerror(errno));
+    r = pwrite(q[1], "x", 1, 0);
+    printf("pwrite of a pipe: %zd %s\n", r, strerror(errno));
+    printf("then read: %zd\n", read(q[0], b, sizeof b));
+    r = write(p[1], "x", 1);
     printf("pipe write: %zd %s, SIGPIPE %d\n", r, strerror(errno), got);
     int sv[2];
     socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
