@@ -41,6 +41,21 @@ const MAX_DATAGRAM: u64 = 64 * 1024;
 /// Largest chunk a stream call moves at once.
 const MAX_CHUNK: u64 = 1024 * 1024;
 
+/// The buffer one call on `s` needs for `len` bytes: no more than a TCP
+/// connection's buffer holds in that direction, or a datagram received
+/// (a UDP send keeps the whole datagram: its size is checked).
+fn chunk(s: Inet, len: u64, sending: bool) -> usize {
+    let cap = match s {
+        Inet::Tcp(id) => tcp::capacities(id).map_or(
+            MAX_CHUNK,
+            |(rcv, snd)| if sending { snd } else { rcv } as u64,
+        ),
+        Inet::Udp(_) if sending => MAX_CHUNK,
+        Inet::Udp(_) => MAX_DATAGRAM,
+    };
+    len.min(cap).min(MAX_CHUNK) as usize
+}
+
 /// An AF_INET socket behind a descriptor.
 #[derive(Clone, Copy, Debug)]
 pub enum Inet {
@@ -148,7 +163,7 @@ fn would_block(nonblock: bool, timeout_ns: u64) -> Ret {
 /// The socket's receive and send time limits, ns (0 = none).
 fn timeouts(s: Inet) -> (u64, u64) {
     match s {
-        Inet::Tcp(id) => tcp::with_opts(id, |o| (o.rcvtimeo_ns, o.sndtimeo_ns)).unwrap_or((0, 0)),
+        Inet::Tcp(id) => tcp::opts(id).map_or((0, 0), |o| (o.rcvtimeo_ns, o.sndtimeo_ns)),
         Inet::Udp(u) => udp::timeouts(u),
     }
 }
@@ -285,7 +300,7 @@ pub fn sendto(
     } else {
         Some(read_addr(k, addr, alen)?)
     };
-    let mut data = vec![0u8; len.min(MAX_CHUNK) as usize];
+    let mut data = vec![0u8; chunk(s, len, true)];
     k.mem.copy_from_user(buf, &mut data)?;
     send_bytes(s, nb || flags & MSG_DONTWAIT != 0, &data, to)
 }
@@ -324,7 +339,7 @@ pub fn recvfrom(
     alen: u64,
 ) -> Ret {
     let (s, nb) = lookup(k, fd)?;
-    let mut data = vec![0u8; len.min(MAX_CHUNK) as usize];
+    let mut data = vec![0u8; chunk(s, len, false)];
     let (n, full, from) = recv_bytes(s, nb, flags, &mut data)?;
     k.mem.copy_to_user(buf, &data[..n])?;
     if let Some(from) = from {
@@ -359,7 +374,7 @@ pub fn recv_bytes(
 
 /// read(2) on a socket.
 pub fn read(k: &mut Kernel, s: Inet, nonblock: bool, buf: u64, len: u64) -> Ret {
-    let mut data = vec![0u8; len.min(MAX_CHUNK) as usize];
+    let mut data = vec![0u8; chunk(s, len, false)];
     let (n, _, _) = recv_bytes(s, nonblock, 0, &mut data)?;
     k.mem.copy_to_user(buf, &data[..n])?;
     Ok(n as i64)
@@ -367,7 +382,7 @@ pub fn read(k: &mut Kernel, s: Inet, nonblock: bool, buf: u64, len: u64) -> Ret 
 
 /// write(2) on a socket.
 pub fn write(k: &mut Kernel, s: Inet, nonblock: bool, buf: u64, len: u64) -> Ret {
-    let mut data = vec![0u8; len.min(MAX_CHUNK) as usize];
+    let mut data = vec![0u8; chunk(s, len, true)];
     k.mem.copy_from_user(buf, &mut data)?;
     send_bytes(s, nonblock, &data, None)
 }

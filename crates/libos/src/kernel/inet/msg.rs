@@ -5,7 +5,9 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{lookup, read_addr, recv_bytes, send_bytes, write_addr, Ret, MAX_CHUNK, MSG_TRUNC};
+use super::{
+    chunk, lookup, read_addr, recv_bytes, send_bytes, write_addr, Ret, MAX_CHUNK, MSG_TRUNC,
+};
 use crate::kernel::Kernel;
 use crate::syscall::errno::*;
 
@@ -58,7 +60,7 @@ pub fn recvmsg(k: &mut Kernel, fd: u64, msg: u64, flags: u64) -> Ret {
     let m: MsgHdr = k.mem.read_obj(msg)?;
     let iov = iovecs(k, &m)?;
     let total: usize = iov.iter().map(|(_, l)| l).sum();
-    let mut data = vec![0u8; total];
+    let mut data = vec![0u8; chunk(s, total as u64, false)];
     let (n, full, from) = recv_bytes(s, nb, flags, &mut data)?;
     let mut done = 0;
     for (base, len) in iov {

@@ -156,7 +156,7 @@ pub fn getsockopt(k: &mut Kernel, fd: u64, level: u64, name: u64, val: u64, len_
         return Err(EINVAL);
     }
     let opts = match s {
-        Inet::Tcp(id) => tcp::with_opts(id, |o| *o)?,
+        Inet::Tcp(id) => tcp::opts(id)?,
         Inet::Udp(_) => tcp::Opts::default(),
     };
     let is_tcp = matches!(s, Inet::Tcp(_));

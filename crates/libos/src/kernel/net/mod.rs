@@ -124,6 +124,14 @@ impl Stack {
         }
     }
 
+    /// The socket set of `net`, to look at.
+    fn set_ref(&self, net: Net) -> Option<&SocketSet<'static>> {
+        match net {
+            Net::Eth => self.eth.as_ref().map(|e| &e.sockets),
+            Net::Lo => Some(&self.lo.sockets),
+        }
+    }
+
     /// The interface and socket set of `net` (for `connect`).
     fn iface_and_set(&mut self, net: Net) -> Option<(&mut Interface, &mut SocketSet<'static>)> {
         match net {

@@ -192,6 +192,14 @@ pub fn change_number() -> u64 {
     with_stack_ro(|s| Ok(s.tcp.seq)).unwrap_or(0)
 }
 
+fn sock_ref(s: &Stack, k: Sock) -> &tcp::Socket<'static> {
+    // As in `sock_mut`.
+    match s.set_ref(k.net) {
+        Some(set) => set.get::<tcp::Socket>(k.h),
+        None => unreachable!("TCP socket on a missing interface"),
+    }
+}
+
 fn sock_mut(s: &mut Stack, k: Sock) -> &mut tcp::Socket<'static> {
     // A `Sock` of the TCP table always names a TCP socket of a set that
     // exists (sockets on the device are only made when it is there).
@@ -280,16 +288,13 @@ fn port_users(s: &Stack, port: u16) -> impl Iterator<Item = &TcpSock> {
         .filter(move |t| t.local.is_some_and(|(_, p)| p == port))
 }
 
-fn port_in_use(s: &mut Stack, port: u16) -> bool {
-    if port_users(s, port).next().is_some() {
-        return true;
-    }
-    let orphans: Vec<Sock> = s.tcp.orphans.iter().map(|(k, _)| *k).collect();
-    orphans.into_iter().any(|k| {
-        sock_mut(s, k)
-            .local_endpoint()
-            .is_some_and(|e| e.port == port)
-    })
+fn port_in_use(s: &Stack, port: u16) -> bool {
+    port_users(s, port).next().is_some()
+        || s.tcp.orphans.iter().any(|(k, _)| {
+            sock_ref(s, *k)
+                .local_endpoint()
+                .is_some_and(|e| e.port == port)
+        })
 }
 
 /// bind(2): `addr` `None` is INADDR_ANY; port 0 picks an ephemeral port.
@@ -413,21 +418,7 @@ pub fn connect(id: Id, remote: IpEndpoint, nonblock: bool) -> Result<Connect, i6
             }
             State::Stream {
                 connecting: true, ..
-            } => {
-                return match outcome(s, id)? {
-                    Some(Ok(())) => {
-                        if let State::Stream { connecting, .. } = &mut get(s, id)?.state {
-                            *connecting = false;
-                        }
-                        Ok(Connect::Done)
-                    }
-                    Some(Err(e)) => {
-                        get(s, id)?.error = 0;
-                        Err(e)
-                    }
-                    None => Err(EALREADY),
-                };
-            }
+            } => return settle(s, id)?.ok_or(EALREADY),
             State::Fresh => {}
         }
         let IpAddress::Ipv4(mut dst) = remote.addr;
@@ -474,20 +465,27 @@ pub fn connect(id: Id, remote: IpEndpoint, nonblock: bool) -> Result<Connect, i6
         if nonblock {
             return Ok(Connect::InProgress);
         }
-        match outcome(s, id)? {
-            Some(Ok(())) => {
-                if let State::Stream { connecting, .. } = &mut get(s, id)?.state {
-                    *connecting = false;
-                }
-                Ok(Connect::Done)
-            }
-            Some(Err(e)) => {
-                get(s, id)?.error = 0;
-                Err(e)
-            }
-            None => Ok(Connect::InProgress),
-        }
+        Ok(settle(s, id)?.unwrap_or(Connect::InProgress))
     })
+}
+
+/// What connect(2) reports of an active open: done (the socket is
+/// connected from now on), its failure (handed over: SO_ERROR then reads
+/// 0), or `None` while it goes on.
+fn settle(s: &mut Stack, id: Id) -> Result<Option<Connect>, i64> {
+    match outcome(s, id)? {
+        Some(Ok(())) => {
+            if let State::Stream { connecting, .. } = &mut get(s, id)?.state {
+                *connecting = false;
+            }
+            Ok(Some(Connect::Done))
+        }
+        Some(Err(e)) => {
+            get(s, id)?.error = 0;
+            Err(e)
+        }
+        None => Ok(None),
+    }
 }
 
 /// How an active open ended: `None` while it goes on.
@@ -706,7 +704,28 @@ pub fn is_listening(id: Id) -> bool {
     with_stack_ro(|s| Ok(matches!(get(s, id)?.state, State::Listening(_)))).unwrap_or(false)
 }
 
-/// Reads or changes the options; changes reach a live connection.
+/// The most one receive and one send can move: the connection's buffer
+/// sizes (the configured ones before it has buffers).
+pub fn capacities(id: Id) -> Result<(usize, usize), i64> {
+    with_stack_ro(|s| {
+        let me = get(s, id)?;
+        let (rcv, snd) = (me.opts.rcvbuf, me.opts.sndbuf);
+        Ok(match me.state {
+            State::Stream { sock, .. } => {
+                let sk = sock_ref(s, sock);
+                (sk.recv_capacity(), sk.send_capacity())
+            }
+            _ => (rcv, snd),
+        })
+    })
+}
+
+/// The options, to look at.
+pub fn opts(id: Id) -> Result<Opts, i64> {
+    with_stack_ro(|s| Ok(get(s, id)?.opts))
+}
+
+/// Changes the options; changes reach a live connection.
 pub fn with_opts<R>(id: Id, f: impl FnOnce(&mut Opts) -> R) -> Result<R, i64> {
     with_stack(|s| {
         let me = get(s, id)?;
