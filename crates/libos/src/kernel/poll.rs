@@ -585,11 +585,15 @@ pub fn epoll_ctl(k: &mut Kernel, epfd: u64, op: u32, fd: u64, event: u64) -> Ret
     }
 }
 
-fn ms_deadline(timeout_ms: i64) -> Option<u64> {
-    if timeout_ms < 0 {
-        return None;
-    }
-    Some(rdtsc().saturating_add(sched::ns_to_tsc(timeout_ms as u64 * 1_000_000)))
+/// Blocks the calling thread until I/O happens or `timeout_ns` (< 0: no
+/// limit) has passed since the call's first attempt; the call then runs
+/// again (and finds `Wake::Timeout` when the time is up).
+fn block_for_io(timeout_ns: i64) -> Ret {
+    let dl = sched::call_deadline(|| {
+        (timeout_ns >= 0).then(|| rdtsc().saturating_add(sched::ns_to_tsc(timeout_ns as u64)))
+    });
+    sched::block_io(dl);
+    Err(BLOCKED)
 }
 
 /// epoll_wait/epoll_pwait (the signal mask is not applied: no signals are queued).
@@ -687,9 +691,7 @@ pub fn epoll_wait(k: &mut Kernel, epfd: u64, events: u64, max: i32, timeout_ms: 
     if timeout_ms == 0 || wake == Some(Wake::Timeout) {
         return Ok(0);
     }
-    let dl = sched::call_deadline(|| ms_deadline(timeout_ms));
-    sched::block_io(dl);
-    Err(BLOCKED)
+    block_for_io(timeout_ms.saturating_mul(1_000_000))
 }
 
 /// poll(2)/ppoll(2): `timeout_ns` < 0 waits forever.
@@ -720,15 +722,7 @@ pub fn poll(k: &mut Kernel, fds: u64, n: u64, timeout_ns: i64) -> Ret {
     if ready > 0 || timeout_ns == 0 || wake == Some(Wake::Timeout) {
         return Ok(ready);
     }
-    let dl = sched::call_deadline(|| {
-        if timeout_ns < 0 {
-            None
-        } else {
-            Some(rdtsc().saturating_add(sched::ns_to_tsc(timeout_ns as u64)))
-        }
-    });
-    sched::block_io(dl);
-    Err(BLOCKED)
+    block_for_io(timeout_ns)
 }
 
 /// A timeout from a `struct timespec` pointer (0 = forever) in ns, or -1.
@@ -796,13 +790,5 @@ pub fn select(k: &mut Kernel, nfds: u64, r: u64, w: u64, e: u64, timeout_ns: i64
         }
         return Ok(count);
     }
-    let dl = sched::call_deadline(|| {
-        if timeout_ns < 0 {
-            None
-        } else {
-            Some(rdtsc().saturating_add(sched::ns_to_tsc(timeout_ns as u64)))
-        }
-    });
-    sched::block_io(dl);
-    Err(BLOCKED)
+    block_for_io(timeout_ns)
 }

@@ -92,29 +92,37 @@ pub struct Scheduler {
 
 static SCHED: Mutex<Option<Scheduler>> = Mutex::new(None);
 
+impl Thread {
+    /// A runnable thread with nothing pending, no alternate signal stack and
+    /// no CPU time yet.
+    fn new(tid: u32, kstack: Option<Box<[u128]>>, kstack_top: u64, ksp: u64) -> Self {
+        Thread {
+            tid,
+            state: State::Runnable,
+            _kstack: kstack,
+            kstack_top,
+            ksp,
+            fs_base: 0,
+            clear_child_tid: 0,
+            wake: None,
+            deadline: None,
+            futex: None,
+            sigmask: 0,
+            pending: 0,
+            altstack: super::process::SigAltStack {
+                flags: super::process::SS_DISABLE,
+                ..Default::default()
+            },
+            io_wait: false,
+            pending_deadline: None,
+            cpu: 0,
+        }
+    }
+}
+
 /// Sets up the scheduler with the main thread (tid 1) running on the boot stack.
 pub fn init(boot_stack_top: u64, tsc_khz: u64) {
-    let main = Thread {
-        tid: 1,
-        state: State::Runnable,
-        _kstack: None,
-        kstack_top: boot_stack_top,
-        ksp: 0,
-        fs_base: 0,
-        clear_child_tid: 0,
-        wake: None,
-        deadline: None,
-        futex: None,
-        sigmask: 0,
-        pending: 0,
-        altstack: super::process::SigAltStack {
-            flags: super::process::SS_DISABLE,
-            ..Default::default()
-        },
-        io_wait: false,
-        pending_deadline: None,
-        cpu: 0,
-    };
+    let main = Thread::new(1, None, boot_stack_top, 0);
     let mut threads = BTreeMap::new();
     threads.insert(1, Box::new(main));
     *SCHED.lock() = Some(Scheduler {
@@ -354,25 +362,10 @@ pub fn spawn(
         let tid = s.next_tid;
         s.next_tid += 1;
         let t = Thread {
-            tid,
-            state: State::Runnable,
-            _kstack: Some(stack),
-            kstack_top: top,
-            ksp,
             fs_base,
             clear_child_tid,
-            wake: None,
-            deadline: None,
-            futex: None,
             sigmask,
-            pending: 0,
-            altstack: super::process::SigAltStack {
-                flags: super::process::SS_DISABLE,
-                ..Default::default()
-            },
-            io_wait: false,
-            pending_deadline: None,
-            cpu: 0,
+            ..Thread::new(tid, Some(stack), top, ksp)
         };
         s.threads.insert(tid, Box::new(t));
         s.run_queue.push_back(tid);

@@ -61,13 +61,7 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
         }
         drop(guard);
         // RAX is the interrupted context's; deliver what else is pending.
-        deliver_pending(
-            addr,
-            &mut frame.regs,
-            &mut frame.rip,
-            &mut frame.rflags,
-            &mut frame.rsp,
-        );
+        deliver_to(frame);
         return;
     }
     loop {
@@ -100,14 +94,7 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
                         // instruction again (RIP back over it, RAX = number).
                         frame.rip -= 2;
                         frame.regs.rax = n;
-                        let addr = frame as *mut SyscallFrame as u64;
-                        deliver_pending(
-                            addr,
-                            &mut frame.regs,
-                            &mut frame.rip,
-                            &mut frame.rflags,
-                            &mut frame.rsp,
-                        );
+                        deliver_to(frame);
                         return;
                     }
                     // A signal arrived while waiting: the call fails with EINTR.
@@ -176,6 +163,11 @@ fn finish(frame: &mut SyscallFrame, n: u64, args: &[u64; 6], ret: i64, trace: bo
     if ret == -EPIPE && raises_sigpipe(n, args) {
         sched::send_signal(sched::current_tid(), SIGPIPE);
     }
+    deliver_to(frame);
+}
+
+/// [`deliver_pending`] on the context a system call returns to.
+fn deliver_to(frame: &mut SyscallFrame) {
     deliver_pending(
         frame as *mut SyscallFrame as u64,
         &mut frame.regs,
