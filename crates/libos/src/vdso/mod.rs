@@ -58,17 +58,6 @@ fn put(v: &mut [u8], at: usize, bytes: &[u8]) {
     v[at..at + bytes.len()].copy_from_slice(bytes);
 }
 
-/// Builds the image for loading at `base`: ELF header, one PT_LOAD and one
-/// PT_DYNAMIC header, the dynamic section, a SysV hash table with a single
-/// bucket, the symbols (all of version `LINUX_2.6`, with the version
-/// tables) and their names. Symbol values are relative to `base` (what
-/// readers add the load offset to), so the functions can live anywhere.
-pub fn build(base: u64, exports: &[Export<'_>]) -> Vec<u8> {
-    let mut v = vec![0u8; image_size(exports)];
-    build_into(&mut v, base, exports);
-    v
-}
-
 /// The size of the image for `exports`.
 pub fn image_size(exports: &[Export<'_>]) -> usize {
     let nsyms = exports.len() + 1;
@@ -106,7 +95,12 @@ fn layout(nsyms: usize) -> Layout {
     }
 }
 
-/// Writes the image into `v` (exactly [`image_size`] bytes, zeroed).
+/// Writes the image for loading at `base` into `v` (exactly
+/// [`image_size`] bytes, zeroed): ELF header, one PT_LOAD and one
+/// PT_DYNAMIC header, the dynamic section, a SysV hash table with a single
+/// bucket, the symbols (all of version `LINUX_2.6`, with the version
+/// tables) and their names. Symbol values are relative to `base` (what
+/// readers add the load offset to), so the functions can live anywhere.
 pub fn build_into(v: &mut [u8], base: u64, exports: &[Export<'_>]) {
     let nsyms = exports.len() + 1; // index 0 is the null symbol
     let Layout {
@@ -215,6 +209,12 @@ pub fn build_into(v: &mut [u8], base: u64, exports: &[Export<'_>]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn build(base: u64, exports: &[Export<'_>]) -> Vec<u8> {
+        let mut v = vec![0u8; image_size(exports)];
+        build_into(&mut v, base, exports);
+        v
+    }
 
     fn u64_at(v: &[u8], at: usize) -> u64 {
         u64::from_le_bytes(v[at..at + 8].try_into().unwrap())

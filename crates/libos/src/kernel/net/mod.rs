@@ -367,11 +367,6 @@ pub fn tick_poll() {
     }
 }
 
-/// The change counter, for epoll edges.
-fn generation(s: &Stack) -> u64 {
-    s.generation
-}
-
 /// Picks a free port in Linux's default ephemeral range, 32768-60999,
 /// walking from a TSC-derived start; `in_use` says which are taken.
 fn ephemeral(mut in_use: impl FnMut(u16) -> bool) -> Option<u16> {

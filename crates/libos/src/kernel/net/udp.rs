@@ -230,7 +230,7 @@ fn take(
 /// Readable, writable, and the change counter.
 pub fn readiness(k: Sock) -> (bool, bool, u64) {
     with_stack_ro(|s| {
-        let g = super::generation(s);
+        let g = s.generation;
         let twin_ready = match s.udp.twins.get(&k).copied() {
             Some(t) => sock_mut(s, t)?.can_recv(),
             None => false,
