@@ -10,12 +10,17 @@
 extern crate alloc;
 
 pub mod drivers;
+pub mod errno;
+#[cfg(feature = "guest")]
+pub mod fd;
 pub mod fs;
 pub mod loader;
 pub mod mm;
 pub mod net;
 pub mod rand;
 pub mod syscall;
+#[cfg(feature = "guest")]
+pub mod task;
 pub mod time;
 pub mod util;
 pub mod vdso;

@@ -35,3 +35,15 @@ pub fn exit(status: i32) -> ! {
         call(hc::EXIT, status as u32);
     }
 }
+
+/// Stops the VM with a message (library-OS panics and fatal boot errors).
+pub fn abort(msg: &[u8]) -> ! {
+    let pa = optivolt_abi::layout::virt_to_phys(msg.as_ptr() as u64).unwrap_or(0);
+    let mut a = hc::Abort {
+        msg: pa,
+        len: msg.len() as u64,
+    };
+    loop {
+        call_with(hc::ABORT, &mut a);
+    }
+}

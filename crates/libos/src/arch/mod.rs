@@ -7,3 +7,22 @@
 pub mod cpu;
 pub mod entry;
 pub mod hypercall;
+
+use optivolt_abi::boot::BootInfo;
+
+/// The boot information as the monitor wrote it (physmap address), for code
+/// that must not take the kernel lock (fault and panic paths, timestamps).
+pub fn boot_info_ptr() -> *mut BootInfo {
+    optivolt_abi::layout::phys_to_virt(optivolt_abi::layout::BOOT_INFO_PA) as *mut BootInfo
+}
+
+/// Records a boot milestone in the shared BootInfo.
+pub fn stamp(f: impl FnOnce(&mut optivolt_abi::boot::Timestamps) -> &mut u64) {
+    let t = cpu::rdtsc();
+    // SAFETY: BootInfo lives at a fixed physmap address for the VM's whole
+    // life; only this vCPU writes the timestamps, with interrupts disabled.
+    unsafe {
+        let b = &mut *boot_info_ptr();
+        *f(&mut b.timestamps) = t;
+    }
+}

@@ -22,7 +22,7 @@ use alloc::vec::Vec;
 
 use super::cpio::{self, Archive};
 use super::path::{components, split_last};
-use crate::syscall::errno::*;
+use crate::errno::*;
 
 /// Inode number.
 pub type Ino = usize;

@@ -5,18 +5,20 @@ use optivolt_abi::boot::{BootInfo, PhysRange, PreloadedImage};
 use optivolt_abi::elf::Elf;
 use optivolt_abi::layout::{phys_to_virt, USER_PIE_BASE, USER_TOP};
 
-use super::files::FdTable;
-use super::memory::{pte_flags, Memory};
-use super::process::Process;
-use super::{fault, heap, stamp, Kernel, KERNEL};
 use crate::arch::cpu;
+use crate::arch::stamp;
+use crate::fd::file::FdTable;
 use crate::fs::cpio::Archive;
+use crate::kernel::{Kernel, KERNEL};
 use crate::loader::{self, stack, LoadPlan};
 use crate::mm::frame::FrameAllocator;
+use crate::mm::heap;
 use crate::mm::paging::{PTE_NX, PTE_P, PTE_W};
+use crate::mm::space::{pte_flags, Memory};
 use crate::mm::vma::{Vma, VmaKind};
 use crate::mm::{page_down, page_up, PAGE};
 use crate::rand::Csprng;
+use crate::task::process::Process;
 
 /// Size of the main thread's stack area (like RLIMIT_STACK's default).
 pub const STACK_SIZE: u64 = 8 << 20;
@@ -25,7 +27,7 @@ pub const STACK_SIZE: u64 = 8 << 20;
 pub const STACK_POPULATE: u64 = 64 << 10;
 
 fn fail(msg: &str) -> ! {
-    fault::abort(msg.as_bytes())
+    crate::arch::hypercall::abort(msg.as_bytes())
 }
 
 /// Heap size for a guest with `ram` bytes: kernel stacks (32 KiB a thread),
@@ -105,7 +107,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         Ok(a) => a,
         Err(msg) => fail(msg),
     };
-    if let Err(msg) = super::net::init(&boot) {
+    if let Err(msg) = crate::net::stack::init(&boot) {
         fail(msg);
     }
     stamp(|t| &mut t.libos_ready);
@@ -152,7 +154,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         (stack::AT_HWCAP, boot.hwcap),
         (stack::AT_HWCAP2, boot.hwcap2),
         (stack::AT_CLKTCK, 100),
-        (stack::AT_SYSINFO_EHDR, super::vdso::init(&boot)),
+        (stack::AT_SYSINFO_EHDR, crate::vdso::clock::init(&boot)),
     ];
     let spec = stack::StackSpec {
         argv,
@@ -179,7 +181,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
             boot.rootfs.len() as usize,
         )
     };
-    let fs = super::LazyVfs::new(
+    let fs = crate::kernel::LazyVfs::new(
         rootfs,
         exec_path,
         (boot.wallclock_ns / 1_000_000_000) as i64,
@@ -201,7 +203,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     }
     // Only the symbol's address is taken.
     let boot_stack_top = core::ptr::addr_of!(ov_boot_stack_top) as u64;
-    super::sched::init(boot_stack_top, boot.tsc_khz);
+    crate::task::sched::init(boot_stack_top, boot.tsc_khz);
     stamp(|t| &mut t.app_entry);
     // SAFETY: the entry point and stack were just mapped; from here on the
     // boot stack serves as the system-call stack.

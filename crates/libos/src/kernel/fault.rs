@@ -47,7 +47,7 @@ fn signal_for(vector: u64) -> u32 {
 /// Called by the exception entry code with the saved state.
 #[no_mangle]
 extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
-    if frame.rip >= USER_TOP && !super::vdso::contains(frame.rip) {
+    if frame.rip >= USER_TOP && !crate::vdso::clock::contains(frame.rip) {
         report(frame); // a library-OS bug
     }
     let mut addr = frame.rip;
@@ -57,11 +57,11 @@ extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
         // The library OS never faults while holding the lock (it reaches user
         // memory only through checked physmap copies), so a held lock here
         // means a library-OS bug: report it rather than deadlock.
-        if let Some(mut guard) = super::KERNEL.try_lock() {
+        if let Some(mut guard) = crate::kernel::KERNEL.try_lock() {
             if let Some(k) = guard.as_mut() {
                 match k.mem.handle_fault(addr, write) {
-                    super::memory::Fault::Handled => return,
-                    super::memory::Fault::OutOfMemory => {
+                    crate::mm::space::Fault::Handled => return,
+                    crate::mm::space::Fault::OutOfMemory => {
                         let (used, _) = k.mem.frame_usage();
                         drop(guard);
                         let mut buf = [0u8; 200];
@@ -74,9 +74,9 @@ extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
                             ),
                         );
                         let n = w.len();
-                        abort(&buf[..n]);
+                        hypercall::abort(&buf[..n]);
                     }
-                    super::memory::Fault::Segv => {}
+                    crate::mm::space::Fault::Segv => {}
                 }
             }
         }
@@ -84,8 +84,8 @@ extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
     // A synchronous signal: to the application's handler if it has one.
     let sig = signal_for(frame.vector);
     let bit = 1u64 << (sig - 1);
-    let blocked = super::sched::with_current(|t| t.sigmask) & bit != 0;
-    if let Some(mut guard) = super::KERNEL.try_lock() {
+    let blocked = crate::task::sched::with_current(|t| t.sigmask) & bit != 0;
+    if let Some(mut guard) = crate::kernel::KERNEL.try_lock() {
         if let Some(k) = guard.as_mut() {
             let handler = k.proc.actions[sig as usize - 1].handler;
             if handler > 1 && !blocked {
@@ -94,7 +94,7 @@ extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
                     PAGE_FAULT => 1,                              // SEGV_MAPERR
                     _ => 0x80,                                    // SI_KERNEL
                 };
-                let info = super::signal::Info {
+                let info = crate::task::signal::Info {
                     code,
                     addr,
                     trapno: frame.vector,
@@ -104,32 +104,20 @@ extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
                 // SAFETY: as in syscalls::fx_area: the entry code saved the
                 // FXSAVE image right below the 16-byte aligned frame.
                 let fx = unsafe { &mut *(((fa & !15) - 512) as *mut [u8; 512]) };
-                let ctx = super::signal::UserContext {
+                let ctx = crate::task::signal::UserContext {
                     regs: &mut frame.regs,
                     rip: &mut frame.rip,
                     rflags: &mut frame.rflags,
                     rsp: &mut frame.rsp,
                     fx,
                 };
-                if super::signal::deliver(k, sig, info, ctx).is_ok() {
+                if crate::task::signal::deliver(k, sig, info, ctx).is_ok() {
                     return;
                 }
             }
         }
     }
     report(frame)
-}
-
-/// Stops the VM with a message (library-OS panics and fatal boot errors).
-pub fn abort(msg: &[u8]) -> ! {
-    let pa = optivolt_abi::layout::virt_to_phys(msg.as_ptr() as u64).unwrap_or(0);
-    let mut a = hc::Abort {
-        msg: pa,
-        len: msg.len() as u64,
-    };
-    loop {
-        hypercall::call_with(hc::ABORT, &mut a);
-    }
 }
 
 static PANIC_BUF: spin::Mutex<[u8; 1024]> = spin::Mutex::new([0; 1024]);
@@ -144,8 +132,8 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
             let mut w = crate::util::BufWriter::new(&mut buf[..]);
             let _ = write!(w, "library OS panic: {info}");
             let n = w.len();
-            abort(&buf[..n])
+            hypercall::abort(&buf[..n])
         }
-        None => abort(b"library OS panic while panicking"),
+        None => hypercall::abort(b"library OS panic while panicking"),
     }
 }

@@ -1,27 +1,11 @@
-//! The guest runtime: boot, the kernel state, system calls, faults.
+//! The kernel context: the state every system call works on, boot, and
+//! the fault and panic paths.
 //!
 //! All of it runs at CPL 3 with interrupts disabled (the system-call and
 //! exception gates clear IF), on one vCPU; the global state is behind a spin
 //! lock so that SMP stays possible.
 pub mod boot;
-pub mod console;
-pub mod cpuinfo;
-pub mod epoll;
 pub mod fault;
-pub mod files;
-pub mod fs_calls;
-pub mod heap;
-pub mod inet;
-pub mod memory;
-pub mod net;
-pub mod pipe;
-pub mod poll;
-pub mod process;
-pub mod sched;
-pub mod signal;
-pub mod syscalls;
-pub mod threads;
-pub mod vdso;
 
 use optivolt_abi::boot::BootInfo;
 use spin::Mutex;
@@ -33,9 +17,9 @@ pub struct Kernel {
     /// A copy of the boot information.
     pub boot: BootInfo,
     /// Page tables, frames and the application's address space.
-    pub mem: memory::Memory,
+    pub mem: crate::mm::space::Memory,
     /// The (single) process.
-    pub proc: process::Process,
+    pub proc: crate::task::process::Process,
     /// Randomness for getrandom(2) when RDRAND is missing.
     pub rng: Csprng,
     /// `--trace-syscalls`.
@@ -43,7 +27,7 @@ pub struct Kernel {
     /// The file system (rootfs unpacked, writable), built on first use.
     pub fs: LazyVfs,
     /// Open descriptors.
-    pub fds: files::FdTable,
+    pub fds: crate::fd::file::FdTable,
     /// Current directory.
     pub cwd: crate::fs::vfs::Ino,
 }
@@ -64,14 +48,14 @@ impl Kernel {
             0 | 5 | 11 => Ok(self.boot.wallclock_ns + up), // REALTIME, REALTIME_COARSE, TAI
             1 | 4 | 6 | 7 | 8 | 9 => Ok(up), // MONOTONIC(_RAW/_COARSE), BOOTTIME(_ALARM)
             2 => Ok(crate::time::ticks_to_ns(
-                sched::cpu_ticks(true),
+                crate::task::sched::cpu_ticks(true),
                 self.boot.tsc_khz,
             )), // PROCESS_CPUTIME
             3 => Ok(crate::time::ticks_to_ns(
-                sched::cpu_ticks(false),
+                crate::task::sched::cpu_ticks(false),
                 self.boot.tsc_khz,
             )), // THREAD_CPUTIME
-            _ => Err(crate::syscall::errno::EINVAL),
+            _ => Err(crate::errno::EINVAL),
         }
     }
 }
@@ -100,9 +84,9 @@ impl LazyVfs {
     fn build(&self) -> crate::fs::vfs::Vfs {
         let mut fs = crate::fs::vfs::Vfs::new(self.now);
         if fs.unpack(self.rootfs).is_err()
-            || fs_calls::populate_special(&mut fs, &self.exec_path).is_err()
+            || crate::syscall::linux::file::populate_special(&mut fs, &self.exec_path).is_err()
         {
-            fault::abort(b"could not unpack the rootfs");
+            crate::arch::hypercall::abort(b"could not unpack the rootfs");
         }
         fs
     }
@@ -123,27 +107,10 @@ impl core::ops::DerefMut for LazyVfs {
         }
         match self.cell.get_mut() {
             Some(fs) => fs,
-            None => fault::abort(b"VFS initialisation failed"),
+            None => crate::arch::hypercall::abort(b"VFS initialisation failed"),
         }
     }
 }
 
 /// The kernel state, set once by [`boot`].
 pub static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
-
-/// The boot information as the monitor wrote it (physmap address), for code
-/// that must not take the kernel lock (fault and panic paths, timestamps).
-pub fn boot_info_ptr() -> *mut BootInfo {
-    optivolt_abi::layout::phys_to_virt(optivolt_abi::layout::BOOT_INFO_PA) as *mut BootInfo
-}
-
-/// Records a boot milestone in the shared BootInfo.
-pub fn stamp(f: impl FnOnce(&mut optivolt_abi::boot::Timestamps) -> &mut u64) {
-    let t = crate::arch::cpu::rdtsc();
-    // SAFETY: BootInfo lives at a fixed physmap address for the VM's whole
-    // life; only this vCPU writes the timestamps, with interrupts disabled.
-    unsafe {
-        let b = &mut *boot_info_ptr();
-        *f(&mut b.timestamps) = t;
-    }
-}

@@ -1,6 +1,10 @@
 //! Memory management: physical frames, page tables, the application's VMA map.
 pub mod frame;
+#[cfg(feature = "guest")]
+pub mod heap;
 pub mod paging;
+#[cfg(feature = "guest")]
+pub mod space;
 pub mod vma;
 
 /// Page size.

@@ -1,6 +1,10 @@
-//! The Linux system-call layer: numbers, error codes, tracing. The dispatcher
-//! itself (which needs the guest runtime) lives in `kernel::syscalls`.
-pub mod errno;
+//! The Linux system-call layer: numbers, what each call does, tracing, the
+//! dispatcher and the handlers.
 pub mod status;
 pub mod table;
 pub mod trace;
+
+#[cfg(feature = "guest")]
+pub mod dispatch;
+#[cfg(feature = "guest")]
+pub mod linux;

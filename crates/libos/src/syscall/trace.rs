@@ -2,7 +2,8 @@
 
 use core::fmt::{self, Write};
 
-use super::{errno, table};
+use super::table;
+use crate::errno;
 
 /// How many arguments a call takes (so the trace shows no junk registers).
 pub fn arity(nr: u64) -> usize {

@@ -2,7 +2,10 @@
 //! `AT_SYSINFO_EHDR`, as on Linux, so the C libraries and Go read the
 //! clocks without a system call (each system call traps through the
 //! hypervisor here, see `docs/architecture.md`). This module builds the
-//! image; the functions it names are in `kernel::vdso`.
+//! image; the functions it names are in [`clock`] (guest only).
+
+#[cfg(feature = "guest")]
+pub mod clock;
 
 use alloc::vec;
 use alloc::vec::Vec;

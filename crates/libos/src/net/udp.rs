@@ -9,8 +9,8 @@ use alloc::vec;
 use smoltcp::socket::udp;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint, Ipv4Address};
 
-use super::{ephemeral, poll_and_wake, with_stack, with_stack_ro, Net, Sock, Stack};
-use crate::syscall::errno::{EADDRINUSE, EADDRNOTAVAIL, EAGAIN, EINVAL, EMSGSIZE, ENETUNREACH};
+use crate::errno::{EADDRINUSE, EADDRNOTAVAIL, EAGAIN, EINVAL, EMSGSIZE, ENETUNREACH};
+use crate::net::stack::{ephemeral, poll_and_wake, with_stack, with_stack_ro, Net, Sock, Stack};
 
 /// Bytes of payload buffered per UDP socket in each direction.
 const UDP_BUFFER: usize = 64 * 1024;

@@ -3,11 +3,11 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::console::Batch;
-use super::files::*;
-use super::Kernel;
+use crate::drivers::console::Batch;
+use crate::errno::*;
+use crate::fd::file::*;
 use crate::fs::vfs::{self, Device, Generated, Ino, Node, PATH_MAX, S_IFCHR};
-use crate::syscall::errno::*;
+use crate::kernel::Kernel;
 
 type Ret = Result<i64, i64>;
 
@@ -80,7 +80,7 @@ fn generate(k: &mut Kernel, g: Generated) -> Vec<u8> {
             }
         }
         Generated::CpuInfo => {
-            let info = super::cpuinfo::describe(&k.boot);
+            let info = crate::fs::cpuinfo::describe(&k.boot);
             let _ = s.write_str(&info);
         }
         Generated::MemInfo => {
@@ -177,7 +177,7 @@ pub fn read(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> Re
     if off.is_some() && f.kind.is_channel() {
         return Err(ESPIPE);
     }
-    if let Some(r) = super::poll::read_channel(k, &f, buf, len) {
+    if let Some(r) = crate::syscall::linux::poll::read_channel(k, &f, buf, len) {
         return r;
     }
     let pos = off.unwrap_or(f.offset);
@@ -269,7 +269,7 @@ pub fn write(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> R
     if off.is_some() && f.kind.is_channel() {
         return Err(ESPIPE);
     }
-    if let Some(r) = super::poll::write_channel(k, &f, buf, len) {
+    if let Some(r) = crate::syscall::linux::poll::write_channel(k, &f, buf, len) {
         return r;
     }
     match &f.kind {

@@ -1,9 +1,9 @@
 //! Thread system calls: clone/clone3, futex, sleeping, tgkill.
-use super::sched::{self, Wake, BLOCKED};
-use super::Kernel;
 use crate::arch::cpu::{fs_base, rdtsc};
 use crate::arch::entry::SyscallFrame;
-use crate::syscall::errno::*;
+use crate::errno::*;
+use crate::kernel::Kernel;
+use crate::task::sched::{self, Wake, BLOCKED};
 
 type Ret = Result<i64, i64>;
 
@@ -285,7 +285,7 @@ pub fn tgkill(_k: &mut Kernel, tgid: u64, tid: u64, sig: u64) -> Ret {
     if sig > 64 {
         return Err(EINVAL);
     }
-    if tgid as i64 != super::process::PID
+    if tgid as i64 != crate::task::process::PID
         || tid > u32::MAX as u64
         || !sched::thread_exists(tid as u32)
     {
@@ -302,7 +302,7 @@ pub fn kill(_k: &mut Kernel, pid: i64, sig: u64) -> Ret {
     if sig > 64 {
         return Err(EINVAL);
     }
-    if !matches!(pid, 0 | -1 | super::process::PID) && pid != -super::process::PID {
+    if !matches!(pid, 0 | -1 | crate::task::process::PID) && pid != -crate::task::process::PID {
         return Err(ESRCH);
     }
     if sig != 0 {

@@ -4,7 +4,7 @@ use alloc::sync::Arc;
 
 use spin::Mutex;
 
-use super::files::FileRef;
+use crate::fd::file::FileRef;
 
 /// EPOLLIN.
 pub const EPOLLIN: u32 = 0x001;
@@ -39,7 +39,7 @@ pub struct Interest {
     /// For a TCP socket: its id, and its readiness when last computed
     /// (`None`: compute again). A socket found not ready is looked at
     /// again only once the stack reports a change of it.
-    pub tcp: Option<super::net::tcp::Id>,
+    pub tcp: Option<crate::net::tcp::Id>,
     pub cached: Option<u32>,
 }
 

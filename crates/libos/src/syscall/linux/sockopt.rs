@@ -4,11 +4,11 @@
 //! machinery (TOS, quick ACKs, congestion control…) are accepted and have
 //! no effect; unknown ones fail with `ENOPROTOOPT` as on Linux.
 
-use super::{lookup, Inet, Ret};
-use crate::kernel::net::tcp::{self, MAX_BUFFER, MIN_BUFFER};
-use crate::kernel::net::udp;
+use crate::errno::*;
 use crate::kernel::Kernel;
-use crate::syscall::errno::*;
+use crate::net::tcp::{self, MAX_BUFFER, MIN_BUFFER};
+use crate::net::udp;
+use crate::syscall::linux::socket::{lookup, Inet, Ret};
 
 const SOL_SOCKET: u64 = 1;
 const IPPROTO_IP: u64 = 0;

@@ -8,13 +8,13 @@ use optivolt_abi::hypercall as hc;
 use optivolt_abi::layout::{phys_to_virt, USER_MMAP_MIN, USER_TOP};
 
 use crate::arch::hypercall;
+use crate::errno::{EFAULT, EINVAL, ENOMEM};
 use crate::mm::frame::FrameAllocator;
 use crate::mm::paging::{
     PageTables, TableMemory, PTE_ADDR, PTE_NX, PTE_P, PTE_SOFT_NONE, PTE_U, PTE_W,
 };
 use crate::mm::vma::{Vma, VmaError, VmaKind, VmaMap, PROT_EXEC, PROT_WRITE};
 use crate::mm::{page_down, page_up, PAGE};
-use crate::syscall::errno::{EFAULT, EINVAL, ENOMEM};
 
 /// Frames and page-table pages, reached through the physmap.
 pub struct GuestMem {
@@ -540,7 +540,7 @@ impl Memory {
             out.extend_from_slice(s);
             cur += n as u64;
         }
-        Err(crate::syscall::errno::ENAMETOOLONG)
+        Err(crate::errno::ENAMETOOLONG)
     }
 
     /// brk(2): returns the new (or unchanged) break.

@@ -1,4 +1,4 @@
-//! AF_INET sockets: the system calls on top of the stack (`super::net`).
+//! AF_INET sockets: the system calls on top of the stack (`crate::net::stack`).
 //!
 //! A socket is an open file holding a [`net::tcp::Id`] or a UDP
 //! [`net::Sock`]; this module reads the calls' arguments from user memory,
@@ -7,21 +7,18 @@
 //! call is non-blocking. Options are in [`sockopt`], message calls in
 //! [`msg`].
 
-pub mod msg;
-pub mod sockopt;
-
 use alloc::vec;
 
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
-use super::files::{FileKind, OpenFile, O_NONBLOCK, O_RDWR};
-use super::net::{self, tcp, udp};
-use super::sched::{self, BLOCKED};
-use super::Kernel;
 use crate::arch::cpu::rdtsc;
-use crate::syscall::errno::*;
+use crate::errno::*;
+use crate::fd::file::{FileKind, OpenFile, O_NONBLOCK, O_RDWR};
+use crate::kernel::Kernel;
+use crate::net::{stack as net, tcp, udp};
+use crate::task::sched::{self, BLOCKED};
 
-type Ret = Result<i64, i64>;
+pub(super) type Ret = Result<i64, i64>;
 
 const AF_INET: u64 = 2;
 const SOCK_STREAM: u64 = 1;
@@ -39,12 +36,12 @@ pub const MSG_NOSIGNAL: u64 = 0x4000;
 /// Largest datagram we copy in one call (the socket buffer's size).
 const MAX_DATAGRAM: u64 = 64 * 1024;
 /// Largest chunk a stream call moves at once.
-const MAX_CHUNK: u64 = 1024 * 1024;
+pub(super) const MAX_CHUNK: u64 = 1024 * 1024;
 
 /// The buffer one call on `s` needs for `len` bytes: no more than a TCP
 /// connection's buffer holds in that direction, or a datagram received
 /// (a UDP send keeps the whole datagram: its size is checked).
-fn chunk(s: Inet, len: u64, sending: bool) -> usize {
+pub(super) fn chunk(s: Inet, len: u64, sending: bool) -> usize {
     let cap = match s {
         Inet::Tcp(id) => tcp::capacities(id).map_or(
             MAX_CHUNK,

@@ -13,10 +13,7 @@
 //! generation (for epoll edges) and wakes threads waiting for I/O.
 //!
 //! Sockets for applications: [`udp`] and [`tcp`]; the system-call side is
-//! `super::inet`.
-
-pub mod tcp;
-pub mod udp;
+//! `crate::syscall::linux::socket`.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,10 +28,10 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 use spin::Mutex;
 
+use super::{tcp, udp, LoopDevice, StackDevice};
 use crate::arch::{cpu::rdtsc, hypercall};
 use crate::drivers::net::virtio::VirtioNet;
 use crate::drivers::net::NetDevice;
-use crate::net::{LoopDevice, StackDevice};
 
 /// Which interface (and socket set) a socket belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -52,27 +49,27 @@ pub struct Sock {
     pub h: SocketHandle,
 }
 
-struct Eth {
-    dev: StackDevice<VirtioNet>,
-    iface: Interface,
-    sockets: SocketSet<'static>,
-    addr: Option<Ipv4Address>,
+pub(super) struct Eth {
+    pub(super) dev: StackDevice<VirtioNet>,
+    pub(super) iface: Interface,
+    pub(super) sockets: SocketSet<'static>,
+    pub(super) addr: Option<Ipv4Address>,
 }
 
-struct Lo {
-    dev: LoopDevice,
-    iface: Interface,
-    sockets: SocketSet<'static>,
+pub(super) struct Lo {
+    pub(super) dev: LoopDevice,
+    pub(super) iface: Interface,
+    pub(super) sockets: SocketSet<'static>,
 }
 
 /// The whole stack.
 pub struct Stack {
-    eth: Option<Eth>,
-    lo: Lo,
+    pub(super) eth: Option<Eth>,
+    pub(super) lo: Lo,
     /// Bumped whenever a poll may have changed a socket (for epoll edges).
-    generation: u64,
-    udp: udp::Table,
-    tcp: tcp::Table,
+    pub(super) generation: u64,
+    pub(super) udp: udp::Table,
+    pub(super) tcp: tcp::Table,
     /// smoltcp's next timer, computed once per change (`None`: unknown);
     /// every call that may change a socket clears it.
     next_poll: Option<Option<Instant>>,
@@ -81,7 +78,7 @@ pub struct Stack {
 static NET: Mutex<Option<Stack>> = Mutex::new(None);
 static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
 
-fn now() -> Instant {
+pub(super) fn now() -> Instant {
     let khz = TSC_KHZ.load(Ordering::Relaxed).max(1);
     let us = crate::time::ticks_to_ns(rdtsc(), khz) / 1000;
     Instant::from_micros(us as i64)
@@ -117,7 +114,7 @@ impl Stack {
     }
 
     /// The socket set of `net`.
-    fn set(&mut self, net: Net) -> Option<&mut SocketSet<'static>> {
+    pub(super) fn set(&mut self, net: Net) -> Option<&mut SocketSet<'static>> {
         match net {
             Net::Eth => self.eth.as_mut().map(|e| &mut e.sockets),
             Net::Lo => Some(&mut self.lo.sockets),
@@ -125,7 +122,7 @@ impl Stack {
     }
 
     /// The socket set of `net`, to look at.
-    fn set_ref(&self, net: Net) -> Option<&SocketSet<'static>> {
+    pub(super) fn set_ref(&self, net: Net) -> Option<&SocketSet<'static>> {
         match net {
             Net::Eth => self.eth.as_ref().map(|e| &e.sockets),
             Net::Lo => Some(&self.lo.sockets),
@@ -133,7 +130,10 @@ impl Stack {
     }
 
     /// The interface and socket set of `net` (for `connect`).
-    fn iface_and_set(&mut self, net: Net) -> Option<(&mut Interface, &mut SocketSet<'static>)> {
+    pub(super) fn iface_and_set(
+        &mut self,
+        net: Net,
+    ) -> Option<(&mut Interface, &mut SocketSet<'static>)> {
         match net {
             Net::Eth => self.eth.as_mut().map(|e| (&mut e.iface, &mut e.sockets)),
             Net::Lo => Some((&mut self.lo.iface, &mut self.lo.sockets)),
@@ -141,13 +141,13 @@ impl Stack {
     }
 
     /// The guest's own address on the device, if it has one.
-    fn own_addr(&self) -> Option<Ipv4Address> {
+    pub(super) fn own_addr(&self) -> Option<Ipv4Address> {
         self.eth.as_ref().and_then(|e| e.addr)
     }
 
     /// The interface that carries traffic to `dst`; `None` when no
     /// interface reaches it.
-    fn route(&self, dst: Ipv4Address) -> Option<Net> {
+    pub(super) fn route(&self, dst: Ipv4Address) -> Option<Net> {
         if dst.is_loopback() || dst.is_unspecified() || Some(dst) == self.own_addr() {
             Some(Net::Lo)
         } else if self.eth.is_some() {
@@ -158,7 +158,7 @@ impl Stack {
     }
 
     /// Whether `a` is an address a socket may bind to.
-    fn is_local(&self, a: Ipv4Address) -> bool {
+    pub(super) fn is_local(&self, a: Ipv4Address) -> bool {
         a.is_unspecified() || a.is_loopback() || Some(a) == self.own_addr()
     }
 
@@ -194,7 +194,7 @@ impl Stack {
 
     /// Sends what sockets on `net` queued, without taking anything in (after
     /// a write). The loopback needs the whole round trip.
-    fn push(&mut self, net: Net) {
+    pub(super) fn push(&mut self, net: Net) {
         self.next_poll = None;
         match (net, self.eth.as_mut()) {
             (Net::Eth, Some(e)) => {
@@ -294,7 +294,7 @@ pub fn init(boot: &BootInfo) -> Result<(), &'static str> {
 
 /// Runs `f` on the stack (created with only the loopback on first use when
 /// the VM has no device).
-fn with_stack<R>(f: impl FnOnce(&mut Stack) -> Result<R, i64>) -> Result<R, i64> {
+pub(super) fn with_stack<R>(f: impl FnOnce(&mut Stack) -> Result<R, i64>) -> Result<R, i64> {
     let mut g = NET.lock();
     let s = g.get_or_insert_with(|| Stack::new(None));
     s.next_poll = None;
@@ -303,16 +303,16 @@ fn with_stack<R>(f: impl FnOnce(&mut Stack) -> Result<R, i64>) -> Result<R, i64>
 
 /// [`with_stack`] for calls that only look (readiness, addresses): the
 /// cached next timer stays valid.
-fn with_stack_ro<R>(f: impl FnOnce(&mut Stack) -> Result<R, i64>) -> Result<R, i64> {
+pub(super) fn with_stack_ro<R>(f: impl FnOnce(&mut Stack) -> Result<R, i64>) -> Result<R, i64> {
     let mut g = NET.lock();
     let s = g.get_or_insert_with(|| Stack::new(None));
     f(s)
 }
 
 /// Polls the stack; wakes I/O waiters when sockets changed.
-fn poll_and_wake(s: &mut Stack) {
+pub(super) fn poll_and_wake(s: &mut Stack) {
     if s.poll() {
-        super::sched::io_event();
+        crate::task::sched::io_event();
     }
 }
 
@@ -330,7 +330,7 @@ pub fn idle_poll(deadline: Option<u64>) -> Option<Option<u64>> {
         // Sockets may have changed: threads waiting for I/O re-check, and
         // the scheduler must look again instead of sleeping.
         drop(guard);
-        super::sched::io_event();
+        crate::task::sched::io_event();
         return None;
     }
     if let Some(e) = s.eth.as_mut() {
@@ -363,13 +363,13 @@ pub fn tick_poll() {
         || s.poll_at().is_some_and(|at| at <= now());
     if due && s.poll() {
         drop(guard);
-        super::sched::io_event();
+        crate::task::sched::io_event();
     }
 }
 
 /// Picks a free port in Linux's default ephemeral range, 32768-60999,
 /// walking from a TSC-derived start; `in_use` says which are taken.
-fn ephemeral(mut in_use: impl FnMut(u16) -> bool) -> Option<u16> {
+pub(super) fn ephemeral(mut in_use: impl FnMut(u16) -> bool) -> Option<u16> {
     const FIRST: u16 = 32768;
     const COUNT: u16 = 28232;
     let start = (rdtsc() % u64::from(COUNT)) as u16;

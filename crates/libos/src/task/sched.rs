@@ -63,7 +63,7 @@ pub struct Thread {
     /// Signals sent to this thread and not yet delivered.
     pub pending: u64,
     /// sigaltstack(2) state.
-    pub altstack: super::process::SigAltStack,
+    pub altstack: crate::task::process::SigAltStack,
     /// Waiting for any file to change state (poll, epoll, pipes).
     io_wait: bool,
     /// Deadline of the system call in progress, kept across restarts.
@@ -109,8 +109,8 @@ impl Thread {
             futex: None,
             sigmask: 0,
             pending: 0,
-            altstack: super::process::SigAltStack {
-                flags: super::process::SS_DISABLE,
+            altstack: crate::task::process::SigAltStack {
+                flags: crate::task::process::SS_DISABLE,
                 ..Default::default()
             },
             io_wait: false,
@@ -143,7 +143,7 @@ fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
     let mut g = SCHED.lock();
     match g.as_mut() {
         Some(s) => f(s),
-        None => super::fault::abort(b"scheduler used before initialisation"),
+        None => crate::arch::hypercall::abort(b"scheduler used before initialisation"),
     }
 }
 
@@ -158,7 +158,7 @@ pub fn with_current<R>(f: impl FnOnce(&mut Thread) -> R) -> R {
         let c = s.current;
         match s.threads.get_mut(&c) {
             Some(t) => f(t),
-            None => super::fault::abort(b"current thread missing"),
+            None => crate::arch::hypercall::abort(b"current thread missing"),
         }
     })
 }
@@ -187,7 +187,7 @@ fn publish_want_tick(s: &Scheduler) {
             .any(|t| t.state == State::Blocked && t.deadline.is_some());
     // SAFETY: BootInfo lives at a fixed physmap address for the VM's life;
     // the monitor only reads this field.
-    unsafe { (*super::boot_info_ptr()).sched.want_tick = want as u32 };
+    unsafe { (*crate::arch::boot_info_ptr()).sched.want_tick = want as u32 };
 }
 
 impl Scheduler {
@@ -384,7 +384,7 @@ pub fn exit_current() -> ! {
         s.zombies.push(c);
     });
     schedule();
-    super::fault::abort(b"a dead thread was scheduled")
+    crate::arch::hypercall::abort(b"a dead thread was scheduled")
 }
 
 /// Puts the running thread at the back of the run queue and runs another.
@@ -478,7 +478,7 @@ pub fn schedule() {
             Step::Stay => return,
             Step::Idle(deadline) => {
                 // The network stack runs here; with work pending, no sleep.
-                let Some(deadline) = super::net::idle_poll(deadline) else {
+                let Some(deadline) = crate::net::stack::idle_poll(deadline) else {
                     continue;
                 };
                 let mut b = Block {
@@ -490,7 +490,7 @@ pub fn schedule() {
             }
             Step::Switch(prev_ksp, next_ksp, next_top, next_fs) => {
                 if prev_ksp.is_null() {
-                    super::fault::abort(b"switch from a missing thread");
+                    crate::arch::hypercall::abort(b"switch from a missing thread");
                 }
                 crate::arch::cpu::set_fs_base(next_fs);
                 // SAFETY: single vCPU; the global is read only by the entry

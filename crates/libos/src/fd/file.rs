@@ -4,8 +4,8 @@ use alloc::vec::Vec;
 
 use spin::Mutex;
 
+use crate::errno::*;
 use crate::fs::vfs::Ino;
-use crate::syscall::errno::*;
 
 /// O_ACCMODE.
 pub const O_ACCMODE: u32 = 3;
@@ -48,25 +48,25 @@ pub enum FileKind {
     /// A generated file's contents, taken when it was opened.
     Snapshot(Ino, Vec<u8>),
     /// The read end of a pipe.
-    PipeRead(super::pipe::PipeRef),
+    PipeRead(crate::fd::pipe::PipeRef),
     /// The write end of a pipe.
-    PipeWrite(super::pipe::PipeRef),
+    PipeWrite(crate::fd::pipe::PipeRef),
     /// An eventfd.
-    EventFd(super::pipe::EventFdRef),
+    EventFd(crate::fd::pipe::EventFdRef),
     /// An epoll instance.
-    Epoll(super::epoll::EpollRef),
+    Epoll(crate::fd::epoll::EpollRef),
     /// A timerfd.
-    TimerFd(super::pipe::TimerFdRef),
+    TimerFd(crate::fd::pipe::TimerFdRef),
     /// An AF_INET datagram socket of the network stack.
-    Udp(super::net::Sock),
+    Udp(crate::net::stack::Sock),
     /// An AF_INET stream socket of the network stack.
-    Tcp(super::net::tcp::Id),
+    Tcp(crate::net::tcp::Id),
     /// One end of an AF_UNIX stream socket pair: reads `rx`, writes `tx`.
     UnixStream {
         /// Data from the peer.
-        rx: super::pipe::PipeRef,
+        rx: crate::fd::pipe::PipeRef,
         /// Data to the peer.
-        tx: super::pipe::PipeRef,
+        tx: crate::fd::pipe::PipeRef,
     },
 }
 
@@ -118,21 +118,21 @@ impl Drop for OpenFile {
                 true
             }
             FileKind::Tcp(id) => {
-                super::net::tcp::close(*id);
+                crate::net::tcp::close(*id);
                 false
             }
             FileKind::Udp(h) => {
-                super::net::udp::close(*h);
+                crate::net::udp::close(*h);
                 false
             }
             FileKind::TimerFd(t) => {
-                super::sched::set_timer(t.lock().id, None);
+                crate::task::sched::set_timer(t.lock().id, None);
                 false
             }
             _ => false,
         };
         if changed {
-            super::sched::io_event();
+            crate::task::sched::io_event();
         }
     }
 }

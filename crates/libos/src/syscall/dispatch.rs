@@ -4,18 +4,20 @@ use core::fmt::Write;
 
 use optivolt_abi::layout::USER_TOP;
 
-use super::console;
-use super::fs_calls as fs;
-use super::process::{SigAction, NSIG, PID};
-use super::{inet, poll, sched, signal, threads};
-use super::{stamp, Kernel, KERNEL};
 use crate::arch::entry::SyscallFrame;
+use crate::arch::stamp;
 use crate::arch::{cpu, hypercall};
+use crate::drivers::console;
+use crate::errno::*;
+use crate::kernel::{Kernel, KERNEL};
 use crate::mm::vma::{Vma, VmaKind, PROT_EXEC, PROT_READ, PROT_WRITE};
 use crate::mm::{page_up, PAGE};
-use crate::syscall::errno::*;
+use crate::syscall::linux::file as fs;
+use crate::syscall::linux::{poll, socket as inet, thread as threads};
 use crate::syscall::table as nr;
 use crate::syscall::trace;
+use crate::task::process::{SigAction, NSIG, PID};
+use crate::task::{sched, signal};
 use crate::time;
 use crate::util::BufWriter;
 
@@ -69,7 +71,7 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
         let (result, trace) = {
             let mut guard = KERNEL.lock();
             let Some(k) = guard.as_mut() else {
-                super::fault::abort(b"system call before the kernel was initialised")
+                crate::arch::hypercall::abort(b"system call before the kernel was initialised")
             };
             if k.trace && (n == nr::EXIT || n == nr::EXIT_GROUP) {
                 // These do not return: show them first, as strace does ("= ?").
@@ -237,7 +239,7 @@ pub fn deliver_pending(
 /// deliver what was sent to this thread meanwhile.
 #[no_mangle]
 extern "C" fn ov_timer_dispatch(frame: &mut crate::arch::entry::ExceptionFrame) {
-    super::net::tick_poll();
+    crate::net::stack::tick_poll();
     sched::yield_now();
     let addr = frame as *mut _ as u64;
     deliver_pending(
@@ -341,13 +343,17 @@ fn dispatch(k: &mut Kernel, n: u64, a: &[u64; 6], frame: &SyscallFrame) -> Ret {
         nr::SOCKETPAIR => poll::socketpair(k, a[0], a[1], a[2], a[3]),
         nr::SHUTDOWN => poll::shutdown(k, a[0], a[1]),
         nr::SENDTO if inet::is_inet(k, a[0]) => inet::sendto(k, a[0], a[1], a[2], a[3], a[4], a[5]),
-        nr::SENDMSG => inet::msg::sendmsg(k, a[0], a[1], a[2]),
-        nr::RECVMSG => inet::msg::recvmsg(k, a[0], a[1], a[2]),
+        nr::SENDMSG => crate::syscall::linux::msg::sendmsg(k, a[0], a[1], a[2]),
+        nr::RECVMSG => crate::syscall::linux::msg::recvmsg(k, a[0], a[1], a[2]),
         nr::LISTEN => inet::listen(k, a[0], a[1]),
         nr::ACCEPT => inet::accept4(k, a[0], a[1], a[2], 0),
         nr::ACCEPT4 => inet::accept4(k, a[0], a[1], a[2], a[3]),
-        nr::SETSOCKOPT => inet::sockopt::setsockopt(k, a[0], a[1], a[2], a[3], a[4]),
-        nr::GETSOCKOPT => inet::sockopt::getsockopt(k, a[0], a[1], a[2], a[3], a[4]),
+        nr::SETSOCKOPT => {
+            crate::syscall::linux::sockopt::setsockopt(k, a[0], a[1], a[2], a[3], a[4])
+        }
+        nr::GETSOCKOPT => {
+            crate::syscall::linux::sockopt::getsockopt(k, a[0], a[1], a[2], a[3], a[4])
+        }
         nr::RECVFROM if inet::is_inet(k, a[0]) => {
             inet::recvfrom(k, a[0], a[1], a[2], a[3], a[4], a[5])
         }
@@ -526,7 +532,7 @@ fn sys_mmap(k: &mut Kernel, addr: u64, len: u64, prot: u32, flags: u32, fd: u64,
     const MAP_POPULATE: u32 = 0x8000;
     let populate = file
         || flags & MAP_POPULATE != 0
-        || (flags & MAP_NORESERVE == 0 && len <= super::memory::EAGER_MAX);
+        || (flags & MAP_NORESERVE == 0 && len <= crate::mm::space::EAGER_MAX);
     k.mem.map(
         Vma {
             start,
@@ -686,9 +692,9 @@ const RLIM_INFINITY: u64 = u64::MAX;
 
 fn sys_prlimit(k: &mut Kernel, resource: u64, old: u64) -> Ret {
     let lim: [u64; 2] = match resource {
-        3 => [super::boot::STACK_SIZE, RLIM_INFINITY], // RLIMIT_STACK
-        7 => [1024, 4096],                             // RLIMIT_NOFILE
-        4 => [0, RLIM_INFINITY],                       // RLIMIT_CORE
+        3 => [crate::kernel::boot::STACK_SIZE, RLIM_INFINITY], // RLIMIT_STACK
+        7 => [1024, 4096],                                     // RLIMIT_NOFILE
+        4 => [0, RLIM_INFINITY],                               // RLIMIT_CORE
         0..=15 => [RLIM_INFINITY, RLIM_INFINITY],
         _ => return Err(EINVAL),
     };

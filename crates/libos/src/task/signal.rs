@@ -6,10 +6,10 @@
 use optivolt_abi::hypercall::Registers;
 use optivolt_abi::layout::{USER_CS, USER_SS, USER_TOP};
 
-use super::process::{SigAltStack, SS_DISABLE};
-use super::sched;
-use super::Kernel;
-use crate::syscall::errno::*;
+use crate::errno::*;
+use crate::kernel::Kernel;
+use crate::task::process::{SigAltStack, SS_DISABLE};
+use crate::task::sched;
 
 /// SA_ONSTACK.
 const SA_ONSTACK: u64 = 0x0800_0000;
@@ -85,7 +85,7 @@ fn get(buf: &[u8], off: usize) -> u64 {
 pub fn deliver(k: &mut Kernel, sig: u32, info: Info, ctx: UserContext<'_>) -> Result<(), i32> {
     let act = k.proc.actions[sig as usize - 1];
     if k.trace {
-        super::syscalls::kernel_log(format_args!(
+        crate::syscall::dispatch::kernel_log(format_args!(
             "--- signal {sig} {{si_code={}, si_addr={:#x}}} at rip {:#x} rsp {:#x} ---\n",
             info.code, info.addr, *ctx.rip, *ctx.rsp
         ));
@@ -179,7 +179,7 @@ pub fn deliver(k: &mut Kernel, sig: u32, info: Info, ctx: UserContext<'_>) -> Re
     si[8..12].copy_from_slice(&info.code.to_le_bytes());
     if info.code == -6 {
         // SI_TKILL: sender pid and uid.
-        si[16..20].copy_from_slice(&(super::process::PID as i32).to_le_bytes());
+        si[16..20].copy_from_slice(&(crate::task::process::PID as i32).to_le_bytes());
     } else {
         put(&mut si, 16, info.addr);
     }

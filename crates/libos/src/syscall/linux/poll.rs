@@ -6,13 +6,13 @@ use alloc::vec::Vec;
 
 use spin::Mutex;
 
-use super::epoll::*;
-use super::files::*;
-use super::pipe::{EventFd, Pipe};
-use super::sched::{self, Wake, BLOCKED};
-use super::Kernel;
 use crate::arch::cpu::rdtsc;
-use crate::syscall::errno::*;
+use crate::errno::*;
+use crate::fd::epoll::*;
+use crate::fd::file::*;
+use crate::fd::pipe::{EventFd, Pipe};
+use crate::kernel::Kernel;
+use crate::task::sched::{self, Wake, BLOCKED};
 
 type Ret = Result<i64, i64>;
 
@@ -73,8 +73,12 @@ pub fn readiness(f: &OpenFile) -> (u32, u64) {
             (r, e.generation)
         }
         FileKind::Epoll(_) => (0, 0),
-        FileKind::Udp(h) => super::inet::readiness(super::inet::Inet::Udp(*h)),
-        FileKind::Tcp(id) => super::inet::readiness(super::inet::Inet::Tcp(*id)),
+        FileKind::Udp(h) => {
+            crate::syscall::linux::socket::readiness(crate::syscall::linux::socket::Inet::Udp(*h))
+        }
+        FileKind::Tcp(id) => {
+            crate::syscall::linux::socket::readiness(crate::syscall::linux::socket::Inet::Tcp(*id))
+        }
         FileKind::UnixStream { rx, tx } => {
             let (rx, tx) = (rx.lock(), tx.lock());
             let mut r = 0;
@@ -115,7 +119,7 @@ pub fn timerfd_create(k: &mut Kernel, clock: u64, flags: u32) -> Ret {
         return Err(EINVAL);
     }
     let id = TIMER_IDS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-    let t = super::pipe::TimerFd {
+    let t = crate::fd::pipe::TimerFd {
         id,
         clock,
         ..Default::default()
@@ -128,7 +132,7 @@ pub fn timerfd_create(k: &mut Kernel, clock: u64, flags: u32) -> Ret {
     k.fds.install(f, flags & O_CLOEXEC != 0).map(|fd| fd as i64)
 }
 
-fn timerfd_of(k: &Kernel, fd: u64) -> Result<super::pipe::TimerFdRef, i64> {
+fn timerfd_of(k: &Kernel, fd: u64) -> Result<crate::fd::pipe::TimerFdRef, i64> {
     let f = k.fds.file(fd)?;
     let f = f.lock();
     match &f.kind {
@@ -137,7 +141,7 @@ fn timerfd_of(k: &Kernel, fd: u64) -> Result<super::pipe::TimerFdRef, i64> {
     }
 }
 
-fn itimerspec(t: &super::pipe::TimerFd, now: u64, khz: u64) -> [i64; 4] {
+fn itimerspec(t: &crate::fd::pipe::TimerFd, now: u64, khz: u64) -> [i64; 4] {
     let ns = |ticks: u64| crate::time::ticks_to_ns(ticks, khz);
     let (is, ins) = crate::time::split_ns(ns(t.interval));
     let (vs, vns) = match t.next {
@@ -241,7 +245,7 @@ fn install_pair(k: &mut Kernel, a: OpenFile, b: OpenFile, cloexec: bool, out: u6
     Ok(0)
 }
 
-fn new_pipe() -> super::pipe::PipeRef {
+fn new_pipe() -> crate::fd::pipe::PipeRef {
     Arc::new(Mutex::new(Pipe {
         readers: 1,
         writers: 1,
@@ -288,7 +292,13 @@ pub fn eventfd2(k: &mut Kernel, initval: u32, flags: u32) -> Ret {
     k.fds.install(f, flags & O_CLOEXEC != 0).map(|fd| fd as i64)
 }
 
-fn pipe_read(k: &mut Kernel, p: &super::pipe::PipeRef, nonblock: bool, buf: u64, len: u64) -> Ret {
+fn pipe_read(
+    k: &mut Kernel,
+    p: &crate::fd::pipe::PipeRef,
+    nonblock: bool,
+    buf: u64,
+    len: u64,
+) -> Ret {
     let mut p = p.lock();
     if p.data.is_empty() {
         if p.writers == 0 {
@@ -309,7 +319,13 @@ fn pipe_read(k: &mut Kernel, p: &super::pipe::PipeRef, nonblock: bool, buf: u64,
     k.mem.copy_to_user(buf, &chunk).map(|_| n as i64)
 }
 
-fn pipe_write(k: &mut Kernel, p: &super::pipe::PipeRef, nonblock: bool, buf: u64, len: u64) -> Ret {
+fn pipe_write(
+    k: &mut Kernel,
+    p: &crate::fd::pipe::PipeRef,
+    nonblock: bool,
+    buf: u64,
+    len: u64,
+) -> Ret {
     let mut p = p.lock();
     if p.readers == 0 {
         return Err(EPIPE);
@@ -373,8 +389,8 @@ pub fn socketpair(k: &mut Kernel, domain: u64, ty: u64, proto: u64, sv: u64) -> 
 
 /// shutdown(2) of a socket pair end.
 pub fn shutdown(k: &mut Kernel, fd: u64, how: u64) -> Ret {
-    if super::inet::is_inet(k, fd) {
-        return super::inet::shutdown(k, fd, how);
+    if crate::syscall::linux::socket::is_inet(k, fd) {
+        return crate::syscall::linux::socket::shutdown(k, fd, how);
     }
     let f = k.fds.file(fd)?;
     let f = f.lock();
@@ -420,10 +436,10 @@ pub fn sock_io(k: &mut Kernel, fd: u64, buf: u64, len: u64, flags: u64, send: bo
 }
 
 /// The AF_INET socket `f` is, if it is one.
-fn inet_of(f: &OpenFile) -> Option<super::inet::Inet> {
+fn inet_of(f: &OpenFile) -> Option<crate::syscall::linux::socket::Inet> {
     match f.kind {
-        FileKind::Udp(s) => Some(super::inet::Inet::Udp(s)),
-        FileKind::Tcp(id) => Some(super::inet::Inet::Tcp(id)),
+        FileKind::Udp(s) => Some(crate::syscall::linux::socket::Inet::Udp(s)),
+        FileKind::Tcp(id) => Some(crate::syscall::linux::socket::Inet::Tcp(id)),
         _ => None,
     }
 }
@@ -431,7 +447,13 @@ fn inet_of(f: &OpenFile) -> Option<super::inet::Inet> {
 /// Reads from a pipe or an eventfd; `None` if `f` is neither.
 pub fn read_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<Ret> {
     if let Some(s) = inet_of(f) {
-        return Some(super::inet::read(k, s, f.flags & O_NONBLOCK != 0, buf, len));
+        return Some(crate::syscall::linux::socket::read(
+            k,
+            s,
+            f.flags & O_NONBLOCK != 0,
+            buf,
+            len,
+        ));
     }
     if let FileKind::UnixStream { rx, .. } = &f.kind {
         return Some(pipe_read(k, rx, f.flags & O_NONBLOCK != 0, buf, len));
@@ -469,7 +491,7 @@ pub fn read_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<
 /// Writes to a pipe or an eventfd; `None` if `f` is neither.
 pub fn write_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<Ret> {
     if let Some(s) = inet_of(f) {
-        return Some(super::inet::write(
+        return Some(crate::syscall::linux::socket::write(
             k,
             s,
             f.flags & O_NONBLOCK != 0,
@@ -598,7 +620,7 @@ fn block_for_io(timeout_ns: i64) -> Ret {
 
 /// epoll_wait/epoll_pwait (the signal mask is not applied: no signals are queued).
 pub fn epoll_wait(k: &mut Kernel, epfd: u64, events: u64, max: i32, timeout_ms: i64) -> Ret {
-    super::net::tick_poll();
+    crate::net::stack::tick_poll();
     if max <= 0 || max > 1 << 20 {
         return Err(EINVAL);
     }
@@ -628,7 +650,7 @@ pub fn epoll_wait(k: &mut Kernel, epfd: u64, events: u64, max: i32, timeout_ms: 
         }
         // TCP sockets the stack changed since last time are looked at again.
         let mut dirty = Vec::new();
-        match super::net::tcp::changed_since(e.tcp_seq, |id| dirty.push(id)) {
+        match crate::net::tcp::changed_since(e.tcp_seq, |id| dirty.push(id)) {
             Some(seq) => {
                 e.tcp_seq = seq;
                 if !dirty.is_empty() {
@@ -641,7 +663,7 @@ pub fn epoll_wait(k: &mut Kernel, epfd: u64, events: u64, max: i32, timeout_ms: 
                 }
             }
             None => {
-                e.tcp_seq = super::net::tcp::change_number();
+                e.tcp_seq = crate::net::tcp::change_number();
                 for i in e.interests.values_mut() {
                     i.cached = None;
                 }
@@ -696,7 +718,7 @@ pub fn epoll_wait(k: &mut Kernel, epfd: u64, events: u64, max: i32, timeout_ms: 
 
 /// poll(2)/ppoll(2): `timeout_ns` < 0 waits forever.
 pub fn poll(k: &mut Kernel, fds: u64, n: u64, timeout_ns: i64) -> Ret {
-    super::net::tick_poll();
+    crate::net::stack::tick_poll();
     if n > MAX_FDS as u64 {
         return Err(EINVAL);
     }
@@ -739,7 +761,7 @@ pub fn timespec_ns(k: &mut Kernel, ts: u64) -> Result<i64, i64> {
 
 /// select(2)/pselect6(2) over the bitmaps at `r`, `w`, `e`.
 pub fn select(k: &mut Kernel, nfds: u64, r: u64, w: u64, e: u64, timeout_ns: i64) -> Ret {
-    super::net::tick_poll();
+    crate::net::stack::tick_poll();
     if nfds > MAX_FDS as u64 {
         return Err(EINVAL);
     }

@@ -17,9 +17,11 @@ use smoltcp::socket::tcp::{self, State as TcpState};
 use smoltcp::time::Duration;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint, Ipv4Address};
 
-use super::{ephemeral, now, poll_and_wake, with_stack, with_stack_ro, Net, Sock, Stack};
+use crate::errno::*;
 use crate::net::gate::PortGate;
-use crate::syscall::errno::*;
+use crate::net::stack::{
+    ephemeral, now, poll_and_wake, with_stack, with_stack_ro, Net, Sock, Stack,
+};
 
 /// Names a TCP socket of the application.
 pub type Id = u32;
@@ -609,7 +611,7 @@ pub fn shutdown(id: Id, rd: bool, wr: bool) -> Result<(), i64> {
         }
         poll_and_wake(s);
         s.generation = s.generation.wrapping_add(1);
-        super::super::sched::io_event();
+        crate::task::sched::io_event();
         Ok(())
     })
 }

@@ -5,11 +5,11 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{
+use crate::errno::*;
+use crate::kernel::Kernel;
+use crate::syscall::linux::socket::{
     chunk, lookup, read_addr, recv_bytes, send_bytes, write_addr, Ret, MAX_CHUNK, MSG_TRUNC,
 };
-use crate::kernel::Kernel;
-use crate::syscall::errno::*;
 
 /// `struct msghdr` as eight-byte words: name, namelen, iov, iovlen,
 /// control, controllen, flags.
@@ -51,7 +51,12 @@ pub fn sendmsg(k: &mut Kernel, fd: u64, msg: u64, flags: u64) -> Ret {
         data.resize(at + len, 0);
         k.mem.copy_from_user(base, &mut data[at..])?;
     }
-    send_bytes(s, nb || flags & super::MSG_DONTWAIT != 0, &data, to)
+    send_bytes(
+        s,
+        nb || flags & crate::syscall::linux::socket::MSG_DONTWAIT != 0,
+        &data,
+        to,
+    )
 }
 
 /// recvmsg(2).
