@@ -9,7 +9,7 @@
 //!    register is touched (PVM emulates CPL 0 instruction by instruction, and
 //!    `sysret` is not emulated at all).
 //! 3. `ov_syscall_handler` (CPL 3) switches to the library-OS stack, saves all
-//!    registers and the FPU/SSE state, calls [`crate::syscall::dispatch::dispatch`],
+//!    registers and the FPU/SSE state, calls the system-call dispatcher (`ov_syscall_dispatch`),
 //!    restores, and returns to the application with `iretq` (CPL 3 → CPL 3),
 //!    leaving RCX and R11 as Linux does.
 //!

@@ -1,9 +1,12 @@
 //! Console output through the CONSOLE_WRITE hypercall: one exit per call,
 //! carrying up to 16 guest-physical segments.
+use core::fmt::Write;
+
 use optivolt_abi::hypercall::{self as hc, ConsoleWrite, Segment};
 use optivolt_abi::layout::virt_to_phys;
 
 use crate::arch::hypercall;
+use crate::util::BufWriter;
 
 /// Collects segments and flushes them in as few exits as possible.
 pub struct Batch {
@@ -69,4 +72,13 @@ pub fn write_kernel(fd: u32, bytes: &[u8]) {
     if b.push(pa, bytes.len() as u64).is_ok() {
         let _ = b.finish();
     }
+}
+
+/// Writes a formatted line to the guest's stderr from inside the library OS.
+pub fn kernel_log(args: core::fmt::Arguments<'_>) {
+    let mut buf = [0u8; 256];
+    let mut w = BufWriter::new(&mut buf);
+    let _ = w.write_fmt(args);
+    let n = w.len();
+    write_kernel(2, &buf[..n]);
 }

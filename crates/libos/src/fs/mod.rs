@@ -3,4 +3,5 @@
 pub mod cpio;
 pub mod cpuinfo;
 pub mod path;
+pub mod special;
 pub mod vfs;

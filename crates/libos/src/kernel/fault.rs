@@ -111,7 +111,9 @@ extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
                     rsp: &mut frame.rsp,
                     fx,
                 };
-                if crate::task::signal::deliver(k, sig, info, ctx).is_ok() {
+                if crate::task::signal::deliver(&mut k.mem, &mut k.proc, k.trace, sig, info, ctx)
+                    .is_ok()
+                {
                     return;
                 }
             }

@@ -84,7 +84,7 @@ impl LazyVfs {
     fn build(&self) -> crate::fs::vfs::Vfs {
         let mut fs = crate::fs::vfs::Vfs::new(self.now);
         if fs.unpack(self.rootfs).is_err()
-            || crate::syscall::linux::file::populate_special(&mut fs, &self.exec_path).is_err()
+            || crate::fs::special::populate(&mut fs, &self.exec_path).is_err()
         {
             crate::arch::hypercall::abort(b"could not unpack the rootfs");
         }

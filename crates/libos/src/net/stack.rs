@@ -13,7 +13,7 @@
 //! generation (for epoll edges) and wakes threads waiting for I/O.
 //!
 //! Sockets for applications: [`udp`] and [`tcp`]; the system-call side is
-//! `crate::syscall::linux::socket`.
+//! the socket handlers of the system-call layer.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

@@ -1,7 +1,5 @@
 //! The Linux system-call dispatcher. Anything not implemented returns -ENOSYS
 //! (and shows up in `--trace-syscalls`), so programs can fall back.
-use core::fmt::Write;
-
 use optivolt_abi::layout::USER_TOP;
 
 use crate::arch::entry::SyscallFrame;
@@ -52,10 +50,10 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
             fx: fx_area(addr),
         };
         let sp = *ctx.rsp;
-        if let Err(e) = signal::sigreturn(k, ctx) {
+        if let Err(e) = signal::sigreturn(&mut k.mem, ctx) {
             drop(guard);
             // As Linux: a corrupt signal frame kills the process with SIGSEGV.
-            kernel_log(format_args!(
+            console::kernel_log(format_args!(
                 "optivolt: rt_sigreturn with a bad frame at {sp:#x} (error {e}): SIGSEGV\n"
             ));
             stamp(|t| &mut t.app_exit);
@@ -75,7 +73,7 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
             };
             if k.trace && (n == nr::EXIT || n == nr::EXIT_GROUP) {
                 // These do not return: show them first, as strace does ("= ?").
-                kernel_log(format_args!(
+                console::kernel_log(format_args!(
                     "{}({}) = ?\n",
                     crate::syscall::table::name(n).unwrap_or("exit"),
                     args[0] as i32
@@ -224,9 +222,9 @@ pub fn deliver_pending(
             code: -6,
             ..Default::default()
         };
-        if let Err(status) = signal::deliver(k, sig, info, ctx) {
+        if let Err(status) = signal::deliver(&mut k.mem, &mut k.proc, k.trace, sig, info, ctx) {
             drop(guard);
-            kernel_log(format_args!(
+            console::kernel_log(format_args!(
                 "optivolt: the application was terminated by signal {sig} (default action)\n"
             ));
             stamp(|t| &mut t.app_exit);
@@ -427,7 +425,7 @@ fn dispatch(k: &mut Kernel, n: u64, a: &[u64; 6], frame: &SyscallFrame) -> Ret {
         // Signals (bookkeeping).
         nr::RT_SIGACTION => sys_rt_sigaction(k, a[0], a[1], a[2], a[3]),
         nr::RT_SIGPROCMASK => sys_rt_sigprocmask(k, a[0], a[1], a[2], a[3]),
-        nr::SIGALTSTACK => signal::sigaltstack(k, a[0], a[1], frame.rsp),
+        nr::SIGALTSTACK => signal::sigaltstack(&mut k.mem, a[0], a[1], frame.rsp),
         nr::KILL => threads::kill(k, a[0] as i64, a[1]),
         // Time and randomness.
         nr::CLOCK_GETTIME => sys_clock_gettime(k, a[0], a[1]),
@@ -749,13 +747,4 @@ fn sys_sched_getaffinity(k: &mut Kernel, size: u64, mask: u64) -> Ret {
     }
     k.mem.write_obj(mask, &1u64)?;
     Ok(8)
-}
-
-/// Writes a formatted line to the guest's stderr from inside the library OS.
-pub fn kernel_log(args: core::fmt::Arguments<'_>) {
-    let mut buf = [0u8; 256];
-    let mut w = BufWriter::new(&mut buf);
-    let _ = w.write_fmt(args);
-    let n = w.len();
-    console::write_kernel(2, &buf[..n]);
 }

@@ -88,6 +88,18 @@ pub struct Scheduler {
     since: u64,
     /// CPU time of exited threads.
     dead_cpu: u64,
+    /// Runs before the vCPU sleeps (the network stack, registered at boot).
+    idle: Option<IdleHook>,
+}
+
+/// What the scheduler calls when nothing can run, with the earliest
+/// deadline: `None` when the hook found work (look at the threads again),
+/// or the deadline to sleep until (the hook may bring it forward).
+pub type IdleHook = fn(Option<u64>) -> Option<Option<u64>>;
+
+/// Registers the idle hook (boot, once the devices are up).
+pub fn set_idle_hook(hook: IdleHook) {
+    with(|s| s.idle = Some(hook));
 }
 
 static SCHED: Mutex<Option<Scheduler>> = Mutex::new(None);
@@ -136,6 +148,7 @@ pub fn init(boot_stack_top: u64, tsc_khz: u64) {
         timers: BTreeMap::new(),
         since: rdtsc(),
         dead_cpu: 0,
+        idle: None,
     });
 }
 
@@ -478,7 +491,8 @@ pub fn schedule() {
             Step::Stay => return,
             Step::Idle(deadline) => {
                 // The network stack runs here; with work pending, no sleep.
-                let Some(deadline) = crate::net::stack::idle_poll(deadline) else {
+                let idle = with(|s| s.idle);
+                let Some(deadline) = idle.map_or(Some(deadline), |hook| hook(deadline)) else {
                     continue;
                 };
                 let mut b = Block {

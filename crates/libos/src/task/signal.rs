@@ -7,7 +7,8 @@ use optivolt_abi::hypercall::Registers;
 use optivolt_abi::layout::{USER_CS, USER_SS, USER_TOP};
 
 use crate::errno::*;
-use crate::kernel::Kernel;
+use crate::mm::space::Memory;
+use crate::task::process::Process;
 use crate::task::process::{SigAltStack, SS_DISABLE};
 use crate::task::sched;
 
@@ -82,10 +83,17 @@ fn get(buf: &[u8], off: usize) -> u64 {
 
 /// Delivers `sig` to the running thread by rewriting `ctx`. Returns
 /// `Err(status)` if the default action ends the process.
-pub fn deliver(k: &mut Kernel, sig: u32, info: Info, ctx: UserContext<'_>) -> Result<(), i32> {
-    let act = k.proc.actions[sig as usize - 1];
-    if k.trace {
-        crate::syscall::dispatch::kernel_log(format_args!(
+pub fn deliver(
+    mem: &mut Memory,
+    proc: &mut Process,
+    trace: bool,
+    sig: u32,
+    info: Info,
+    ctx: UserContext<'_>,
+) -> Result<(), i32> {
+    let act = proc.actions[sig as usize - 1];
+    if trace {
+        crate::drivers::console::kernel_log(format_args!(
             "--- signal {sig} {{si_code={}, si_addr={:#x}}} at rip {:#x} rsp {:#x} ---\n",
             info.code, info.addr, *ctx.rip, *ctx.rsp
         ));
@@ -189,13 +197,13 @@ pub fn deliver(k: &mut Kernel, sig: u32, info: Info, ctx: UserContext<'_>) -> Re
     } else {
         0
     };
-    let write = |k: &mut Kernel| -> Result<(), i64> {
-        k.mem.copy_to_user(fx_at, &ctx.fx[..])?;
-        k.mem.copy_to_user(info_at, &si)?;
-        k.mem.copy_to_user(uc_at, &uc)?;
-        k.mem.write_obj(frame_at, &restorer)
+    let write = |mem: &mut Memory| -> Result<(), i64> {
+        mem.copy_to_user(fx_at, &ctx.fx[..])?;
+        mem.copy_to_user(info_at, &si)?;
+        mem.copy_to_user(uc_at, &uc)?;
+        mem.write_obj(frame_at, &restorer)
     };
-    if write(k).is_err() {
+    if write(mem).is_err() {
         // No room for the frame: as Linux, the process dies of SIGSEGV.
         return Err(128 + 11);
     }
@@ -205,7 +213,7 @@ pub fn deliver(k: &mut Kernel, sig: u32, info: Info, ctx: UserContext<'_>) -> Re
     }
     sched::with_current(|t| t.sigmask = new_mask & !((1 << 8) | (1 << 18)));
     if act.flags & SA_RESETHAND != 0 {
-        k.proc.actions[sig as usize - 1].handler = 0;
+        proc.actions[sig as usize - 1].handler = 0;
     }
     ctx.regs.rdi = sig as u64;
     ctx.regs.rsi = info_at;
@@ -220,10 +228,10 @@ pub fn deliver(k: &mut Kernel, sig: u32, info: Info, ctx: UserContext<'_>) -> Re
 /// rt_sigreturn: restores the context saved in the frame at `rsp`
 /// (the handler's `ret` popped the restorer address, so the ucontext starts
 /// at the stack pointer). Returns the restored RAX.
-pub fn sigreturn(k: &mut Kernel, ctx: UserContext<'_>) -> Result<i64, i64> {
+pub fn sigreturn(mem: &mut Memory, ctx: UserContext<'_>) -> Result<i64, i64> {
     let uc_at = *ctx.rsp;
     let mut uc = [0u8; UC_SIZE as usize];
-    k.mem.copy_from_user(uc_at, &mut uc)?;
+    mem.copy_from_user(uc_at, &mut uc)?;
     let m = 40;
     let g = |i: usize| get(&uc, m + i * 8);
     let rip = g(16);
@@ -234,7 +242,7 @@ pub fn sigreturn(k: &mut Kernel, ctx: UserContext<'_>) -> Result<i64, i64> {
     let fx_at = g(23);
     if fx_at != 0 {
         let mut fx = [0u8; 512];
-        k.mem.copy_from_user(fx_at, &mut fx)?;
+        mem.copy_from_user(fx_at, &mut fx)?;
         // MXCSR reserved bits would make FXRSTOR fault: keep the defined ones.
         let mxcsr = u32::from_le_bytes([fx[24], fx[25], fx[26], fx[27]]) & 0xffbf;
         fx[24..28].copy_from_slice(&mxcsr.to_le_bytes());
@@ -267,7 +275,7 @@ pub fn sigreturn(k: &mut Kernel, ctx: UserContext<'_>) -> Result<i64, i64> {
 }
 
 /// sigaltstack(2) for the running thread.
-pub fn sigaltstack(k: &mut Kernel, ss: u64, old: u64, user_rsp: u64) -> Result<i64, i64> {
+pub fn sigaltstack(mem: &mut Memory, ss: u64, old: u64, user_rsp: u64) -> Result<i64, i64> {
     let cur = sched::with_current(|t| t.altstack);
     let on = cur.flags & SS_DISABLE == 0 && user_rsp > cur.sp && user_rsp <= cur.sp + cur.size;
     if old != 0 {
@@ -275,13 +283,13 @@ pub fn sigaltstack(k: &mut Kernel, ss: u64, old: u64, user_rsp: u64) -> Result<i
         if on {
             o.flags = SS_ONSTACK;
         }
-        k.mem.write_obj(old, &o)?;
+        mem.write_obj(old, &o)?;
     }
     if ss != 0 {
         if on {
             return Err(EPERM);
         }
-        let s: SigAltStack = k.mem.read_obj(ss)?;
+        let s: SigAltStack = mem.read_obj(ss)?;
         if s.flags & !(SS_DISABLE | (1 << 31)) != 0 {
             return Err(EINVAL);
         }
