@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates crates/libos/src/syscall/table.rs from the kernel's own x86-64
+"""Generates crates/libos/src/uapi/unistd.rs from the kernel's own x86-64
 system-call table (the UAPI header <asm/unistd_64.h>), so that names and
 numbers cannot drift. Run: python3 tools/gen-syscall-table.py"""
 import re, sys, pathlib
@@ -26,5 +26,5 @@ out.append("/// The name of system call `nr`.")
 out.append("pub fn name(nr: u64) -> Option<&'static str> {")
 out.append("    ALL.binary_search_by_key(&nr, |&(n, _)| n).ok().map(|i| ALL[i].1)")
 out.append("}")
-pathlib.Path("crates/libos/src/syscall/table.rs").write_text("\n".join(out) + "\n")
+pathlib.Path("crates/libos/src/uapi/unistd.rs").write_text("\n".join(out) + "\n")
 print(f"{len(calls)} system calls")

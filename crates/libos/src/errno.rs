@@ -1,5 +1,19 @@
-//! Linux error numbers (returned negated from system calls).
+//! Linux error numbers (returned negated from system calls), and what a
+//! system-call handler returns.
 #![allow(missing_docs)]
+
+/// What a system-call handler returns: the value, or in `Err` a positive
+/// errno or one of the dispatcher's control values below.
+pub type SysResult = Result<i64, i64>;
+
+/// Control value: the call queued its thread to wait; the dispatcher switches
+/// away and runs the call again when the thread is woken.
+pub const BLOCKED: i64 = 1 << 40;
+/// Control value: `exit` of one thread; the dispatcher ends the thread.
+pub const EXIT_THREAD: i64 = 1 << 41;
+/// Control value: `sched_yield`; the dispatcher yields, then returns 0.
+pub const YIELD: i64 = 1 << 42;
+
 pub const EPERM: i64 = 1;
 pub const ENOENT: i64 = 2;
 pub const ESRCH: i64 = 3;

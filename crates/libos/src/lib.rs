@@ -22,6 +22,7 @@ pub mod syscall;
 #[cfg(feature = "guest")]
 pub mod task;
 pub mod time;
+pub mod uapi;
 pub mod util;
 pub mod vdso;
 

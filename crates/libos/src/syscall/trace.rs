@@ -4,45 +4,17 @@ use core::fmt::{self, Write};
 
 use super::table;
 use crate::errno;
+use crate::uapi::unistd;
 
-/// How many arguments a call takes (so the trace shows no junk registers).
+/// How many arguments a call takes (so the trace shows no junk registers):
+/// its row's arity, all six for calls without a row.
 pub fn arity(nr: u64) -> usize {
-    use table::*;
-    match nr {
-        GETPID | GETTID | GETUID | GETEUID | GETGID | GETEGID | GETPPID | SCHED_YIELD | PAUSE
-        | SYNC | FORK | VFORK => 0,
-        EXIT | EXIT_GROUP | CLOSE | BRK | SET_TID_ADDRESS | UNAME | TIME | UMASK | DUP | CHDIR
-        | FCHDIR | FSYNC | FDATASYNC | RMDIR | UNLINK | EPOLL_CREATE1 | PIPE | ALARM => 1,
-        ARCH_PRCTL | MUNMAP | SET_ROBUST_LIST | SIGALTSTACK | CLOCK_GETTIME | CLOCK_GETRES
-        | GETTIMEOFDAY | NANOSLEEP | FSTAT | STAT | LSTAT | ACCESS | PIPE2 | DUP2 | GETCWD
-        | KILL | TKILL | FTRUNCATE | TRUNCATE | RENAME | MKDIR | CHMOD | FCHMOD | SYMLINK
-        | LINK | CREAT | SHUTDOWN | EVENTFD2 | TIMERFD_CREATE | TIMERFD_GETTIME | SETRLIMIT
-        | GETRLIMIT | LISTEN => 2,
-        WRITE | READ | WRITEV | READV | MPROTECT | IOCTL | GETRANDOM | LSEEK | OPEN | POLL
-        | FCNTL | MADVISE | SCHED_GETAFFINITY | SCHED_SETAFFINITY | TGKILL | DUP3 | GETDENTS64
-        | READLINK | MKDIRAT | UNLINKAT | FCHMODAT | SYMLINKAT | SOCKET | CONNECT | BIND
-        | ACCEPT => 3,
-        RT_SIGACTION | RT_SIGPROCMASK | OPENAT | NEWFSTATAT | READLINKAT | PRLIMIT64 | RSEQ
-        | PREAD64 | PWRITE64 | CLOCK_NANOSLEEP | FACCESSAT | FACCESSAT2 | RENAMEAT | EPOLL_CTL
-        | EPOLL_WAIT | TIMERFD_SETTIME | SOCKETPAIR | ACCEPT4 | PPOLL | PREADV | PWRITEV => 4,
-        MREMAP | STATX | RENAMEAT2 | SELECT | EPOLL_PWAIT | CLONE | MOUNT => 5,
-        _ => 6,
-    }
+    table::lookup(nr).map_or(6, |r| r.arity as usize)
 }
 
 /// Which arguments of a call are paths (printed as strings, as strace does).
 pub fn path_args(nr: u64) -> &'static [usize] {
-    use table::*;
-    match nr {
-        OPEN | STAT | LSTAT | ACCESS | MKDIR | RMDIR | UNLINK | READLINK | CHDIR | CHMOD
-        | CREAT | TRUNCATE | EXECVE => &[0],
-        OPENAT | NEWFSTATAT | STATX | FACCESSAT | FACCESSAT2 | MKDIRAT | UNLINKAT | READLINKAT
-        | FCHMODAT => &[1],
-        RENAME | SYMLINK => &[0, 1],
-        RENAMEAT | RENAMEAT2 => &[1, 3],
-        SYMLINKAT => &[0, 2],
-        _ => &[],
-    }
+    table::lookup(nr).map_or(&[], |r| r.paths)
 }
 
 /// Writes `name(arg, …) = result`, fetching path arguments with `fetch`
@@ -55,7 +27,7 @@ pub fn format_call_with<W: Write>(
     mut fetch: impl FnMut(u64) -> Option<alloc::vec::Vec<u8>>,
 ) -> fmt::Result {
     let paths = path_args(nr);
-    match table::name(nr) {
+    match unistd::name(nr) {
         Some(n) => write!(out, "{n}(")?,
         None => write!(out, "syscall_{nr}(")?,
     }
@@ -109,12 +81,12 @@ mod tests {
     #[test]
     fn formats_like_strace() {
         let mut s = String::new();
-        format_call(&mut s, table::WRITE, &[1, 0x7ffc_0000, 12, 9, 9, 9], 12).unwrap();
+        format_call(&mut s, unistd::WRITE, &[1, 0x7ffc_0000, 12, 9, 9, 9], 12).unwrap();
         assert_eq!(s, "write(1, 0x7ffc0000, 12) = 12\n");
         let mut s = String::new();
         format_call(
             &mut s,
-            table::RSEQ,
+            unistd::RSEQ,
             &[0x1000, 32, 0, 0x53053053, 0, 0],
             -errno::ENOSYS,
         )
@@ -131,7 +103,7 @@ mod tests {
         let fetch = |p: u64| (p == 0x1000).then(|| b"/etc/a \"b\"\n".to_vec());
         format_call_with(
             &mut s,
-            table::OPENAT,
+            unistd::OPENAT,
             &[(-100i64) as u64, 0x1000, 0, 0, 0, 0],
             -errno::ENOENT,
             fetch,
@@ -142,7 +114,7 @@ mod tests {
             "openat(AT_FDCWD, \"/etc/a \\\"b\\\"\\x0a\", 0, 0) = -1 ENOENT (2)\n"
         );
         let mut s = String::new();
-        format_call_with(&mut s, table::OPEN, &[0x2000, 0, 0, 0, 0, 0], 3, |_| None).unwrap();
+        format_call_with(&mut s, unistd::OPEN, &[0x2000, 0, 0, 0, 0, 0], 3, |_| None).unwrap();
         assert_eq!(s, "open(0x2000, 0, 0) = 3\n");
     }
 }

@@ -3,7 +3,7 @@
 //! monitor (BLOCK hypercall) when none is.
 //!
 //! Every thread has its own kernel stack. A system call that must wait marks
-//! its thread blocked and returns [`BLOCKED`]; the dispatcher then calls
+//! its thread blocked and returns [`BLOCKED`](crate::errno::BLOCKED); the dispatcher then calls
 //! [`schedule`] (holding no lock) and, once the thread is woken, runs the
 //! call again, which finds its wake-up reason with [`take_wake`] (restartable
 //! system calls: no borrow of the kernel state is held across a switch).
@@ -17,9 +17,6 @@ use spin::Mutex;
 use crate::arch::cpu::rdtsc;
 use crate::arch::entry::{ov_switch_to, thread_stack, SyscallFrame};
 use crate::arch::hypercall;
-
-/// Returned (as an error) by a system call that queued its thread to wait.
-pub const BLOCKED: i64 = 1 << 40;
 
 /// Size of a thread's kernel stack.
 pub const KSTACK_SIZE: usize = 32 * 1024;
@@ -276,7 +273,7 @@ impl Scheduler {
 }
 
 /// Marks the running thread blocked until an event or `deadline` (TSC).
-/// The caller returns [`BLOCKED`] and the dispatcher switches away.
+/// The caller returns [`BLOCKED`](crate::errno::BLOCKED) and the dispatcher switches away.
 pub fn block_current(deadline: Option<u64>) {
     with(|s| {
         let c = s.current;

@@ -9,13 +9,7 @@ use crate::fd::file::*;
 use crate::fs::vfs::{self, Device, Generated, Ino, Node, PATH_MAX, S_IFCHR};
 use crate::kernel::Kernel;
 
-type Ret = Result<i64, i64>;
-
-/// AT_FDCWD.
-pub const AT_FDCWD: i32 = -100;
-const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
-const AT_REMOVEDIR: u64 = 0x200;
-const AT_EMPTY_PATH: u64 = 0x1000;
+use crate::uapi::fcntl::{AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW};
 
 fn user_path(k: &mut Kernel, ptr: u64) -> Result<Vec<u8>, i64> {
     let p = k.mem.read_cstr(ptr, PATH_MAX)?;
@@ -102,7 +96,7 @@ fn generate(k: &mut Kernel, g: Generated) -> Vec<u8> {
 }
 
 /// openat(2).
-pub fn openat(k: &mut Kernel, dirfd: u64, path: u64, flags: u32, mode: u32) -> Ret {
+pub fn openat(k: &mut Kernel, dirfd: u64, path: u64, flags: u32, mode: u32) -> SysResult {
     let p = user_path(k, path)?;
     if flags & O_TMPFILE == O_TMPFILE {
         return Err(EOPNOTSUPP);
@@ -161,12 +155,12 @@ pub fn openat(k: &mut Kernel, dirfd: u64, path: u64, flags: u32, mode: u32) -> R
 }
 
 /// close(2).
-pub fn close(k: &mut Kernel, fd: u64) -> Ret {
+pub fn close(k: &mut Kernel, fd: u64) -> SysResult {
     k.fds.close(fd).map(|_| 0)
 }
 
 /// read/pread: `off` = None uses and advances the file offset.
-pub fn read(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> Ret {
+pub fn read(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> SysResult {
     let file = k.fds.file(fd)?;
     let mut f = file.lock();
     if !f.readable() {
@@ -259,7 +253,7 @@ fn fill_user(
 }
 
 /// write/pwrite.
-pub fn write(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> Ret {
+pub fn write(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> SysResult {
     let file = k.fds.file(fd)?;
     let mut f = file.lock();
     if !f.writable() {
@@ -329,7 +323,7 @@ pub fn vectored(
     cnt: u64,
     off: Option<u64>,
     writing: bool,
-) -> Ret {
+) -> SysResult {
     if cnt > 1024 {
         return Err(EINVAL);
     }
@@ -364,7 +358,7 @@ pub fn vectored(
 }
 
 /// lseek(2).
-pub fn lseek(k: &mut Kernel, fd: u64, off: i64, whence: u32) -> Ret {
+pub fn lseek(k: &mut Kernel, fd: u64, off: i64, whence: u32) -> SysResult {
     let file = k.fds.file(fd)?;
     let mut f = file.lock();
     let size = match &f.kind {
@@ -511,7 +505,7 @@ pub struct Stat {
     _unused: [i64; 3],
 }
 
-fn put_stat(k: &mut Kernel, m: &Meta, out: u64) -> Ret {
+fn put_stat(k: &mut Kernel, m: &Meta, out: u64) -> SysResult {
     let st = Stat {
         dev: 0x2a,
         ino: m.ino,
@@ -533,7 +527,7 @@ fn put_stat(k: &mut Kernel, m: &Meta, out: u64) -> Ret {
 }
 
 /// fstat(2).
-pub fn fstat(k: &mut Kernel, fd: u64, out: u64) -> Ret {
+pub fn fstat(k: &mut Kernel, fd: u64, out: u64) -> SysResult {
     let m = meta_fd(k, fd)?;
     put_stat(k, &m, out)
 }
@@ -557,7 +551,7 @@ fn meta_at(k: &mut Kernel, dirfd: u64, path: u64, flags: u64) -> Result<Meta, i6
 }
 
 /// stat/lstat/newfstatat.
-pub fn fstatat(k: &mut Kernel, dirfd: u64, path: u64, out: u64, flags: u64) -> Ret {
+pub fn fstatat(k: &mut Kernel, dirfd: u64, path: u64, out: u64, flags: u64) -> SysResult {
     let m = meta_at(k, dirfd, path, flags)?;
     put_stat(k, &m, out)
 }
@@ -590,7 +584,7 @@ struct Statx {
 }
 
 /// statx(2).
-pub fn statx(k: &mut Kernel, dirfd: u64, path: u64, flags: u64, out: u64) -> Ret {
+pub fn statx(k: &mut Kernel, dirfd: u64, path: u64, flags: u64, out: u64) -> SysResult {
     let m = meta_at(k, dirfd, path, flags)?;
     let ts = |s: i64| [s, 0];
     let sx = Statx {
@@ -618,7 +612,7 @@ pub fn statx(k: &mut Kernel, dirfd: u64, path: u64, flags: u64, out: u64) -> Ret
 }
 
 /// access/faccessat/faccessat2 (everyone is root: only existence and execute bits matter).
-pub fn faccessat(k: &mut Kernel, dirfd: u64, path: u64, mode: u64, flags: u64) -> Ret {
+pub fn faccessat(k: &mut Kernel, dirfd: u64, path: u64, mode: u64, flags: u64) -> SysResult {
     let ino = resolve(k, dirfd, path, flags & AT_SYMLINK_NOFOLLOW == 0)?;
     let i = k.fs.inode(ino)?;
     if mode & 1 != 0 && !i.is_dir() && i.perm & 0o111 == 0 {
@@ -628,7 +622,7 @@ pub fn faccessat(k: &mut Kernel, dirfd: u64, path: u64, mode: u64, flags: u64) -
 }
 
 /// getdents64(2).
-pub fn getdents64(k: &mut Kernel, fd: u64, buf: u64, count: u64) -> Ret {
+pub fn getdents64(k: &mut Kernel, fd: u64, buf: u64, count: u64) -> SysResult {
     let file = k.fds.file(fd)?;
     let mut f = file.lock();
     let FileKind::Inode(dir) = f.kind else {
@@ -660,7 +654,7 @@ pub fn getdents64(k: &mut Kernel, fd: u64, buf: u64, count: u64) -> Ret {
 }
 
 /// mkdirat(2).
-pub fn mkdirat(k: &mut Kernel, dirfd: u64, path: u64, mode: u32) -> Ret {
+pub fn mkdirat(k: &mut Kernel, dirfd: u64, path: u64, mode: u32) -> SysResult {
     let p = user_path(k, path)?;
     let base = base_dir(k, dirfd)?;
     let (dir, name) = k.fs.lookup_parent(base, &p)?;
@@ -670,7 +664,7 @@ pub fn mkdirat(k: &mut Kernel, dirfd: u64, path: u64, mode: u32) -> Ret {
 }
 
 /// unlinkat(2) and rmdir(2).
-pub fn unlinkat(k: &mut Kernel, dirfd: u64, path: u64, flags: u64) -> Ret {
+pub fn unlinkat(k: &mut Kernel, dirfd: u64, path: u64, flags: u64) -> SysResult {
     let p = user_path(k, path)?;
     let base = base_dir(k, dirfd)?;
     let (dir, name) = k.fs.lookup_parent(base, &p)?;
@@ -696,7 +690,7 @@ pub fn renameat2(
     ndirfd: u64,
     npath: u64,
     flags: u64,
-) -> Ret {
+) -> SysResult {
     const RENAME_NOREPLACE: u64 = 1;
     if flags & !RENAME_NOREPLACE != 0 {
         return Err(EINVAL);
@@ -715,7 +709,7 @@ pub fn renameat2(
 }
 
 /// readlinkat(2).
-pub fn readlinkat(k: &mut Kernel, dirfd: u64, path: u64, buf: u64, size: u64) -> Ret {
+pub fn readlinkat(k: &mut Kernel, dirfd: u64, path: u64, buf: u64, size: u64) -> SysResult {
     if size == 0 || size > i32::MAX as u64 {
         return Err(EINVAL);
     }
@@ -727,7 +721,7 @@ pub fn readlinkat(k: &mut Kernel, dirfd: u64, path: u64, buf: u64, size: u64) ->
 }
 
 /// symlinkat(2).
-pub fn symlinkat(k: &mut Kernel, target: u64, dirfd: u64, path: u64) -> Ret {
+pub fn symlinkat(k: &mut Kernel, target: u64, dirfd: u64, path: u64) -> SysResult {
     let t = user_path(k, target)?;
     let p = user_path(k, path)?;
     let base = base_dir(k, dirfd)?;
@@ -736,18 +730,18 @@ pub fn symlinkat(k: &mut Kernel, target: u64, dirfd: u64, path: u64) -> Ret {
 }
 
 /// fchmodat/chmod/fchmod.
-pub fn chmod(k: &mut Kernel, ino: Ino, mode: u32) -> Ret {
+pub fn chmod(k: &mut Kernel, ino: Ino, mode: u32) -> SysResult {
     k.fs.chmod(ino, mode).map(|_| 0)
 }
 
 /// chmod by path.
-pub fn fchmodat(k: &mut Kernel, dirfd: u64, path: u64, mode: u32) -> Ret {
+pub fn fchmodat(k: &mut Kernel, dirfd: u64, path: u64, mode: u32) -> SysResult {
     let ino = resolve(k, dirfd, path, true)?;
     chmod(k, ino, mode)
 }
 
 /// chmod by descriptor.
-pub fn fchmod(k: &mut Kernel, fd: u64, mode: u32) -> Ret {
+pub fn fchmod(k: &mut Kernel, fd: u64, mode: u32) -> SysResult {
     match fd_inode(k, fd)? {
         Some(i) => chmod(k, i, mode),
         None => Ok(0),
@@ -755,7 +749,7 @@ pub fn fchmod(k: &mut Kernel, fd: u64, mode: u32) -> Ret {
 }
 
 /// getcwd(2).
-pub fn getcwd(k: &mut Kernel, buf: u64, size: u64) -> Ret {
+pub fn getcwd(k: &mut Kernel, buf: u64, size: u64) -> SysResult {
     let mut p = k.fs.path_of(k.cwd)?;
     p.push(0);
     if (size as usize) < p.len() {
@@ -766,7 +760,7 @@ pub fn getcwd(k: &mut Kernel, buf: u64, size: u64) -> Ret {
 }
 
 /// chdir(2).
-pub fn chdir(k: &mut Kernel, path: u64) -> Ret {
+pub fn chdir(k: &mut Kernel, path: u64) -> SysResult {
     let ino = resolve(k, AT_FDCWD as u64, path, true)?;
     if !k.fs.inode(ino)?.is_dir() {
         return Err(ENOTDIR);
@@ -776,7 +770,7 @@ pub fn chdir(k: &mut Kernel, path: u64) -> Ret {
 }
 
 /// fchdir(2).
-pub fn fchdir(k: &mut Kernel, fd: u64) -> Ret {
+pub fn fchdir(k: &mut Kernel, fd: u64) -> SysResult {
     let ino = fd_inode(k, fd)?.ok_or(ENOTDIR)?;
     if !k.fs.inode(ino)?.is_dir() {
         return Err(ENOTDIR);
@@ -786,7 +780,7 @@ pub fn fchdir(k: &mut Kernel, fd: u64) -> Ret {
 }
 
 /// dup(2).
-pub fn dup(k: &mut Kernel, fd: u64) -> Ret {
+pub fn dup(k: &mut Kernel, fd: u64) -> SysResult {
     let f = k.fds.get(fd)?.clone();
     k.fds
         .install_from(
@@ -800,7 +794,7 @@ pub fn dup(k: &mut Kernel, fd: u64) -> Ret {
 }
 
 /// dup2/dup3.
-pub fn dup3(k: &mut Kernel, old: u64, new: u64, flags: u64, is_dup2: bool) -> Ret {
+pub fn dup3(k: &mut Kernel, old: u64, new: u64, flags: u64, is_dup2: bool) -> SysResult {
     let f = k.fds.get(old)?.clone();
     if old == new {
         return if is_dup2 { Ok(new as i64) } else { Err(EINVAL) };
@@ -820,7 +814,7 @@ pub fn dup3(k: &mut Kernel, old: u64, new: u64, flags: u64, is_dup2: bool) -> Re
 }
 
 /// fcntl(2).
-pub fn fcntl(k: &mut Kernel, fd: u64, cmd: u64, arg: u64) -> Ret {
+pub fn fcntl(k: &mut Kernel, fd: u64, cmd: u64, arg: u64) -> SysResult {
     const F_DUPFD: u64 = 0;
     const F_GETFD: u64 = 1;
     const F_SETFD: u64 = 2;
@@ -878,7 +872,7 @@ pub fn fcntl(k: &mut Kernel, fd: u64, cmd: u64, arg: u64) -> Ret {
 }
 
 /// ftruncate(2).
-pub fn ftruncate(k: &mut Kernel, fd: u64, len: i64) -> Ret {
+pub fn ftruncate(k: &mut Kernel, fd: u64, len: i64) -> SysResult {
     if len < 0 {
         return Err(EINVAL);
     }
@@ -894,7 +888,7 @@ pub fn ftruncate(k: &mut Kernel, fd: u64, len: i64) -> Ret {
 }
 
 /// truncate(2).
-pub fn truncate(k: &mut Kernel, path: u64, len: i64) -> Ret {
+pub fn truncate(k: &mut Kernel, path: u64, len: i64) -> SysResult {
     if len < 0 {
         return Err(EINVAL);
     }
@@ -903,7 +897,7 @@ pub fn truncate(k: &mut Kernel, path: u64, len: i64) -> Ret {
 }
 
 /// ioctl(2).
-pub fn ioctl(k: &mut Kernel, fd: u64, req: u64, arg: u64) -> Ret {
+pub fn ioctl(k: &mut Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
     const TCGETS: u64 = 0x5401;
     const TIOCGWINSZ: u64 = 0x5413;
     const FIONREAD: u64 = 0x541b;

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use crate::errno::*;
 use crate::kernel::Kernel;
 use crate::syscall::linux::socket::{
-    chunk, lookup, read_addr, recv_bytes, send_bytes, write_addr, Ret, MAX_CHUNK, MSG_TRUNC,
+    chunk, lookup, read_addr, recv_bytes, send_bytes, write_addr, MAX_CHUNK, MSG_TRUNC,
 };
 
 /// `struct msghdr` as eight-byte words: name, namelen, iov, iovlen,
@@ -37,7 +37,7 @@ fn iovecs(k: &mut Kernel, m: &MsgHdr) -> Result<Vec<(u64, usize)>, i64> {
 }
 
 /// sendmsg(2).
-pub fn sendmsg(k: &mut Kernel, fd: u64, msg: u64, flags: u64) -> Ret {
+pub fn sendmsg(k: &mut Kernel, fd: u64, msg: u64, flags: u64) -> SysResult {
     let (s, nb) = lookup(k, fd)?;
     let m: MsgHdr = k.mem.read_obj(msg)?;
     let to = if m[0] == 0 {
@@ -60,7 +60,7 @@ pub fn sendmsg(k: &mut Kernel, fd: u64, msg: u64, flags: u64) -> Ret {
 }
 
 /// recvmsg(2).
-pub fn recvmsg(k: &mut Kernel, fd: u64, msg: u64, flags: u64) -> Ret {
+pub fn recvmsg(k: &mut Kernel, fd: u64, msg: u64, flags: u64) -> SysResult {
     let (s, nb) = lookup(k, fd)?;
     let m: MsgHdr = k.mem.read_obj(msg)?;
     let iov = iovecs(k, &m)?;

@@ -12,9 +12,7 @@ use crate::fd::epoll::*;
 use crate::fd::file::*;
 use crate::fd::pipe::{EventFd, Pipe};
 use crate::kernel::Kernel;
-use crate::task::sched::{self, Wake, BLOCKED};
-
-type Ret = Result<i64, i64>;
+use crate::task::sched::{self, Wake};
 
 const POLLIN: u32 = 0x1;
 const POLLOUT: u32 = 0x4;
@@ -114,7 +112,7 @@ pub fn readiness(f: &OpenFile) -> (u32, u64) {
 static TIMER_IDS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
 
 /// timerfd_create(2).
-pub fn timerfd_create(k: &mut Kernel, clock: u64, flags: u32) -> Ret {
+pub fn timerfd_create(k: &mut Kernel, clock: u64, flags: u32) -> SysResult {
     if !matches!(clock, 0 | 1 | 7 | 8 | 9) || flags & !(O_CLOEXEC | O_NONBLOCK) != 0 {
         return Err(EINVAL);
     }
@@ -152,7 +150,7 @@ fn itimerspec(t: &crate::fd::pipe::TimerFd, now: u64, khz: u64) -> [i64; 4] {
 }
 
 /// timerfd_settime(2).
-pub fn timerfd_settime(k: &mut Kernel, fd: u64, flags: u32, new: u64, old: u64) -> Ret {
+pub fn timerfd_settime(k: &mut Kernel, fd: u64, flags: u32, new: u64, old: u64) -> SysResult {
     const TFD_TIMER_ABSTIME: u32 = 1;
     let t = timerfd_of(k, fd)?;
     let spec: [i64; 4] = k.mem.read_obj(new)?;
@@ -188,7 +186,7 @@ pub fn timerfd_settime(k: &mut Kernel, fd: u64, flags: u32, new: u64, old: u64) 
 }
 
 /// timerfd_gettime(2).
-pub fn timerfd_gettime(k: &mut Kernel, fd: u64, cur: u64) -> Ret {
+pub fn timerfd_gettime(k: &mut Kernel, fd: u64, cur: u64) -> SysResult {
     let t = timerfd_of(k, fd)?;
     let now = rdtsc();
     let mut t = t.lock();
@@ -199,7 +197,7 @@ pub fn timerfd_gettime(k: &mut Kernel, fd: u64, cur: u64) -> Ret {
 }
 
 /// read(2) of a timerfd: the number of expirations, blocking until one.
-pub fn read_timerfd(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<Ret> {
+pub fn read_timerfd(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<SysResult> {
     let FileKind::TimerFd(t) = &f.kind else {
         return None;
     };
@@ -228,7 +226,7 @@ pub fn read_timerfd(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<
 
 /// Installs two new open files and stores their descriptors at `out`
 /// (pipe2, socketpair); nothing is left behind on failure.
-fn install_pair(k: &mut Kernel, a: OpenFile, b: OpenFile, cloexec: bool, out: u64) -> Ret {
+fn install_pair(k: &mut Kernel, a: OpenFile, b: OpenFile, cloexec: bool, out: u64) -> SysResult {
     let x = k.fds.install(a, cloexec)?;
     let y = match k.fds.install(b, cloexec) {
         Ok(y) => y,
@@ -254,7 +252,7 @@ fn new_pipe() -> crate::fd::pipe::PipeRef {
 }
 
 /// pipe2(2).
-pub fn pipe2(k: &mut Kernel, fds: u64, flags: u32) -> Ret {
+pub fn pipe2(k: &mut Kernel, fds: u64, flags: u32) -> SysResult {
     if flags & !(O_CLOEXEC | O_NONBLOCK | 0o40000) != 0 {
         return Err(EINVAL);
     }
@@ -274,7 +272,7 @@ pub fn pipe2(k: &mut Kernel, fds: u64, flags: u32) -> Ret {
 }
 
 /// eventfd2(2).
-pub fn eventfd2(k: &mut Kernel, initval: u32, flags: u32) -> Ret {
+pub fn eventfd2(k: &mut Kernel, initval: u32, flags: u32) -> SysResult {
     const EFD_SEMAPHORE: u32 = 1;
     if flags & !(O_CLOEXEC | O_NONBLOCK | EFD_SEMAPHORE) != 0 {
         return Err(EINVAL);
@@ -298,7 +296,7 @@ fn pipe_read(
     nonblock: bool,
     buf: u64,
     len: u64,
-) -> Ret {
+) -> SysResult {
     let mut p = p.lock();
     if p.data.is_empty() {
         if p.writers == 0 {
@@ -325,7 +323,7 @@ fn pipe_write(
     nonblock: bool,
     buf: u64,
     len: u64,
-) -> Ret {
+) -> SysResult {
     let mut p = p.lock();
     if p.readers == 0 {
         return Err(EPIPE);
@@ -350,7 +348,7 @@ fn pipe_write(
 }
 
 /// socketpair(2): AF_UNIX stream pairs (two pipes crossed).
-pub fn socketpair(k: &mut Kernel, domain: u64, ty: u64, proto: u64, sv: u64) -> Ret {
+pub fn socketpair(k: &mut Kernel, domain: u64, ty: u64, proto: u64, sv: u64) -> SysResult {
     const AF_UNIX: u64 = 1;
     const SOCK_STREAM: u64 = 1;
     const SOCK_NONBLOCK: u64 = 0o4000;
@@ -388,7 +386,7 @@ pub fn socketpair(k: &mut Kernel, domain: u64, ty: u64, proto: u64, sv: u64) -> 
 }
 
 /// shutdown(2) of a socket pair end.
-pub fn shutdown(k: &mut Kernel, fd: u64, how: u64) -> Ret {
+pub fn shutdown(k: &mut Kernel, fd: u64, how: u64) -> SysResult {
     if crate::syscall::linux::socket::is_inet(k, fd) {
         return crate::syscall::linux::socket::shutdown(k, fd, how);
     }
@@ -418,7 +416,7 @@ pub fn shutdown(k: &mut Kernel, fd: u64, how: u64) -> Ret {
 }
 
 /// sendto/recvfrom on a socket pair end (addresses are ignored: connected).
-pub fn sock_io(k: &mut Kernel, fd: u64, buf: u64, len: u64, flags: u64, send: bool) -> Ret {
+pub fn sock_io(k: &mut Kernel, fd: u64, buf: u64, len: u64, flags: u64, send: bool) -> SysResult {
     const MSG_DONTWAIT: u64 = 0x40;
     let f = k.fds.file(fd)?;
     let f = f.lock();
@@ -445,7 +443,7 @@ fn inet_of(f: &OpenFile) -> Option<crate::syscall::linux::socket::Inet> {
 }
 
 /// Reads from a pipe or an eventfd; `None` if `f` is neither.
-pub fn read_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<Ret> {
+pub fn read_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<SysResult> {
     if let Some(s) = inet_of(f) {
         return Some(crate::syscall::linux::socket::read(
             k,
@@ -489,7 +487,7 @@ pub fn read_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<
 }
 
 /// Writes to a pipe or an eventfd; `None` if `f` is neither.
-pub fn write_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<Ret> {
+pub fn write_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<SysResult> {
     if let Some(s) = inet_of(f) {
         return Some(crate::syscall::linux::socket::write(
             k,
@@ -536,7 +534,7 @@ pub fn write_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option
 }
 
 /// epoll_create1(2) / epoll_create(2).
-pub fn epoll_create(k: &mut Kernel, flags: u32) -> Ret {
+pub fn epoll_create(k: &mut Kernel, flags: u32) -> SysResult {
     if flags & !O_CLOEXEC != 0 {
         return Err(EINVAL);
     }
@@ -558,7 +556,7 @@ fn epoll_of(k: &Kernel, epfd: u64) -> Result<EpollRef, i64> {
 }
 
 /// epoll_ctl(2).
-pub fn epoll_ctl(k: &mut Kernel, epfd: u64, op: u32, fd: u64, event: u64) -> Ret {
+pub fn epoll_ctl(k: &mut Kernel, epfd: u64, op: u32, fd: u64, event: u64) -> SysResult {
     const ADD: u32 = 1;
     const DEL: u32 = 2;
     const MOD: u32 = 3;
@@ -610,7 +608,7 @@ pub fn epoll_ctl(k: &mut Kernel, epfd: u64, op: u32, fd: u64, event: u64) -> Ret
 /// Blocks the calling thread until I/O happens or `timeout_ns` (< 0: no
 /// limit) has passed since the call's first attempt; the call then runs
 /// again (and finds `Wake::Timeout` when the time is up).
-fn block_for_io(timeout_ns: i64) -> Ret {
+fn block_for_io(timeout_ns: i64) -> SysResult {
     let dl = sched::call_deadline(|| {
         (timeout_ns >= 0).then(|| rdtsc().saturating_add(sched::ns_to_tsc(timeout_ns as u64)))
     });
@@ -619,7 +617,7 @@ fn block_for_io(timeout_ns: i64) -> Ret {
 }
 
 /// epoll_wait/epoll_pwait (the signal mask is not applied: no signals are queued).
-pub fn epoll_wait(k: &mut Kernel, epfd: u64, events: u64, max: i32, timeout_ms: i64) -> Ret {
+pub fn epoll_wait(k: &mut Kernel, epfd: u64, events: u64, max: i32, timeout_ms: i64) -> SysResult {
     crate::net::stack::tick_poll();
     if max <= 0 || max > 1 << 20 {
         return Err(EINVAL);
@@ -717,7 +715,7 @@ pub fn epoll_wait(k: &mut Kernel, epfd: u64, events: u64, max: i32, timeout_ms: 
 }
 
 /// poll(2)/ppoll(2): `timeout_ns` < 0 waits forever.
-pub fn poll(k: &mut Kernel, fds: u64, n: u64, timeout_ns: i64) -> Ret {
+pub fn poll(k: &mut Kernel, fds: u64, n: u64, timeout_ns: i64) -> SysResult {
     crate::net::stack::tick_poll();
     if n > MAX_FDS as u64 {
         return Err(EINVAL);
@@ -760,7 +758,7 @@ pub fn timespec_ns(k: &mut Kernel, ts: u64) -> Result<i64, i64> {
 }
 
 /// select(2)/pselect6(2) over the bitmaps at `r`, `w`, `e`.
-pub fn select(k: &mut Kernel, nfds: u64, r: u64, w: u64, e: u64, timeout_ns: i64) -> Ret {
+pub fn select(k: &mut Kernel, nfds: u64, r: u64, w: u64, e: u64, timeout_ns: i64) -> SysResult {
     crate::net::stack::tick_poll();
     if nfds > MAX_FDS as u64 {
         return Err(EINVAL);

@@ -16,23 +16,10 @@ use crate::errno::*;
 use crate::fd::file::{FileKind, OpenFile, O_NONBLOCK, O_RDWR};
 use crate::kernel::Kernel;
 use crate::net::{stack as net, tcp, udp};
-use crate::task::sched::{self, BLOCKED};
+use crate::task::sched;
 
-pub(super) type Ret = Result<i64, i64>;
+pub use crate::uapi::socket::*;
 
-const AF_INET: u64 = 2;
-const SOCK_STREAM: u64 = 1;
-const SOCK_DGRAM: u64 = 2;
-const SOCK_NONBLOCK: u64 = 0o4000;
-const SOCK_CLOEXEC: u64 = 0o2000000;
-const IPPROTO_TCP: u64 = 6;
-const IPPROTO_UDP: u64 = 17;
-/// recv/send flags.
-pub const MSG_PEEK: u64 = 0x2;
-pub const MSG_TRUNC: u64 = 0x20;
-pub const MSG_DONTWAIT: u64 = 0x40;
-pub const MSG_WAITALL: u64 = 0x100;
-pub const MSG_NOSIGNAL: u64 = 0x4000;
 /// Largest datagram we copy in one call (the socket buffer's size).
 const MAX_DATAGRAM: u64 = 64 * 1024;
 /// Largest chunk a stream call moves at once.
@@ -61,7 +48,7 @@ pub enum Inet {
 }
 
 /// socket(2) for AF_INET.
-pub fn socket(k: &mut Kernel, domain: u64, ty: u64, proto: u64) -> Ret {
+pub fn socket(k: &mut Kernel, domain: u64, ty: u64, proto: u64) -> SysResult {
     if domain != AF_INET {
         return Err(EAFNOSUPPORT);
     }
@@ -77,7 +64,7 @@ pub fn socket(k: &mut Kernel, domain: u64, ty: u64, proto: u64) -> Ret {
     install(k, kind, ty & SOCK_NONBLOCK != 0, ty & SOCK_CLOEXEC != 0)
 }
 
-fn install(k: &mut Kernel, kind: FileKind, nonblock: bool, cloexec: bool) -> Ret {
+fn install(k: &mut Kernel, kind: FileKind, nonblock: bool, cloexec: bool) -> SysResult {
     let flags = O_RDWR | if nonblock { O_NONBLOCK } else { 0 };
     let f = OpenFile {
         kind,
@@ -141,7 +128,7 @@ pub fn write_addr(k: &mut Kernel, ep: IpEndpoint, addr: u64, len_ptr: u64) -> Re
 /// Blocks the calling thread until the stack changes (the call restarts),
 /// or fails with `EAGAIN` for a non-blocking call, or once `timeout_ns`
 /// (SO_RCVTIMEO/SO_SNDTIMEO, 0 = none) has passed since the call began.
-fn would_block(nonblock: bool, timeout_ns: u64) -> Ret {
+fn would_block(nonblock: bool, timeout_ns: u64) -> SysResult {
     if nonblock {
         return Err(EAGAIN);
     }
@@ -166,7 +153,7 @@ fn timeouts(s: Inet) -> (u64, u64) {
 }
 
 /// bind(2).
-pub fn bind(k: &mut Kernel, fd: u64, addr: u64, len: u64) -> Ret {
+pub fn bind(k: &mut Kernel, fd: u64, addr: u64, len: u64) -> SysResult {
     let (s, _) = lookup(k, fd)?;
     let ep = read_addr(k, addr, len)?;
     match s {
@@ -183,7 +170,7 @@ pub fn bind(k: &mut Kernel, fd: u64, addr: u64, len: u64) -> Ret {
 }
 
 /// listen(2).
-pub fn listen(k: &mut Kernel, fd: u64, backlog: u64) -> Ret {
+pub fn listen(k: &mut Kernel, fd: u64, backlog: u64) -> SysResult {
     match lookup(k, fd)?.0 {
         Inet::Tcp(id) => tcp::listen(id, backlog as i32).map(|_| 0),
         Inet::Udp(_) => Err(EOPNOTSUPP),
@@ -191,7 +178,7 @@ pub fn listen(k: &mut Kernel, fd: u64, backlog: u64) -> Ret {
 }
 
 /// accept4(2) (and accept(2), with no flags).
-pub fn accept4(k: &mut Kernel, fd: u64, addr: u64, alen: u64, flags: u64) -> Ret {
+pub fn accept4(k: &mut Kernel, fd: u64, addr: u64, alen: u64, flags: u64) -> SysResult {
     if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
         return Err(EINVAL);
     }
@@ -224,7 +211,7 @@ pub fn accept4(k: &mut Kernel, fd: u64, addr: u64, alen: u64, flags: u64) -> Ret
 }
 
 /// connect(2).
-pub fn connect(k: &mut Kernel, fd: u64, addr: u64, len: u64) -> Ret {
+pub fn connect(k: &mut Kernel, fd: u64, addr: u64, len: u64) -> SysResult {
     let (s, nonblock) = lookup(k, fd)?;
     let ep = read_addr(k, addr, len)?;
     match s {
@@ -245,7 +232,7 @@ pub fn connect(k: &mut Kernel, fd: u64, addr: u64, len: u64) -> Ret {
 
 /// A blocking connect waits for the outcome; past SO_SNDTIMEO it fails
 /// with EINPROGRESS, as on Linux, and the open goes on.
-fn connect_wait(id: tcp::Id) -> Ret {
+fn connect_wait(id: tcp::Id) -> SysResult {
     match would_block(false, timeouts(Inet::Tcp(id)).1) {
         Err(EAGAIN) => Err(EINPROGRESS),
         r => r,
@@ -253,7 +240,7 @@ fn connect_wait(id: tcp::Id) -> Ret {
 }
 
 /// getsockname(2).
-pub fn getsockname(k: &mut Kernel, fd: u64, addr: u64, len_ptr: u64) -> Ret {
+pub fn getsockname(k: &mut Kernel, fd: u64, addr: u64, len_ptr: u64) -> SysResult {
     let ep = match lookup(k, fd)?.0 {
         Inet::Udp(u) => udp::local_endpoint(u),
         Inet::Tcp(id) => tcp::local_endpoint(id)?,
@@ -262,7 +249,7 @@ pub fn getsockname(k: &mut Kernel, fd: u64, addr: u64, len_ptr: u64) -> Ret {
 }
 
 /// getpeername(2).
-pub fn getpeername(k: &mut Kernel, fd: u64, addr: u64, len_ptr: u64) -> Ret {
+pub fn getpeername(k: &mut Kernel, fd: u64, addr: u64, len_ptr: u64) -> SysResult {
     let ep = match lookup(k, fd)?.0 {
         Inet::Udp(u) => udp::peer(u).ok_or(ENOTCONN)?,
         Inet::Tcp(id) => tcp::peer(id)?,
@@ -271,7 +258,7 @@ pub fn getpeername(k: &mut Kernel, fd: u64, addr: u64, len_ptr: u64) -> Ret {
 }
 
 /// shutdown(2).
-pub fn shutdown(k: &mut Kernel, fd: u64, how: u64) -> Ret {
+pub fn shutdown(k: &mut Kernel, fd: u64, how: u64) -> SysResult {
     if how > 2 {
         return Err(EINVAL);
     }
@@ -290,7 +277,7 @@ pub fn sendto(
     flags: u64,
     addr: u64,
     alen: u64,
-) -> Ret {
+) -> SysResult {
     let (s, nb) = lookup(k, fd)?;
     let to = if addr == 0 {
         None
@@ -303,7 +290,7 @@ pub fn sendto(
 }
 
 /// Sends `data` on socket `s` (to `to`, for an unconnected UDP socket).
-pub fn send_bytes(s: Inet, nonblock: bool, data: &[u8], to: Option<IpEndpoint>) -> Ret {
+pub fn send_bytes(s: Inet, nonblock: bool, data: &[u8], to: Option<IpEndpoint>) -> SysResult {
     match s {
         Inet::Udp(u) => {
             if data.len() as u64 > MAX_DATAGRAM {
@@ -334,7 +321,7 @@ pub fn recvfrom(
     flags: u64,
     addr: u64,
     alen: u64,
-) -> Ret {
+) -> SysResult {
     let (s, nb) = lookup(k, fd)?;
     let mut data = vec![0u8; chunk(s, len, false)];
     let (n, full, from) = recv_bytes(s, nb, flags, &mut data)?;
@@ -370,7 +357,7 @@ pub fn recv_bytes(
 }
 
 /// read(2) on a socket.
-pub fn read(k: &mut Kernel, s: Inet, nonblock: bool, buf: u64, len: u64) -> Ret {
+pub fn read(k: &mut Kernel, s: Inet, nonblock: bool, buf: u64, len: u64) -> SysResult {
     let mut data = vec![0u8; chunk(s, len, false)];
     let (n, _, _) = recv_bytes(s, nonblock, 0, &mut data)?;
     k.mem.copy_to_user(buf, &data[..n])?;
@@ -378,7 +365,7 @@ pub fn read(k: &mut Kernel, s: Inet, nonblock: bool, buf: u64, len: u64) -> Ret 
 }
 
 /// write(2) on a socket.
-pub fn write(k: &mut Kernel, s: Inet, nonblock: bool, buf: u64, len: u64) -> Ret {
+pub fn write(k: &mut Kernel, s: Inet, nonblock: bool, buf: u64, len: u64) -> SysResult {
     let mut data = vec![0u8; chunk(s, len, true)];
     k.mem.copy_from_user(buf, &mut data)?;
     send_bytes(s, nonblock, &data, None)

@@ -8,7 +8,7 @@ use crate::errno::*;
 use crate::kernel::Kernel;
 use crate::net::tcp::{self, MAX_BUFFER, MIN_BUFFER};
 use crate::net::udp;
-use crate::syscall::linux::socket::{lookup, Inet, Ret};
+use crate::syscall::linux::socket::{lookup, Inet};
 
 const SOL_SOCKET: u64 = 1;
 const IPPROTO_IP: u64 = 0;
@@ -62,7 +62,7 @@ fn buffer_size(v: i32) -> usize {
 }
 
 /// setsockopt(2).
-pub fn setsockopt(k: &mut Kernel, fd: u64, level: u64, name: u64, val: u64, len: u64) -> Ret {
+pub fn setsockopt(k: &mut Kernel, fd: u64, level: u64, name: u64, val: u64, len: u64) -> SysResult {
     let (s, _) = lookup(k, fd)?;
     match (level, name) {
         (SOL_SOCKET, SO_LINGER) => {
@@ -141,7 +141,7 @@ pub fn setsockopt(k: &mut Kernel, fd: u64, level: u64, name: u64, val: u64, len:
 }
 
 /// Applies a change to a TCP socket's options (UDP sockets keep none).
-fn tcp_opts(s: Inet, f: impl FnOnce(&mut tcp::Opts)) -> Ret {
+fn tcp_opts(s: Inet, f: impl FnOnce(&mut tcp::Opts)) -> SysResult {
     match s {
         Inet::Tcp(id) => tcp::with_opts(id, f).map(|_| 0),
         Inet::Udp(_) => Ok(0),
@@ -149,7 +149,14 @@ fn tcp_opts(s: Inet, f: impl FnOnce(&mut tcp::Opts)) -> Ret {
 }
 
 /// getsockopt(2).
-pub fn getsockopt(k: &mut Kernel, fd: u64, level: u64, name: u64, val: u64, len_ptr: u64) -> Ret {
+pub fn getsockopt(
+    k: &mut Kernel,
+    fd: u64,
+    level: u64,
+    name: u64,
+    val: u64,
+    len_ptr: u64,
+) -> SysResult {
     let (s, _) = lookup(k, fd)?;
     let room: u32 = k.mem.read_obj(len_ptr)?;
     if (room as i32) < 0 {
@@ -224,7 +231,7 @@ pub fn getsockopt(k: &mut Kernel, fd: u64, level: u64, name: u64, val: u64, len_
 }
 
 /// Writes an option value truncated to the caller's room, and its length.
-fn put<T: Copy>(k: &mut Kernel, v: &T, val: u64, len_ptr: u64, room: u32) -> Ret {
+fn put<T: Copy>(k: &mut Kernel, v: &T, val: u64, len_ptr: u64, room: u32) -> SysResult {
     let size = core::mem::size_of::<T>();
     // SAFETY: `v` is a plain integer array or integer, `size` bytes long.
     let bytes = unsafe { core::slice::from_raw_parts(v as *const T as *const u8, size) };

@@ -3,9 +3,7 @@ use crate::arch::cpu::{fs_base, rdtsc};
 use crate::arch::entry::SyscallFrame;
 use crate::errno::*;
 use crate::kernel::Kernel;
-use crate::task::sched::{self, Wake, BLOCKED};
-
-type Ret = Result<i64, i64>;
+use crate::task::sched::{self, Wake};
 
 const CLONE_VM: u64 = 0x100;
 const CLONE_FS: u64 = 0x200;
@@ -45,7 +43,7 @@ pub fn clone(
     ptid: u64,
     ctid: u64,
     tls: u64,
-) -> Ret {
+) -> SysResult {
     if flags & CLONE_VM == 0 || flags & CLONE_VFORK != 0 || flags & CLONE_THREAD == 0 {
         return Err(ENOSYS);
     }
@@ -94,7 +92,7 @@ struct CloneArgs {
 }
 
 /// clone3(2).
-pub fn clone3(k: &mut Kernel, frame: &SyscallFrame, args: u64, size: u64) -> Ret {
+pub fn clone3(k: &mut Kernel, frame: &SyscallFrame, args: u64, size: u64) -> SysResult {
     if size < 64 {
         return Err(EINVAL);
     }
@@ -165,7 +163,7 @@ pub fn futex(
     timeout: u64,
     uaddr2: u64,
     val3: u32,
-) -> Ret {
+) -> SysResult {
     let cmd = op & !(FUTEX_PRIVATE | FUTEX_CLOCK_REALTIME);
     if !uaddr.is_multiple_of(4) {
         return Err(EINVAL);
@@ -262,7 +260,7 @@ pub fn futex(
 
 /// nanosleep(2) and clock_nanosleep(2): the thread sleeps; the vCPU runs
 /// other threads or sleeps in the monitor.
-pub fn nanosleep(k: &mut Kernel, clock: u64, flags: u64, req: u64, _rem: u64) -> Ret {
+pub fn nanosleep(k: &mut Kernel, clock: u64, flags: u64, req: u64, _rem: u64) -> SysResult {
     const TIMER_ABSTIME: u64 = 1;
     if sched::take_wake().is_some() {
         return Ok(0);
@@ -281,7 +279,7 @@ pub fn nanosleep(k: &mut Kernel, clock: u64, flags: u64, req: u64, _rem: u64) ->
 }
 
 /// tgkill(2)/tkill(2).
-pub fn tgkill(_k: &mut Kernel, tgid: u64, tid: u64, sig: u64) -> Ret {
+pub fn tgkill(_k: &mut Kernel, tgid: u64, tid: u64, sig: u64) -> SysResult {
     if sig > 64 {
         return Err(EINVAL);
     }
@@ -298,7 +296,7 @@ pub fn tgkill(_k: &mut Kernel, tgid: u64, tid: u64, sig: u64) -> Ret {
 }
 
 /// kill(2): our process is pid 1 (0 and -1 also reach it).
-pub fn kill(_k: &mut Kernel, pid: i64, sig: u64) -> Ret {
+pub fn kill(_k: &mut Kernel, pid: i64, sig: u64) -> SysResult {
     if sig > 64 {
         return Err(EINVAL);
     }
