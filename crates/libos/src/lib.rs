@@ -11,7 +11,6 @@ extern crate alloc;
 
 pub mod drivers;
 pub mod errno;
-#[cfg(feature = "guest")]
 pub mod fd;
 pub mod fs;
 pub mod loader;
@@ -19,14 +18,12 @@ pub mod mm;
 pub mod net;
 pub mod rand;
 pub mod syscall;
-#[cfg(feature = "guest")]
 pub mod task;
 pub mod time;
 pub mod uapi;
 pub mod util;
 pub mod vdso;
 
-#[cfg(feature = "guest")]
 pub mod arch;
 #[cfg(feature = "guest")]
 pub mod kernel;

@@ -1,4 +1,5 @@
 //! Hypercalls: one `out` to a port the monitor serves (see `optivolt_abi::hypercall`).
+#[cfg(feature = "guest")]
 use core::arch::asm;
 
 use optivolt_abi::hypercall as hc;
@@ -8,9 +9,13 @@ use optivolt_abi::layout::virt_to_phys;
 #[inline(always)]
 pub fn call(nr: u16, value: u32) {
     let port = hc::PORT_BASE + nr;
+    // Host unit tests have no monitor: hypercalls do nothing there.
+    #[cfg(not(feature = "guest"))]
+    let _ = (port, value);
     // SAFETY: port I/O to a hypercall port exits to the monitor, which reads
     // `value`; it has no other effect on guest state than what the hypercall
     // documents (it may write into the argument struct).
+    #[cfg(feature = "guest")]
     unsafe {
         asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack, preserves_flags))
     };
@@ -31,6 +36,9 @@ pub fn call_with<T>(nr: u16, args: &mut T) {
 
 /// Ends the VM with `status`.
 pub fn exit(status: i32) -> ! {
+    if cfg!(not(feature = "guest")) {
+        panic!("library OS exit({status}) on the host");
+    }
     loop {
         call(hc::EXIT, status as u32);
     }
@@ -38,6 +46,12 @@ pub fn exit(status: i32) -> ! {
 
 /// Stops the VM with a message (library-OS panics and fatal boot errors).
 pub fn abort(msg: &[u8]) -> ! {
+    if cfg!(not(feature = "guest")) {
+        panic!(
+            "library OS abort: {}",
+            core::str::from_utf8(msg).unwrap_or("?")
+        );
+    }
     let pa = optivolt_abi::layout::virt_to_phys(msg.as_ptr() as u64).unwrap_or(0);
     let mut a = hc::Abort {
         msg: pa,

@@ -1,7 +1,6 @@
 //! Device drivers of the library OS. They talk to the monitor's devices
 //! through shared memory and know nothing of the stacks above them.
 
-#[cfg(feature = "guest")]
 pub mod console;
 pub mod net;
 pub mod virtio;

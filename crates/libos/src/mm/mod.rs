@@ -3,7 +3,6 @@ pub mod frame;
 #[cfg(feature = "guest")]
 pub mod heap;
 pub mod paging;
-#[cfg(feature = "guest")]
 pub mod space;
 pub mod vma;
 

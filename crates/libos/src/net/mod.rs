@@ -3,11 +3,8 @@
 
 pub mod gate;
 pub mod phy;
-#[cfg(feature = "guest")]
 pub mod stack;
-#[cfg(feature = "guest")]
 pub mod tcp;
-#[cfg(feature = "guest")]
 pub mod udp;
 
 pub use phy::{LoopDevice, StackDevice};

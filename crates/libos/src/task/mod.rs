@@ -3,3 +3,5 @@
 pub mod process;
 pub mod sched;
 pub mod signal;
+#[cfg(feature = "guest")]
+pub mod switch;

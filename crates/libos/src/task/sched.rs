@@ -7,16 +7,20 @@
 //! [`schedule`] (holding no lock) and, once the thread is woken, runs the
 //! call again, which finds its wake-up reason with [`take_wake`] (restartable
 //! system calls: no borrow of the kernel state is held across a switch).
+// Switching threads (task::switch) is guest-only; the host build unit-tests
+// the queues, so some of what only switching reads is unused there.
+#![cfg_attr(not(feature = "guest"), allow(dead_code))]
+
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
-use optivolt_abi::hypercall::{self as hc, Block};
 use spin::Mutex;
 
 use crate::arch::cpu::rdtsc;
-use crate::arch::entry::{ov_switch_to, thread_stack, SyscallFrame};
-use crate::arch::hypercall;
+
+#[cfg(feature = "guest")]
+pub use super::switch::{exit_current, schedule, spawn, yield_now};
 
 /// Size of a thread's kernel stack.
 pub const KSTACK_SIZE: usize = 32 * 1024;
@@ -33,7 +37,7 @@ pub enum Wake {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
+pub(super) enum State {
     Runnable,
     Blocked,
     Dead,
@@ -43,18 +47,18 @@ enum State {
 pub struct Thread {
     /// Thread id (the main thread is 1, the process id).
     pub tid: u32,
-    state: State,
+    pub(super) state: State,
     /// Owns the kernel stack (dropped when the thread is reaped).
-    _kstack: Option<Box<[u128]>>,
-    kstack_top: u64,
-    ksp: u64,
-    fs_base: u64,
+    pub(super) _kstack: Option<Box<[u128]>>,
+    pub(super) kstack_top: u64,
+    pub(super) ksp: u64,
+    pub(super) fs_base: u64,
     /// CLONE_CHILD_CLEARTID / set_tid_address.
     pub clear_child_tid: u64,
-    wake: Option<Wake>,
-    deadline: Option<u64>,
+    pub(super) wake: Option<Wake>,
+    pub(super) deadline: Option<u64>,
     /// Futex the thread waits on, with its bitset.
-    futex: Option<(u64, u32)>,
+    pub(super) futex: Option<(u64, u32)>,
     /// Signal mask.
     pub sigmask: u64,
     /// Signals sent to this thread and not yet delivered.
@@ -62,31 +66,31 @@ pub struct Thread {
     /// sigaltstack(2) state.
     pub altstack: crate::task::process::SigAltStack,
     /// Waiting for any file to change state (poll, epoll, pipes).
-    io_wait: bool,
+    pub(super) io_wait: bool,
     /// Deadline of the system call in progress, kept across restarts.
-    pending_deadline: Option<u64>,
+    pub(super) pending_deadline: Option<u64>,
     /// TSC ticks spent running, up to the last switch.
-    cpu: u64,
+    pub(super) cpu: u64,
 }
 
 /// The scheduler state.
 pub struct Scheduler {
-    threads: BTreeMap<u32, Box<Thread>>,
-    run_queue: VecDeque<u32>,
-    current: u32,
-    next_tid: u32,
-    futexes: BTreeMap<u64, VecDeque<u32>>,
-    zombies: Vec<u32>,
-    tsc_khz: u64,
+    pub(super) threads: BTreeMap<u32, Box<Thread>>,
+    pub(super) run_queue: VecDeque<u32>,
+    pub(super) current: u32,
+    pub(super) next_tid: u32,
+    pub(super) futexes: BTreeMap<u64, VecDeque<u32>>,
+    pub(super) zombies: Vec<u32>,
+    pub(super) tsc_khz: u64,
     /// Armed timerfds: id → next expiry (TSC). When one passes, the threads
     /// waiting for I/O re-check.
-    timers: BTreeMap<u64, u64>,
+    pub(super) timers: BTreeMap<u64, u64>,
     /// When the running thread was last switched in (or woke from idle).
-    since: u64,
+    pub(super) since: u64,
     /// CPU time of exited threads.
-    dead_cpu: u64,
+    pub(super) dead_cpu: u64,
     /// Runs before the vCPU sleeps (the network stack, registered at boot).
-    idle: Option<IdleHook>,
+    pub(super) idle: Option<IdleHook>,
 }
 
 /// What the scheduler calls when nothing can run, with the earliest
@@ -104,7 +108,7 @@ static SCHED: Mutex<Option<Scheduler>> = Mutex::new(None);
 impl Thread {
     /// A runnable thread with nothing pending, no alternate signal stack and
     /// no CPU time yet.
-    fn new(tid: u32, kstack: Option<Box<[u128]>>, kstack_top: u64, ksp: u64) -> Self {
+    pub(super) fn new(tid: u32, kstack: Option<Box<[u128]>>, kstack_top: u64, ksp: u64) -> Self {
         Thread {
             tid,
             state: State::Runnable,
@@ -149,7 +153,7 @@ pub fn init(boot_stack_top: u64, tsc_khz: u64) {
     });
 }
 
-fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
+pub(super) fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
     let mut g = SCHED.lock();
     match g.as_mut() {
         Some(s) => f(s),
@@ -188,7 +192,7 @@ pub fn take_wake() -> Option<Wake> {
     with_current(|t| t.wake.take())
 }
 
-fn publish_want_tick(s: &Scheduler) {
+pub(super) fn publish_want_tick(s: &Scheduler) {
     // Ticks are needed to share the CPU, and to notice a sleeper's deadline
     // while another thread computes without making system calls.
     let want = !s.run_queue.is_empty()
@@ -201,7 +205,7 @@ fn publish_want_tick(s: &Scheduler) {
 }
 
 impl Scheduler {
-    fn make_runnable(&mut self, tid: u32, why: Wake) {
+    pub(super) fn make_runnable(&mut self, tid: u32, why: Wake) {
         if let Some(t) = self.threads.get_mut(&tid) {
             if t.state == State::Blocked {
                 t.state = State::Runnable;
@@ -221,7 +225,7 @@ impl Scheduler {
         }
     }
 
-    fn wake_expired(&mut self, now: u64) {
+    pub(super) fn wake_expired(&mut self, now: u64) {
         let due: Vec<u32> = self
             .threads
             .values()
@@ -233,7 +237,7 @@ impl Scheduler {
         }
     }
 
-    fn earliest_deadline(&self) -> Option<u64> {
+    pub(super) fn earliest_deadline(&self) -> Option<u64> {
         let threads = self
             .threads
             .values()
@@ -247,7 +251,7 @@ impl Scheduler {
         }
     }
 
-    fn fire_timers(&mut self, now: u64) {
+    pub(super) fn fire_timers(&mut self, now: u64) {
         let due: Vec<u64> = self
             .timers
             .iter()
@@ -355,174 +359,6 @@ pub fn wake(tid: u32) {
         s.make_runnable(tid, Wake::Event);
         publish_want_tick(s);
     })
-}
-
-/// Creates a thread whose first run returns to user mode with `frame`.
-pub fn spawn(
-    frame: &SyscallFrame,
-    fs_base: u64,
-    clear_child_tid: u64,
-    sigmask: u64,
-) -> Result<u32, i64> {
-    let mut stack: Box<[u128]> = alloc::vec![0u128; KSTACK_SIZE / 16].into_boxed_slice();
-    let top = stack.as_mut_ptr() as u64 + KSTACK_SIZE as u64;
-    // SAFETY: `stack` is a fresh, 16-byte aligned allocation of KSTACK_SIZE bytes.
-    let ksp = unsafe { thread_stack(top, frame) };
-    with(|s| {
-        let tid = s.next_tid;
-        s.next_tid += 1;
-        let t = Thread {
-            fs_base,
-            clear_child_tid,
-            sigmask,
-            ..Thread::new(tid, Some(stack), top, ksp)
-        };
-        s.threads.insert(tid, Box::new(t));
-        s.run_queue.push_back(tid);
-        publish_want_tick(s);
-        Ok(tid)
-    })
-}
-
-/// Ends the running thread (its stack is freed by the next thread to run).
-pub fn exit_current() -> ! {
-    with(|s| {
-        let c = s.current;
-        if let Some(t) = s.threads.get_mut(&c) {
-            t.state = State::Dead;
-        }
-        s.zombies.push(c);
-    });
-    schedule();
-    crate::arch::hypercall::abort(b"a dead thread was scheduled")
-}
-
-/// Puts the running thread at the back of the run queue and runs another.
-pub fn yield_now() {
-    with(|s| {
-        let c = s.current;
-        if s.threads
-            .get(&c)
-            .is_some_and(|t| t.state == State::Runnable)
-            && !s.run_queue.is_empty()
-        {
-            s.run_queue.push_back(c);
-        }
-    });
-    schedule();
-}
-
-/// Called by a new thread on its first run.
-#[no_mangle]
-extern "C" fn ov_thread_started() {
-    reap();
-}
-
-fn reap() {
-    let dead: Vec<Box<Thread>> = with(|s| {
-        let c = s.current;
-        let z: Vec<u32> = s.zombies.iter().copied().filter(|&t| t != c).collect();
-        s.zombies.retain(|&t| t == c);
-        let gone: Vec<Box<Thread>> = z.iter().filter_map(|t| s.threads.remove(t)).collect();
-        s.dead_cpu += gone.iter().map(|t| t.cpu).sum::<u64>();
-        gone
-    });
-    drop(dead); // frees kernel stacks outside the lock
-}
-
-/// Runs the next runnable thread (round robin); sleeps in the monitor while
-/// none is. Returns when the calling thread is chosen again.
-pub fn schedule() {
-    loop {
-        let now = rdtsc();
-        let step = with(|s| {
-            s.wake_expired(now);
-            s.fire_timers(now);
-            let prev = s.current;
-            let prev_runnable = s
-                .threads
-                .get(&prev)
-                .is_some_and(|t| t.state == State::Runnable);
-            let next = match s.run_queue.pop_front() {
-                Some(n) => n,
-                None if prev_runnable => {
-                    publish_want_tick(s);
-                    return Step::Stay;
-                }
-                None => {
-                    // The CPU goes idle: charge the time so far to the thread.
-                    let since = core::mem::replace(&mut s.since, now);
-                    if let Some(t) = s.threads.get_mut(&prev) {
-                        t.cpu += now.saturating_sub(since);
-                    }
-                    return Step::Idle(s.earliest_deadline());
-                }
-            };
-            if next == prev {
-                publish_want_tick(s);
-                return Step::Stay;
-            }
-            if prev_runnable && !s.run_queue.contains(&prev) {
-                // Preempted or yielding: it goes to the back.
-                s.run_queue.push_back(prev);
-            }
-            let fs_now = crate::arch::cpu::fs_base();
-            let since = core::mem::replace(&mut s.since, now);
-            let prev_ksp: *mut u64 = match s.threads.get_mut(&prev) {
-                Some(t) => {
-                    t.fs_base = fs_now;
-                    t.cpu += now.saturating_sub(since);
-                    &mut t.ksp
-                }
-                None => core::ptr::null_mut(),
-            };
-            let Some(n) = s.threads.get(&next) else {
-                return Step::Stay;
-            };
-            let (next_ksp, next_top, next_fs) = (n.ksp, n.kstack_top, n.fs_base);
-            s.current = next;
-            publish_want_tick(s);
-            Step::Switch(prev_ksp, next_ksp, next_top, next_fs)
-        });
-        match step {
-            Step::Stay => return,
-            Step::Idle(deadline) => {
-                // The network stack runs here; with work pending, no sleep.
-                let idle = with(|s| s.idle);
-                let Some(deadline) = idle.map_or(Some(deadline), |hook| hook(deadline)) else {
-                    continue;
-                };
-                let mut b = Block {
-                    deadline_tsc: deadline.unwrap_or(0),
-                };
-                hypercall::call_with(hc::BLOCK, &mut b);
-                // Time asleep in the monitor is nobody's CPU time.
-                with(|s| s.since = rdtsc());
-            }
-            Step::Switch(prev_ksp, next_ksp, next_top, next_fs) => {
-                if prev_ksp.is_null() {
-                    crate::arch::hypercall::abort(b"switch from a missing thread");
-                }
-                crate::arch::cpu::set_fs_base(next_fs);
-                // SAFETY: single vCPU; the global is read only by the entry
-                // code of the thread that runs next.
-                unsafe { crate::arch::entry::ov_syscall_stack_top = next_top };
-                // SAFETY: `prev_ksp` points into a boxed Thread that stays in
-                // the map until it is reaped (never while it is switched out
-                // and alive); `next_ksp` was saved by ov_switch_to or built by
-                // thread_stack.
-                unsafe { ov_switch_to(prev_ksp, next_ksp) };
-                reap();
-                return;
-            }
-        }
-    }
-}
-
-enum Step {
-    Stay,
-    Idle(Option<u64>),
-    Switch(*mut u64, u64, u64, u64),
 }
 
 /// TSC ticks for `ns` nanoseconds.
