@@ -5,3 +5,6 @@ pub mod sched;
 pub mod signal;
 #[cfg(feature = "guest")]
 pub mod switch;
+
+#[cfg(test)]
+mod tests;
