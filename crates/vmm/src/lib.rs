@@ -30,9 +30,6 @@ pub mod timing;
 pub mod vcpu;
 
 pub use builder::{check_kvm, min_memory, NetConfig, Vm, VmConfig};
-pub use error::Error;
+pub use error::{Error, Result};
 pub use outcome::{GuestFault, Outcome};
 pub use timing::Timing;
-
-/// Result type of this crate.
-pub type Result<T> = std::result::Result<T, Error>;
