@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kvm_bindings::{kvm_msr_entry, kvm_userspace_memory_region, Msrs};
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{Kvm, VcpuFd};
 use optivolt_abi::boot::{
     cpu, flags, BootInfo, NetInfo, PhysRange, PreloadedImage, PreloadedSegment,
     MAX_PRELOADED_SEGMENTS,
@@ -21,6 +21,7 @@ use crate::devices::net::{split_queue, NetDevice};
 use crate::devices::net_worker::NetWorker;
 use crate::devices::tap::Tap;
 use crate::memory::{self, write_bytes, GuestRam, Pod};
+use crate::vm::Vm;
 use crate::{Error, Result};
 
 /// What to run and how.
@@ -100,23 +101,6 @@ impl<'a> VmConfig<'a> {
             net: None,
         }
     }
-}
-
-/// A created VM, ready to run.
-pub struct Vm {
-    pub(crate) _kvm: Kvm,
-    pub(crate) _vm: VmFd,
-    pub(crate) vcpu: VcpuFd,
-    pub(crate) mem: GuestRam,
-    pub(crate) tsc_khz: u64,
-    pub(crate) tsc_sample: u64,
-    pub(crate) mono_sample: Instant,
-    pub(crate) timing: crate::Timing,
-    pub(crate) timeout: Option<Duration>,
-    /// The network I/O thread, if a device is attached.
-    pub(crate) net: Option<crate::devices::net_worker::NetWorker>,
-    /// Written by the network thread when the guest should wake.
-    pub(crate) wake: Arc<EventFd>,
 }
 
 /// Opens /dev/kvm (and checks its API version): the cheapest way to fail
