@@ -19,9 +19,10 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use crate::arch;
 use crate::devices::net::{split_queue, NetDevice};
 use crate::devices::net_worker::NetWorker;
-use crate::devices::tap::Tap;
+use crate::devices::tap::{Tap, TapError};
 use crate::memory::{self, write_bytes, GuestRam, Pod};
-use crate::{Error, Result};
+use crate::vm::Vm;
+use crate::{Error, Result, Timing};
 
 /// What to run and how.
 #[derive(Clone, Debug)]
@@ -102,23 +103,6 @@ impl<'a> VmConfig<'a> {
     }
 }
 
-/// A created VM, ready to run.
-pub struct Vm {
-    pub(crate) _kvm: Kvm,
-    pub(crate) _vm: VmFd,
-    pub(crate) vcpu: VcpuFd,
-    pub(crate) mem: GuestRam,
-    pub(crate) tsc_khz: u64,
-    pub(crate) tsc_sample: u64,
-    pub(crate) mono_sample: Instant,
-    pub(crate) timing: crate::Timing,
-    pub(crate) timeout: Option<Duration>,
-    /// The network I/O thread, if a device is attached.
-    pub(crate) net: Option<crate::devices::net_worker::NetWorker>,
-    /// Written by the network thread when the guest should wake.
-    pub(crate) wake: Arc<EventFd>,
-}
-
 /// Opens /dev/kvm (and checks its API version): the cheapest way to fail
 /// early with a clear message. Pass the handle to [`Vm::create_with`].
 pub fn check_kvm() -> Result<Kvm> {
@@ -180,10 +164,12 @@ pub fn inspect_libos(image: &[u8]) -> Result<(LibosHeader, u64)> {
     Ok((h, end))
 }
 
+/// Loads the library OS image; returns its header, exception entry points
+/// (for the IDT) and where it lies.
 fn load_libos(
     mem: &GuestRam,
     image: &[u8],
-) -> Result<(LibosHeader, [u64; EXCEPTION_VECTORS], u64)> {
+) -> Result<(LibosHeader, [u64; EXCEPTION_VECTORS], PhysRange)> {
     let (h, end) = inspect_libos(image)?;
     let elf = Elf::parse(image).map_err(|e| Error::LibosImage(e.to_string()))?;
     for ph in elf.load_segments() {
@@ -200,7 +186,11 @@ fn load_libos(
         *t = u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
     }
     debug_assert_eq!(HEADER_SIZE, std::mem::size_of::<LibosHeader>());
-    Ok((h, table, end))
+    let range = PhysRange {
+        start: LIBOS_PA,
+        end,
+    };
+    Ok((h, table, range))
 }
 
 /// Places a static executable's segments at guest-physical `pa` (the image's
@@ -274,6 +264,8 @@ fn populate(mem: &GuestRam, pa: u64, len: u64) {
     unsafe { libc::madvise(host.cast(), len as usize, MADV_POPULATE_WRITE) };
 }
 
+/// The command-line area: the exec path, argv and the environment, each
+/// NUL-terminated.
 fn cmdline(cfg: &VmConfig<'_>) -> Result<Vec<u8>> {
     let mut v = Vec::new();
     for s in std::iter::once(cfg.exec_path.as_bytes())
@@ -292,11 +284,22 @@ fn cmdline(cfg: &VmConfig<'_>) -> Result<Vec<u8>> {
     Ok(v)
 }
 
+/// What the guest's CPUID tells the library OS.
 struct CpuInfo {
+    /// AT_HWCAP (CPUID.1:EDX).
     hwcap: u64,
+    /// [`cpu`] feature bits.
     features: u64,
 }
 
+impl CpuInfo {
+    /// Whether the guest may use RDFSBASE and friends.
+    fn fsgsbase(&self) -> bool {
+        self.features & cpu::FSGSBASE != 0
+    }
+}
+
+/// Gives the vCPU the guest's CPUID; returns what the library OS learns from it.
 fn setup_cpuid(vcpu: &VcpuFd) -> Result<CpuInfo> {
     let cpuid = crate::cpuid::guest_cpuid()?;
     let mut info = CpuInfo {
@@ -323,6 +326,7 @@ fn setup_cpuid(vcpu: &VcpuFd) -> Result<CpuInfo> {
     Ok(info)
 }
 
+/// The guest's random seed.
 fn entropy() -> [u8; 32] {
     let mut e = [0u8; 32];
     // SAFETY: getrandom writes at most `e.len()` bytes into `e`.
@@ -347,207 +351,357 @@ impl Vm {
     }
 
     /// As [`Vm::create`], with an already opened /dev/kvm.
+    ///
+    /// The boot path, step by step; every check that needs no VM comes first.
     pub fn create_with(kvm: Kvm, cfg: &VmConfig<'_>) -> Result<Vm> {
-        let mut timing = crate::Timing::new(cfg.started, cfg.timing);
-        let ram = align_up(cfg.memory.max(MIN_RAM), LARGE_PAGE_SIZE)
-            .ok_or(Error::Memory("size overflows".into()))?;
-        let (_, libos_end) = inspect_libos(cfg.libos)?;
-        let rootfs_len: u64 = cfg.rootfs.iter().map(|p| p.len() as u64).sum();
-        let need = min_memory(
-            libos_end,
-            rootfs_len,
-            cfg.program.map(program_span).unwrap_or(0),
-        );
-        if ram < need {
-            return Err(Error::MemoryTooSmall {
-                need_mib: need.div_ceil(1 << 20),
-                have_mib: ram >> 20,
-            });
-        }
+        let mut timing = Timing::new(cfg.started, cfg.timing);
+        let sizes = check_sizes(cfg)?;
         let cmd = cmdline(cfg)?;
-        // Creating a network device costs milliseconds: the tap is opened on
-        // a thread of its own while the VM is built, and its error still
-        // comes before the guest runs.
-        let tap = cfg.net.as_ref().map(|n| {
-            let name = n.tap.clone();
-            std::thread::spawn(move || Tap::open(&name))
-        });
-        let net_layout = VirtioNetLayout::new(NET_QUEUE_SIZE)
-            .ok_or_else(|| Error::Net("bad queue size".into()))?;
+        let tap = open_tap(cfg.net.as_ref());
+        let net_layout = net_layout()?;
 
-        let vm = kvm.create_vm().map_err(Error::kvm("create VM"))?;
-        let mem = memory::create(ram)?;
-        let region = mem
-            .iter()
-            .next()
-            .ok_or_else(|| Error::Memory("no region".into()))?;
-        let host = mem
-            .get_host_address(GuestAddress(0))
-            .map_err(|e| Error::Memory(e.to_string()))?;
-        let slot = kvm_userspace_memory_region {
-            slot: 0,
-            flags: 0,
-            guest_phys_addr: 0,
-            memory_size: region.len(),
-            userspace_addr: host as u64,
-        };
-        // SAFETY: the region is a live anonymous mapping of `memory_size` bytes
-        // owned by `mem`, which `Vm` keeps alive for as long as `vm` exists.
-        unsafe { vm.set_user_memory_region(slot) }.map_err(Error::kvm("set memory region"))?;
+        let (vm, mem) = create_vm(&kvm, sizes.ram)?;
         timing.mark_vm_created();
 
-        let (root, _) = arch::build_page_tables(&mem, ram)?;
-        let (header, exceptions, libos_end) = load_libos(&mem, cfg.libos)?;
+        let (root, _) = arch::build_page_tables(&mem, sizes.ram)?;
+        let (header, exceptions, libos) = load_libos(&mem, cfg.libos)?;
         arch::write_descriptor_tables(&mem, &header, &exceptions)?;
-        let rootfs_start = libos_end;
-        // Fault in, in one system call, the host pages we are about to fill:
-        // a page fault costs microseconds on nested hosts, and a Go binary is
-        // a thousand pages twice (rootfs and placed segments).
-        let fill = rootfs_len + cfg.program.map(program_span).unwrap_or(0) + 2 * PAGE_SIZE;
-        populate(&mem, rootfs_start, fill.min(ram - rootfs_start));
-        let mut at = rootfs_start;
-        for part in &cfg.rootfs {
-            write_bytes(&mem, at, part)?;
-            at += part.len() as u64;
-        }
-        let rootfs_end = at;
-        let mut free_start = align_up(rootfs_end, PAGE_SIZE).unwrap_or(ram);
-        let image = match cfg.program {
-            Some(p) => {
-                let (img, end) = place_program(&mem, p, free_start)?;
-                free_start = end;
-                img
-            }
-            None => PreloadedImage::default(),
-        };
+        let rootfs = load_rootfs(&mem, &cfg.rootfs, libos.end, &sizes)?;
+        let (image, free_start) = load_program(&mem, cfg.program, rootfs.end, sizes.ram)?;
         write_bytes(&mem, CMDLINE_PA, &cmd)?;
 
-        let vcpu = vm.create_vcpu(0).map_err(Error::kvm("create vCPU"))?;
-        let cpu = setup_cpuid(&vcpu)?;
-        let fsgsbase = cpu.features & cpu::FSGSBASE != 0;
-        let sregs = vcpu.get_sregs().map_err(Error::kvm("get sregs"))?;
-        vcpu.set_sregs(&arch::sregs(sregs, root, fsgsbase))
-            .map_err(Error::kvm("set sregs"))?;
-        vcpu.set_regs(&arch::regs(&header))
-            .map_err(Error::kvm("set regs"))?;
-        let msrs = arch::msrs(header.syscall_entry)?;
-        vcpu.set_msrs(&msrs).map_err(Error::kvm("set MSRs"))?;
-        let tsc_khz = vcpu
-            .get_tsc_khz()
-            .map_err(Error::kvm("get TSC frequency"))? as u64;
+        let (vcpu, cpu) = create_vcpu(&vm)?;
+        setup_regs(&vcpu, root, &header, cpu.fsgsbase())?;
+        let tsc_khz = tsc_khz(&vcpu)?;
 
-        let mut bi = BootInfo::new();
-        bi.flags = if cfg.trace_syscalls {
-            flags::TRACE_SYSCALLS
-        } else {
-            0
-        } | if cfg.timing { flags::TIMING } else { 0 };
-        bi.ram_size = ram;
-        bi.page_table_root = root;
-        bi.libos = PhysRange {
-            start: LIBOS_PA,
-            end: libos_end,
+        let (free, net_info) = place_net(cfg.net.as_ref(), &sizes, free_start, &net_layout)?;
+        let placed = Placed {
+            root,
+            libos,
+            rootfs,
+            free,
+            image,
+            net: net_info,
         };
-        bi.rootfs = PhysRange {
-            start: rootfs_start,
-            end: rootfs_end,
-        };
-        let mut free_end = ram;
-        if let Some(n) = &cfg.net {
-            let start = ram.saturating_sub(net_layout.total as u64) & !(PAGE_SIZE - 1);
-            let need_net = need + net_layout.total as u64;
-            if ram < need_net || start < free_start {
-                return Err(Error::MemoryTooSmall {
-                    need_mib: need_net.div_ceil(1 << 20),
-                    have_mib: ram >> 20,
-                });
-            }
-            free_end = start;
-            bi.net = NetInfo {
-                present: 1,
-                prefix: n.prefix,
-                queue_size: NET_QUEUE_SIZE,
-                mac: n.mac,
-                _reserved: [0; 6],
-                ipv4: n.ipv4,
-                gateway: n.gateway,
-                region: PhysRange {
-                    start,
-                    end: start + net_layout.total as u64,
-                },
-            };
-        }
-        bi.free[0] = PhysRange {
-            start: free_start,
-            end: free_end,
-        };
-        bi.image = image;
-        bi.free_count = 1;
-        bi.argc = cfg.argv.len() as u32;
-        bi.envc = cfg.env.len() as u32;
-        bi.cmdline = CMDLINE_PA;
-        bi.cmdline_len = cmd.len() as u32;
-        bi.tsc_khz = tsc_khz;
-        bi.entropy = entropy();
-        bi.cpu_features = cpu.features;
-        bi.hwcap = cpu.hwcap;
-        bi.hwcap2 = if fsgsbase { 1 << 1 } else { 0 };
-
-        // Sample the guest TSC and the host clocks together: the guest derives
-        // its clocks from this pair without ever exiting.
-        let mut tsc = Msrs::from_entries(&[kvm_msr_entry {
-            index: arch::MSR_TSC,
-            ..Default::default()
-        }])
-        .map_err(|e| Error::Memory(format!("MSR list: {e:?}")))?;
-        let mono_sample = Instant::now();
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        vcpu.get_msrs(&mut tsc)
-            .map_err(Error::kvm("read guest TSC"))?;
-        let tsc_sample = tsc.as_slice().first().map(|e| e.data).unwrap_or(0);
-        bi.boot_tsc = tsc_sample;
-        bi.wallclock_ns = wall;
-        mem.write_obj(Pod(bi), GuestAddress(BOOT_INFO_PA))
-            .map_err(|e| Error::Memory(e.to_string()))?;
-        let tap = match tap {
-            Some(t) => Some(
-                t.join()
-                    .map_err(|_| Error::Net("the tap thread panicked".into()))?
-                    .map_err(|e| Error::Net(e.to_string()))?,
-            ),
-            None => None,
-        };
+        let bi = boot_info(cfg, sizes.ram, &placed, cmd.len(), &cpu, tsc_khz);
+        let clock = sample_clock(&vcpu)?;
+        write_boot_info(&mem, bi, &clock)?;
+        let tap = join_tap(tap)?;
         timing.mark_vcpu_ready();
 
-        let wake = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| Error::Net(e.to_string()))?);
-        let net = match tap {
-            Some(tap) => Some(start_net(
-                &mem,
-                bi.net.region.start,
-                &net_layout,
-                tap,
-                wake.clone(),
-            )?),
-            None => None,
-        };
-
+        let (wake, net) = attach_devices(&mem, tap, bi.net.region.start, &net_layout)?;
         Ok(Vm {
             _kvm: kvm,
             _vm: vm,
             vcpu,
             mem,
             tsc_khz,
-            tsc_sample,
-            mono_sample,
+            tsc_sample: clock.tsc,
+            mono_sample: clock.mono,
             timing,
             timeout: cfg.timeout,
             net,
             wake,
         })
     }
+}
+
+/// Guest RAM and what must fit in it, known before any VM exists.
+struct Sizes {
+    /// Guest RAM in bytes.
+    ram: u64,
+    /// The rootfs's bytes (all pieces).
+    rootfs_len: u64,
+    /// Address space the preloaded program spans, 0 if none.
+    program_span: u64,
+    /// The smallest RAM that boots this image (without a network device).
+    need: u64,
+}
+
+/// Where the boot path put things in guest memory, for [`BootInfo`].
+struct Placed {
+    /// Guest-physical address of the PML4.
+    root: u64,
+    /// The library OS image.
+    libos: PhysRange,
+    /// The rootfs.
+    rootfs: PhysRange,
+    /// Memory left to the library OS.
+    free: PhysRange,
+    /// The preloaded program (not `present` if none).
+    image: PreloadedImage,
+    /// The network device, if any.
+    net: Option<NetInfo>,
+}
+
+/// The guest TSC and the host clocks, sampled together.
+struct ClockSample {
+    /// Guest TSC.
+    tsc: u64,
+    /// Host monotonic clock.
+    mono: Instant,
+    /// Host wall clock, ns since the Unix epoch.
+    wall_ns: u64,
+}
+
+/// A tap being opened on a thread of its own.
+type PendingTap = std::thread::JoinHandle<std::result::Result<Tap, TapError>>;
+
+/// Sizes guest RAM and checks that the image fits, before any VM exists.
+fn check_sizes(cfg: &VmConfig<'_>) -> Result<Sizes> {
+    let ram = align_up(cfg.memory.max(MIN_RAM), LARGE_PAGE_SIZE)
+        .ok_or(Error::Memory("size overflows".into()))?;
+    let (_, libos_end) = inspect_libos(cfg.libos)?;
+    let rootfs_len: u64 = cfg.rootfs.iter().map(|p| p.len() as u64).sum();
+    let program_span = cfg.program.map(program_span).unwrap_or(0);
+    let need = min_memory(libos_end, rootfs_len, program_span);
+    if ram < need {
+        return Err(Error::MemoryTooSmall {
+            need_mib: need.div_ceil(1 << 20),
+            have_mib: ram >> 20,
+        });
+    }
+    Ok(Sizes {
+        ram,
+        rootfs_len,
+        program_span,
+        need,
+    })
+}
+
+/// Starts opening the tap, if any, on a thread of its own: creating a network
+/// device costs milliseconds, overlapped with building the VM (its error still
+/// comes before the guest runs, from [`join_tap`]).
+fn open_tap(net: Option<&NetConfig>) -> Option<PendingTap> {
+    net.map(|n| {
+        let name = n.tap.clone();
+        std::thread::spawn(move || Tap::open(&name))
+    })
+}
+
+/// The network device's queues and buffers, as laid out in its region.
+fn net_layout() -> Result<VirtioNetLayout> {
+    VirtioNetLayout::new(NET_QUEUE_SIZE).ok_or_else(|| Error::Net("bad queue size".into()))
+}
+
+/// Creates the KVM VM and its RAM, registered as memory slot 0.
+fn create_vm(kvm: &Kvm, ram: u64) -> Result<(VmFd, GuestRam)> {
+    let vm = kvm.create_vm().map_err(Error::kvm("create VM"))?;
+    let mem = memory::create(ram)?;
+    let region = mem
+        .iter()
+        .next()
+        .ok_or_else(|| Error::Memory("no region".into()))?;
+    let host = mem
+        .get_host_address(GuestAddress(0))
+        .map_err(|e| Error::Memory(e.to_string()))?;
+    let slot = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: region.len(),
+        userspace_addr: host as u64,
+    };
+    // SAFETY: the region is a live anonymous mapping of `memory_size` bytes
+    // owned by `mem`, which is returned with `vm` and which `Vm` keeps alive
+    // for as long as `vm` exists.
+    unsafe { vm.set_user_memory_region(slot) }.map_err(Error::kvm("set memory region"))?;
+    Ok((vm, mem))
+}
+
+/// Copies the rootfs pieces right after the library OS image.
+fn load_rootfs(mem: &GuestRam, parts: &[&[u8]], start: u64, sizes: &Sizes) -> Result<PhysRange> {
+    // Fault in, in one system call, the host pages we are about to fill:
+    // a page fault costs microseconds on nested hosts, and a Go binary is
+    // a thousand pages twice (rootfs and placed segments).
+    let fill = sizes.rootfs_len + sizes.program_span + 2 * PAGE_SIZE;
+    populate(mem, start, fill.min(sizes.ram - start));
+    let mut at = start;
+    for part in parts {
+        write_bytes(mem, at, part)?;
+        at += part.len() as u64;
+    }
+    Ok(PhysRange { start, end: at })
+}
+
+/// Places the program's segments, if the monitor preloads it, after the
+/// rootfs; returns its descriptor and where free memory starts.
+fn load_program(
+    mem: &GuestRam,
+    program: Option<&[u8]>,
+    rootfs_end: u64,
+    ram: u64,
+) -> Result<(PreloadedImage, u64)> {
+    let free_start = align_up(rootfs_end, PAGE_SIZE).unwrap_or(ram);
+    match program {
+        Some(p) => place_program(mem, p, free_start),
+        None => Ok((PreloadedImage::default(), free_start)),
+    }
+}
+
+/// Creates the vCPU and gives it the guest's CPUID.
+fn create_vcpu(vm: &VmFd) -> Result<(VcpuFd, CpuInfo)> {
+    let vcpu = vm.create_vcpu(0).map_err(Error::kvm("create vCPU"))?;
+    let cpu = setup_cpuid(&vcpu)?;
+    Ok((vcpu, cpu))
+}
+
+/// Sets the first instruction's privileged state: page tables, segments and
+/// control registers, registers, system-call MSRs.
+fn setup_regs(vcpu: &VcpuFd, root: u64, header: &LibosHeader, fsgsbase: bool) -> Result<()> {
+    let sregs = vcpu.get_sregs().map_err(Error::kvm("get sregs"))?;
+    vcpu.set_sregs(&arch::sregs(sregs, root, fsgsbase))
+        .map_err(Error::kvm("set sregs"))?;
+    vcpu.set_regs(&arch::regs(header))
+        .map_err(Error::kvm("set regs"))?;
+    let msrs = arch::msrs(header.syscall_entry)?;
+    vcpu.set_msrs(&msrs).map_err(Error::kvm("set MSRs"))?;
+    Ok(())
+}
+
+/// The guest's TSC frequency.
+fn tsc_khz(vcpu: &VcpuFd) -> Result<u64> {
+    Ok(vcpu
+        .get_tsc_khz()
+        .map_err(Error::kvm("get TSC frequency"))? as u64)
+}
+
+/// Reserves the network device's region at the top of RAM, if there is a
+/// device; returns the free memory left (from `free_start`) and the device's
+/// description.
+fn place_net(
+    net: Option<&NetConfig>,
+    sizes: &Sizes,
+    free_start: u64,
+    layout: &VirtioNetLayout,
+) -> Result<(PhysRange, Option<NetInfo>)> {
+    let ram = sizes.ram;
+    let Some(n) = net else {
+        let free = PhysRange {
+            start: free_start,
+            end: ram,
+        };
+        return Ok((free, None));
+    };
+    let start = ram.saturating_sub(layout.total as u64) & !(PAGE_SIZE - 1);
+    let need_net = sizes.need + layout.total as u64;
+    if ram < need_net || start < free_start {
+        return Err(Error::MemoryTooSmall {
+            need_mib: need_net.div_ceil(1 << 20),
+            have_mib: ram >> 20,
+        });
+    }
+    let info = NetInfo {
+        present: 1,
+        prefix: n.prefix,
+        queue_size: NET_QUEUE_SIZE,
+        mac: n.mac,
+        _reserved: [0; 6],
+        ipv4: n.ipv4,
+        gateway: n.gateway,
+        region: PhysRange {
+            start,
+            end: start + layout.total as u64,
+        },
+    };
+    let free = PhysRange {
+        start: free_start,
+        end: start,
+    };
+    Ok((free, Some(info)))
+}
+
+/// Fills in the boot information, all but the clock sample ([`write_boot_info`]).
+fn boot_info(
+    cfg: &VmConfig<'_>,
+    ram: u64,
+    placed: &Placed,
+    cmdline_len: usize,
+    cpu: &CpuInfo,
+    tsc_khz: u64,
+) -> BootInfo {
+    let mut bi = BootInfo::new();
+    bi.flags = if cfg.trace_syscalls {
+        flags::TRACE_SYSCALLS
+    } else {
+        0
+    } | if cfg.timing { flags::TIMING } else { 0 };
+    bi.ram_size = ram;
+    bi.page_table_root = placed.root;
+    bi.libos = placed.libos;
+    bi.rootfs = placed.rootfs;
+    if let Some(n) = placed.net {
+        bi.net = n;
+    }
+    bi.free[0] = placed.free;
+    bi.image = placed.image;
+    bi.free_count = 1;
+    bi.argc = cfg.argv.len() as u32;
+    bi.envc = cfg.env.len() as u32;
+    bi.cmdline = CMDLINE_PA;
+    bi.cmdline_len = cmdline_len as u32;
+    bi.tsc_khz = tsc_khz;
+    bi.entropy = entropy();
+    bi.cpu_features = cpu.features;
+    bi.hwcap = cpu.hwcap;
+    bi.hwcap2 = if cpu.fsgsbase() { 1 << 1 } else { 0 };
+    bi
+}
+
+/// Samples the guest TSC and the host clocks together: the guest derives its
+/// clocks from this pair without ever exiting.
+fn sample_clock(vcpu: &VcpuFd) -> Result<ClockSample> {
+    let mut tsc = Msrs::from_entries(&[kvm_msr_entry {
+        index: arch::MSR_TSC,
+        ..Default::default()
+    }])
+    .map_err(|e| Error::Memory(format!("MSR list: {e:?}")))?;
+    let mono = Instant::now();
+    let wall_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    vcpu.get_msrs(&mut tsc)
+        .map_err(Error::kvm("read guest TSC"))?;
+    let tsc = tsc.as_slice().first().map(|e| e.data).unwrap_or(0);
+    Ok(ClockSample { tsc, mono, wall_ns })
+}
+
+/// Completes the boot information with the clock sample and writes it to
+/// its page.
+fn write_boot_info(mem: &GuestRam, mut bi: BootInfo, clock: &ClockSample) -> Result<()> {
+    bi.boot_tsc = clock.tsc;
+    bi.wallclock_ns = clock.wall_ns;
+    mem.write_obj(Pod(bi), GuestAddress(BOOT_INFO_PA))
+        .map_err(|e| Error::Memory(e.to_string()))
+}
+
+/// Waits for the tap [`open_tap`] started opening.
+fn join_tap(tap: Option<PendingTap>) -> Result<Option<Tap>> {
+    match tap {
+        Some(t) => Ok(Some(
+            t.join()
+                .map_err(|_| Error::Net("the tap thread panicked".into()))?
+                .map_err(|e| Error::Net(e.to_string()))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Creates the devices' wake-up eventfd and starts the network device on
+/// its region, if there is a tap.
+fn attach_devices(
+    mem: &GuestRam,
+    tap: Option<Tap>,
+    net_region: u64,
+    net_layout: &VirtioNetLayout,
+) -> Result<(Arc<EventFd>, Option<NetWorker>)> {
+    let wake = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| Error::Net(e.to_string()))?);
+    let net = match tap {
+        Some(tap) => Some(start_net(mem, net_region, net_layout, tap, wake.clone())?),
+        None => None,
+    };
+    Ok((wake, net))
 }
 
 /// Builds the device model on the region's queues and starts its thread.

@@ -1,4 +1,8 @@
+//! The monitor's error type and the crate's [`Result`].
 use std::io;
+
+/// Result type of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
 
 /// Monitor errors: the host could not create or run the VM. Guest misbehaviour
 /// is not an error but an [`crate::Outcome`].
@@ -16,10 +20,10 @@ pub enum Error {
         #[source]
         source: kvm_ioctls::Error,
     },
-    /// Guest memory could not be allocated or accessed.
     /// The network device could not be set up.
     #[error("network: {0}")]
     Net(String),
+    /// Guest memory could not be allocated or accessed.
     #[error("guest memory: {0}")]
     Memory(String),
     /// The library OS image is unusable.

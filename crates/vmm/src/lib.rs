@@ -1,6 +1,6 @@
 //! The OptiVolt monitor.
 //!
-//! One [`Vm`] per guest: [`builder`] creates the KVM VM and its memory, loads
+//! One [`Vm`] per guest ([`vm`]): [`builder`] creates the KVM VM and its memory, loads
 //! the library OS and the rootfs, and prepares every piece of privileged CPU
 //! state (the guest never runs Rust at CPL 0); [`vcpu`] runs the KVM_RUN loop
 //! and [`hypercall`] serves the guest's requests, validating every address and
@@ -28,11 +28,10 @@ pub mod memory;
 pub mod outcome;
 pub mod timing;
 pub mod vcpu;
+pub mod vm;
 
-pub use builder::{check_kvm, min_memory, NetConfig, Vm, VmConfig};
-pub use error::Error;
+pub use builder::{check_kvm, min_memory, NetConfig, VmConfig};
+pub use error::{Error, Result};
 pub use outcome::{GuestFault, Outcome};
 pub use timing::Timing;
-
-/// Result type of this crate.
-pub type Result<T> = std::result::Result<T, Error>;
+pub use vm::Vm;

@@ -11,11 +11,11 @@ use optivolt_abi::layout::{BOOT_INFO_PA, TIMER_VECTOR, USER_TOP};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::arch::CR4_PGE;
-use crate::builder::Vm;
 use crate::hypercall::{self, BadHypercall, StdioSink};
 use crate::memory::Pod;
 use crate::outcome::{GuestFault, Outcome};
-use crate::{Error, Result, Timing};
+use crate::vm::Vm;
+use crate::{Error, Result};
 
 /// What a VM exit asks of the monitor, copied out of the kvm_run area.
 enum Exit {
@@ -126,11 +126,6 @@ impl Vm {
             );
         }
         outcome
-    }
-
-    /// The boot timing of the last run.
-    pub fn timing(&self) -> &Timing {
-        &self.timing
     }
 
     fn next_exit(&mut self) -> Result<Exit> {

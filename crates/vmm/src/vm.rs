@@ -1,0 +1,45 @@
+//! The VM handle: what a created guest is made of. [`crate::builder`] creates
+//! it ([`Vm::create`]), [`crate::vcpu`] runs it ([`Vm::run`]).
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::devices::net_worker::NetWorker;
+use crate::memory::GuestRam;
+use crate::Timing;
+
+/// A created VM, ready to run.
+// Fields drop in declaration order: the VM, which maps `mem`, must go first.
+pub struct Vm {
+    /// /dev/kvm, kept open for the VM's lifetime.
+    pub(crate) _kvm: Kvm,
+    /// The KVM VM; guest RAM is registered as its memory slot 0.
+    pub(crate) _vm: VmFd,
+    /// The (single) vCPU.
+    pub(crate) vcpu: VcpuFd,
+    /// Guest RAM, from guest-physical 0.
+    pub(crate) mem: GuestRam,
+    /// The guest's TSC frequency.
+    pub(crate) tsc_khz: u64,
+    /// Guest TSC sampled at boot, together with `mono_sample`.
+    pub(crate) tsc_sample: u64,
+    /// Host monotonic clock at `tsc_sample`.
+    pub(crate) mono_sample: Instant,
+    /// Boot milestones.
+    pub(crate) timing: Timing,
+    /// Stop the guest after this long.
+    pub(crate) timeout: Option<Duration>,
+    /// The network I/O thread, if a device is attached.
+    pub(crate) net: Option<NetWorker>,
+    /// Written by the network thread when the guest should wake.
+    pub(crate) wake: Arc<EventFd>,
+}
+
+impl Vm {
+    /// The boot timing of the last run.
+    pub fn timing(&self) -> &Timing {
+        &self.timing
+    }
+}
