@@ -309,7 +309,9 @@ pub struct LoadPlan {
 }
 
 /// Plans the load: ET_EXEC at its addresses, ET_DYN (static-PIE) at
-/// `pie_base`. Every segment must lie in `[0x1000, user_top)`.
+/// `pie_base`. Every segment must lie in `[0x1000, user_top)`, and so must
+/// the program header table when it is loaded (AT_PHDR): a PT_PHDR pointing
+/// outside the image is refused, not relocated (it could overflow).
 pub fn plan(elf: &Elf<'_>, pie_base: u64, user_top: u64) -> Result<LoadPlan, ElfError> {
     if elf.interpreter().is_some() {
         return Err(ElfError::Dynamic);
@@ -330,10 +332,23 @@ pub fn plan(elf: &Elf<'_>, pie_base: u64, user_top: u64) -> Result<LoadPlan, Elf
     if end > user_top || start < 0x1000 {
         return Err(ElfError::BadSegment);
     }
+    let phdr = match elf.phdr_vaddr() {
+        None => 0,
+        Some(v) => {
+            // PT_PHDR's p_vaddr is not checked at parse time (it is not a
+            // PT_LOAD); the table must be part of the loaded image.
+            let table = elf.phentsize as u64 * elf.phnum as u64;
+            let at = v.checked_add(bias).ok_or(ElfError::BadSegment)?;
+            match at.checked_add(table) {
+                Some(table_end) if at >= start && table_end <= end => at,
+                _ => return Err(ElfError::BadSegment),
+            }
+        }
+    };
     Ok(LoadPlan {
         bias,
         entry: elf.entry.checked_add(bias).ok_or(ElfError::BadSegment)?,
-        phdr: elf.phdr_vaddr().map(|p| p + bias).unwrap_or(0),
+        phdr,
         phnum: elf.phnum as u64,
         start,
         end,
@@ -419,6 +434,35 @@ mod tests {
         assert_eq!(Elf::parse(&b).unwrap().interpreter(), Some(&b"/ld"[..]));
         let b = minimal(ET_EXEC, false);
         assert_eq!(Elf::parse(&b[..100]).unwrap_err(), ElfError::Truncated);
+    }
+
+    #[test]
+    fn refuses_a_pt_phdr_outside_the_image_instead_of_overflowing() {
+        // Found by tests/elf_props.rs: a PT_PHDR near the top of the address
+        // space made `p_vaddr + bias` overflow (a panic in debug builds, a
+        // wrapped AT_PHDR in release ones).
+        for (e_type, vaddr) in [
+            (ET_DYN, u64::MAX),
+            (ET_DYN, 0x1000_0000),
+            (ET_EXEC, 0x10_0000),
+        ] {
+            let mut b = minimal(e_type, false);
+            let ph2 = 64 + PHDR_SIZE;
+            b[ph2..ph2 + 4].copy_from_slice(&PT_PHDR.to_le_bytes());
+            b[ph2 + 16..ph2 + 24].copy_from_slice(&vaddr.to_le_bytes());
+            let e = Elf::parse(&b).unwrap();
+            assert_eq!(
+                plan(&e, 0x5555_0000_0000, 0x7000_0000_0000),
+                Err(ElfError::BadSegment)
+            );
+        }
+        // Inside the image it is AT_PHDR, relocated.
+        let mut b = minimal(ET_DYN, false);
+        let ph2 = 64 + PHDR_SIZE;
+        b[ph2..ph2 + 4].copy_from_slice(&PT_PHDR.to_le_bytes());
+        b[ph2 + 16..ph2 + 24].copy_from_slice(&0x400040u64.to_le_bytes());
+        let p = plan(&Elf::parse(&b).unwrap(), 0x5555_0000_0000, 0x7000_0000_0000).unwrap();
+        assert_eq!(p.phdr, 0x5555_0000_0040);
     }
 
     #[test]

@@ -5,13 +5,9 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 
 pub mod bench;
-pub mod hostnet;
 pub mod image;
-pub mod proxy;
 pub mod publish;
-pub mod rootfs;
 pub mod run;
-pub mod size;
 
 /// The library OS image, built by build.rs.
 pub static LIBOS: &[u8] = include_bytes!(env!("OPTIVOLT_LIBOS_PATH"));

@@ -7,8 +7,9 @@ use anyhow::{bail, Result};
 use clap::Args;
 use optivolt_vmm::{NetConfig, Outcome, Vm, VmConfig};
 
-use crate::publish::{self, PortMapping};
-use crate::{hostnet, image, proxy, size, LIBOS};
+use crate::image::{self, size};
+use crate::publish::{self, hostnet, proxy, PortMapping};
+use crate::LIBOS;
 
 #[derive(Args, Debug)]
 #[command(trailing_var_arg = true)]

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::stats::{ms, Summary};
-use crate::hostnet;
+use crate::publish::hostnet;
 
 const GOWEB: &str = include_str!("../../tests/programs/goweb/main.go");
 

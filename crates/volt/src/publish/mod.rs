@@ -1,7 +1,11 @@
 //! Published ports, docker's `-p [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]`.
 //!
 //! Parsed and checked before any VM starts, so a typo costs one error line
-//! and nothing on the host. The relaying is in `proxy`.
+//! and nothing on the host. The relaying is in [`proxy`]; [`hostnet`] sets
+//! up volt's own tap when there is no `--net`.
+
+pub mod hostnet;
+pub mod proxy;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 
-use crate::publish::{PortMapping, Proto};
+use super::{PortMapping, Proto};
 
 /// Bytes buffered per direction of a relayed connection.
 const BUF: usize = 64 * 1024;

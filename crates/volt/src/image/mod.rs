@@ -1,11 +1,16 @@
 //! Turning the user's binary into an image: checks first (before any VM
-//! exists), then the rootfs.
+//! exists), then the rootfs ([`rootfs`]: the cpio writer; [`size`]: the
+//! `--memory` sizes).
+
+pub mod rootfs;
+pub mod size;
+
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use optivolt_abi::elf::Elf;
 
-use crate::rootfs::CpioWriter;
+use rootfs::CpioWriter;
 
 /// A read-only mapping of a file (the page cache, not a copy).
 pub struct MappedFile {
@@ -288,8 +293,7 @@ pub fn pack_binary(binary: &Path) -> Result<AppImage> {
         );
     }
     let exec_path = format!("/{name}");
-    let (header, trailer) =
-        crate::rootfs::single_file(&exec_path, 0o755, mtime_of(binary), data.len());
+    let (header, trailer) = rootfs::single_file(&exec_path, 0o755, mtime_of(binary), data.len());
     Ok(AppImage {
         rootfs: vec![Part::Bytes(header), Part::Program, Part::Bytes(trailer)],
         exec_path,
