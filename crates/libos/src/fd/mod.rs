@@ -3,3 +3,4 @@
 pub mod epoll;
 pub mod file;
 pub mod pipe;
+pub mod ready;

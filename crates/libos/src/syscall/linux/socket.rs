@@ -370,25 +370,3 @@ pub fn write(k: &mut Kernel, s: Inet, nonblock: bool, buf: u64, len: u64) -> Sys
     k.mem.copy_from_user(buf, &mut data)?;
     send_bytes(s, nonblock, &data, None)
 }
-
-/// poll(2) readiness: (mask, change counter).
-pub fn readiness(s: Inet) -> (u32, u64) {
-    const POLLIN: u32 = 0x1;
-    const POLLOUT: u32 = 0x4;
-    const POLLRDNORM: u32 = 0x40;
-    const POLLWRNORM: u32 = 0x100;
-    match s {
-        Inet::Tcp(id) => tcp::readiness(id),
-        Inet::Udp(u) => {
-            let (r, w, g) = udp::readiness(u);
-            let mut m = 0;
-            if r {
-                m |= POLLIN | POLLRDNORM;
-            }
-            if w {
-                m |= POLLOUT | POLLWRNORM;
-            }
-            (m, g)
-        }
-    }
-}
