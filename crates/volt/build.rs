@@ -13,7 +13,6 @@ fn main() {
     let target_root = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
-    let target_dir = target_root.join("guest");
     for dir in ["crates/libos", "crates/abi"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
@@ -22,22 +21,47 @@ fn main() {
         workspace.join("Cargo.lock").display()
     );
 
+    // The variants volt embeds: with the network (smoltcp, virtio-net,
+    // sockets) and without it (`volt run --net none`).
+    build_variant(
+        &workspace,
+        &target_root.join("guest"),
+        "guest,net",
+        "OPTIVOLT_LIBOS_PATH",
+    );
+    build_variant(
+        &workspace,
+        &target_root.join("guest-nonet"),
+        "guest",
+        "OPTIVOLT_LIBOS_NONET_PATH",
+    );
+}
+
+/// Builds the library OS with `features` into `target_dir` and hands its
+/// path to the compiler in `env`.
+fn build_variant(
+    workspace: &std::path::Path,
+    target_dir: &std::path::Path,
+    features: &str,
+    env: &str,
+) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
+    cmd.current_dir(workspace)
         .args([
             "build",
             "--release",
             "--locked",
             "-p",
             "optivolt-libos",
+            "--no-default-features",
             "--features",
-            "guest",
+            features,
             "--bin",
             "optivolt-libos",
         ])
         .arg("--target-dir")
-        .arg(&target_dir)
+        .arg(target_dir)
         .args(["--config", "profile.release.panic=\"abort\""])
         .args(["--config", "profile.release.lto=true"])
         .args(["--config", "profile.release.codegen-units=1"])
@@ -66,5 +90,5 @@ fn main() {
         panic!("building the library OS failed ({status})");
     }
     let image = target_dir.join("x86_64-unknown-linux-gnu/release/optivolt-libos");
-    println!("cargo:rustc-env=OPTIVOLT_LIBOS_PATH={}", image.display());
+    println!("cargo:rustc-env={env}={}", image.display());
 }

@@ -15,6 +15,7 @@ pub mod fd;
 pub mod fs;
 pub mod loader;
 pub mod mm;
+#[cfg(feature = "net")]
 pub mod net;
 pub mod rand;
 pub mod syscall;

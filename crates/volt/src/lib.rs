@@ -9,8 +9,20 @@ pub mod image;
 pub mod publish;
 pub mod run;
 
-/// The library OS image, built by build.rs.
+/// The library OS image with the network (smoltcp, virtio-net, sockets),
+/// built by build.rs.
 pub static LIBOS: &[u8] = include_bytes!(env!("OPTIVOLT_LIBOS_PATH"));
+/// The library OS image without the network (`volt run --net none`).
+pub static LIBOS_NONET: &[u8] = include_bytes!(env!("OPTIVOLT_LIBOS_NONET_PATH"));
+
+/// The library OS variant for a run: its name (for `--timing`) and image.
+pub fn libos_variant(network: bool) -> (&'static str, &'static [u8]) {
+    if network {
+        ("net", LIBOS)
+    } else {
+        ("nonet", LIBOS_NONET)
+    }
+}
 
 #[derive(Parser)]
 #[command(

@@ -9,7 +9,6 @@ use optivolt_vmm::{NetConfig, Outcome, Vm, VmConfig};
 
 use crate::image::{self, size};
 use crate::publish::{self, hostnet, proxy, PortMapping};
-use crate::LIBOS;
 
 #[derive(Args, Debug)]
 #[command(trailing_var_arg = true)]
@@ -38,9 +37,12 @@ pub struct RunArgs {
     #[arg(long, hide = true)]
     pub guest_loader: bool,
     /// Attach a network device: `tap:NAME` (created if missing; needs root
-    /// or CAP_NET_ADMIN, or a tap made for you with `ip tuntap`).
-    #[arg(long, value_name = "tap:NAME", value_parser = parse_net)]
-    pub net: Option<String>,
+    /// or CAP_NET_ADMIN, or a tap made for you with `ip tuntap`). `none`:
+    /// no network at all, not even the in-guest loopback (the smaller
+    /// library OS built without it boots; socket(2) fails with
+    /// EAFNOSUPPORT). Without `--net`, the guest has its loopback.
+    #[arg(long, value_name = "tap:NAME|none", value_parser = parse_net)]
+    pub net: Option<NetArg>,
     /// The guest's IPv4 address with prefix length, e.g. 10.0.7.2/24.
     #[arg(long, value_name = "ADDR/PREFIX", requires = "net", value_parser = parse_cidr)]
     pub ip: Option<([u8; 4], u8)>,
@@ -91,10 +93,22 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     let env = guest_env(&a.env)?;
     // Everything the user can get wrong is checked before a VM exists.
     let app = image::pack(&a.binary, a.rootfs.as_deref())?;
-    let (_, libos_end) = optivolt_vmm::builder::inspect_libos(LIBOS)?;
+    let no_net = matches!(a.net, Some(NetArg::None));
+    if no_net && !a.publish.is_empty() {
+        bail!("-p needs the network: it cannot be combined with --net none");
+    }
+    if no_net && a.ip.is_some() {
+        bail!("--ip needs a network device: it cannot be combined with --net none");
+    }
+    let tap = match &a.net {
+        Some(NetArg::Tap(t)) => Some(t.as_str()),
+        _ => None,
+    };
+    let (variant, libos) = crate::libos_variant(!no_net);
+    let (_, libos_end) = optivolt_vmm::builder::inspect_libos(libos)?;
     let rootfs_len: u64 = app.rootfs_slices().iter().map(|p| p.len() as u64).sum();
     let mut need = optivolt_vmm::min_memory(libos_end, rootfs_len, app.load_size);
-    if a.net.is_some() || !a.publish.is_empty() {
+    if tap.is_some() || !a.publish.is_empty() {
         need += optivolt_vmm::builder::net_region_size();
     }
     if a.memory < need {
@@ -115,7 +129,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::msg)?;
     publish::check_unique(&maps).map_err(anyhow::Error::msg)?;
-    let auto = if !maps.is_empty() && a.net.is_none() {
+    let auto = if !maps.is_empty() && tap.is_none() {
         if !hostnet::may_create_taps() {
             bail!("-p needs root or CAP_NET_ADMIN: volt creates a tap for the guest (a rootless backend comes later; or attach a tap you made with --net tap:NAME --ip ADDR/PREFIX)");
         }
@@ -128,7 +142,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     } else {
         Some(proxy::bind(&maps)?)
     };
-    let net = match (&a.net, &auto) {
+    let net = match (tap, &auto) {
         (Some(tap), _) => {
             let (ipv4, prefix) = a.ip.unwrap_or(([0; 4], 0));
             Some(net_config(
@@ -153,7 +167,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     let mut argv = vec![a.binary.as_os_str().as_bytes().to_vec()];
     argv.extend(a.args.iter().map(|s| s.as_bytes().to_vec()));
     let cfg = VmConfig {
-        libos: LIBOS,
+        libos,
         rootfs: app.rootfs_slices(),
         exec_path: app.exec_path.clone(),
         program: (!a.guest_loader).then_some(&app.program[..]),
@@ -192,6 +206,10 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         let end = started.elapsed();
         eprint!("{timing}");
         eprintln!("  {:<12} {:>10.1}", "vm_closed", end.as_secs_f64() * 1e6);
+        eprintln!(
+            "  library OS variant: {variant} ({} KiB)",
+            libos.len().div_ceil(1024)
+        );
     }
     Ok(code)
 }
@@ -204,17 +222,29 @@ fn human(bytes: u64) -> String {
     }
 }
 
-fn parse_net(s: &str) -> Result<String, String> {
+/// What `--net` asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetArg {
+    /// A tap device by name.
+    Tap(String),
+    /// No network at all (the library OS without the network).
+    None,
+}
+
+fn parse_net(s: &str) -> Result<NetArg, String> {
+    if s == "none" {
+        return Ok(NetArg::None);
+    }
     match s.strip_prefix("tap:") {
         Some(name)
             if !name.is_empty()
                 && name.len() < 16
                 && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/') =>
         {
-            Ok(name.to_string())
+            Ok(NetArg::Tap(name.to_string()))
         }
         _ => Err(format!(
-            "invalid --net '{s}' (expected tap:NAME, NAME at most 15 characters)"
+            "invalid --net '{s}' (expected tap:NAME, NAME at most 15 characters, or none)"
         )),
     }
 }

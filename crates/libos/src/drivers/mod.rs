@@ -2,5 +2,6 @@
 //! through shared memory and know nothing of the stacks above them.
 
 pub mod console;
+#[cfg(feature = "net")]
 pub mod net;
 pub mod virtio;

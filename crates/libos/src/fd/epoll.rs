@@ -39,7 +39,7 @@ pub struct Interest {
     /// For a TCP socket: its id, and its readiness when last computed
     /// (`None`: compute again). A socket found not ready is looked at
     /// again only once the stack reports a change of it.
-    pub tcp: Option<crate::net::tcp::Id>,
+    pub tcp: Option<super::file::TcpId>,
     pub cached: Option<u32>,
 }
 

@@ -9,6 +9,17 @@ use crate::fs::vfs::Ino;
 
 pub use crate::uapi::fcntl::*;
 
+/// The network stack's handles for the socket kinds; without the `net`
+/// feature there are no sockets and these kinds cannot exist.
+#[cfg(feature = "net")]
+pub use crate::net::{stack::Sock as UdpSock, tcp::Id as TcpId};
+/// No UDP socket without the network.
+#[cfg(not(feature = "net"))]
+pub type UdpSock = core::convert::Infallible;
+/// No TCP socket without the network.
+#[cfg(not(feature = "net"))]
+pub type TcpId = core::convert::Infallible;
+
 /// What an open file refers to.
 #[derive(Debug)]
 pub enum FileKind {
@@ -29,9 +40,9 @@ pub enum FileKind {
     /// A timerfd.
     TimerFd(crate::fd::pipe::TimerFdRef),
     /// An AF_INET datagram socket of the network stack.
-    Udp(crate::net::stack::Sock),
+    Udp(UdpSock),
     /// An AF_INET stream socket of the network stack.
-    Tcp(crate::net::tcp::Id),
+    Tcp(TcpId),
     /// One end of an AF_UNIX stream socket pair: reads `rx`, writes `tx`.
     UnixStream {
         /// Data from the peer.
@@ -88,14 +99,18 @@ impl Drop for OpenFile {
                 }
                 true
             }
+            #[cfg(feature = "net")]
             FileKind::Tcp(id) => {
                 crate::net::tcp::close(*id);
                 false
             }
+            #[cfg(feature = "net")]
             FileKind::Udp(h) => {
                 crate::net::udp::close(*h);
                 false
             }
+            #[cfg(not(feature = "net"))]
+            FileKind::Tcp(never) | FileKind::Udp(never) => match *never {},
             FileKind::TimerFd(t) => {
                 crate::task::sched::set_timer(t.lock().id, None);
                 false

@@ -53,6 +53,7 @@ pub fn readiness(f: &OpenFile) -> (u32, u64) {
             (r, e.generation)
         }
         FileKind::Epoll(_) => (0, 0),
+        #[cfg(feature = "net")]
         FileKind::Udp(u) => {
             let (r, w, g) = crate::net::udp::readiness(*u);
             let mut m = 0;
@@ -64,7 +65,10 @@ pub fn readiness(f: &OpenFile) -> (u32, u64) {
             }
             (m, g)
         }
+        #[cfg(feature = "net")]
         FileKind::Tcp(id) => crate::net::tcp::readiness(*id),
+        #[cfg(not(feature = "net"))]
+        FileKind::Tcp(never) | FileKind::Udp(never) => match *never {},
         FileKind::UnixStream { rx, tx } => {
             let (rx, tx) = (rx.lock(), tx.lock());
             let mut r = 0;

@@ -107,6 +107,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         Ok(a) => a,
         Err(msg) => fail(msg),
     };
+    #[cfg(feature = "net")]
     if let Err(msg) = crate::net::stack::init(&boot) {
         fail(msg);
     }
@@ -204,6 +205,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     // Only the symbol's address is taken.
     let boot_stack_top = core::ptr::addr_of!(ov_boot_stack_top) as u64;
     crate::task::sched::init(boot_stack_top, boot.tsc_khz);
+    #[cfg(feature = "net")]
     crate::task::sched::set_idle_hook(crate::net::stack::idle_poll);
     stamp(|t| &mut t.app_entry);
     // SAFETY: the entry point and stack were just mapped; from here on the

@@ -221,6 +221,7 @@ pub fn deliver_pending(
 /// deliver what was sent to this thread meanwhile.
 #[no_mangle]
 extern "C" fn ov_timer_dispatch(frame: &mut crate::arch::entry::ExceptionFrame) {
+    #[cfg(feature = "net")]
     crate::net::stack::tick_poll();
     sched::yield_now();
     let addr = frame as *mut _ as u64;

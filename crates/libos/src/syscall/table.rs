@@ -6,10 +6,12 @@
 //! A row's handler decodes the raw arguments and calls the handler of its
 //! family; it exists only in the guest build (the host build keeps the rest
 //! of the row, for the document and the tracer's tests).
+#[cfg(all(feature = "guest", not(feature = "net")))]
+use super::linux::nonet;
+#[cfg(all(feature = "guest", feature = "net"))]
+use super::linux::socket as inet;
 #[cfg(feature = "guest")]
-use super::linux::{
-    file as fs, misc::*, mm::*, poll, signal::*, socket as inet, thread as threads, time::*,
-};
+use super::linux::{file as fs, misc::*, mm::*, poll, signal::*, thread as threads, time::*};
 use super::status::Status::{self, *};
 #[cfg(feature = "guest")]
 use crate::errno::{EMLINK, ENOSYS, YIELD};
@@ -25,9 +27,25 @@ pub type Handler = fn(
     &[u64; 6],
     &crate::arch::entry::SyscallFrame,
 ) -> crate::errno::SysResult;
-/// The host build has no kernel to call.
+/// The host build has no kernel to call: rows carry this in its place.
 #[cfg(not(feature = "guest"))]
-pub type Handler = ();
+#[derive(Clone, Copy, Debug)]
+pub struct Handler;
+
+/// A socket call's handler: the first expression with the network, the
+/// second without it.
+#[cfg(feature = "net")]
+macro_rules! hnet {
+    ($e:expr, $without:expr) => {
+        h!($e)
+    };
+}
+#[cfg(not(feature = "net"))]
+macro_rules! hnet {
+    ($e:expr, $without:expr) => {
+        h!($without)
+    };
+}
 
 /// A row's handler: the expression in the guest, nothing on the host.
 macro_rules! h {
@@ -35,7 +53,7 @@ macro_rules! h {
         #[cfg(feature = "guest")]
         let h: Handler = $e;
         #[cfg(not(feature = "guest"))]
-        let h: Handler = ();
+        let h = Handler;
         h
     }};
 }
@@ -186,27 +204,27 @@ pub const ROWS: &[Row] = &[
     row(DUP2, "dup2", 2, Full, h!(|k, a, _| fs::dup3(k, a[0], a[1], 0, true))),
     row(NANOSLEEP, "nanosleep", 2, Partial("an interrupted sleep does not report the remaining time"), h!(|k, a, _| threads::nanosleep(k, 1, 0, a[0], a[1]))),
     row(GETPID, "getpid", 0, Full, h!(|_, _, _| Ok(PID))),
-    row(SOCKET, "socket", 3, Partial("AF_INET SOCK_STREAM (TCP) and SOCK_DGRAM (UDP); AF_INET6 and AF_UNIX: EAFNOSUPPORT"), h!(|k, a, _| inet::socket(k, a[0], a[1], a[2]))),
-    row(CONNECT, "connect", 3, Full, h!(|k, a, _| inet::connect(k, a[0], a[1], a[2]))),
-    row(ACCEPT, "accept", 3, Full, h!(|k, a, _| inet::accept4(k, a[0], a[1], a[2], 0))),
-    row(SENDTO, "sendto", 6, Partial("AF_INET TCP and UDP, socket pairs; MSG_DONTWAIT, MSG_NOSIGNAL"), h!(|k, a, _| if inet::is_inet(k, a[0]) { inet::sendto(k, a[0], a[1], a[2], a[3], a[4], a[5]) } else { poll::sock_io(k, a[0], a[1], a[2], a[3], true) })).restart().sigpipe_unless_flag(3),
-    row(RECVFROM, "recvfrom", 6, Partial("AF_INET TCP and UDP, socket pairs; MSG_PEEK, MSG_DONTWAIT, MSG_TRUNC"), h!(|k, a, _| if inet::is_inet(k, a[0]) { {
+    row(SOCKET, "socket", 3, Partial("AF_INET SOCK_STREAM (TCP) and SOCK_DGRAM (UDP); AF_INET6 and AF_UNIX: EAFNOSUPPORT"), hnet!(|k, a, _| inet::socket(k, a[0], a[1], a[2]), |_, _, _| nonet::socket())),
+    row(CONNECT, "connect", 3, Full, hnet!(|k, a, _| inet::connect(k, a[0], a[1], a[2]), |k, a, _| nonet::not_a_socket(k, a[0]))),
+    row(ACCEPT, "accept", 3, Full, hnet!(|k, a, _| inet::accept4(k, a[0], a[1], a[2], 0), |k, a, _| nonet::not_a_socket(k, a[0]))),
+    row(SENDTO, "sendto", 6, Partial("AF_INET TCP and UDP, socket pairs; MSG_DONTWAIT, MSG_NOSIGNAL"), hnet!(|k, a, _| if inet::is_inet(k, a[0]) { inet::sendto(k, a[0], a[1], a[2], a[3], a[4], a[5]) } else { poll::sock_io(k, a[0], a[1], a[2], a[3], true) }, |k, a, _| poll::sock_io(k, a[0], a[1], a[2], a[3], true))).restart().sigpipe_unless_flag(3),
+    row(RECVFROM, "recvfrom", 6, Partial("AF_INET TCP and UDP, socket pairs; MSG_PEEK, MSG_DONTWAIT, MSG_TRUNC"), hnet!(|k, a, _| if inet::is_inet(k, a[0]) { {
             inet::recvfrom(k, a[0], a[1], a[2], a[3], a[4], a[5])
-        } } else { poll::sock_io(k, a[0], a[1], a[2], a[3], false) })).restart(),
-    row(SENDMSG, "sendmsg", 6, Partial("AF_INET; no ancillary data"), h!(|k, a, _| crate::syscall::linux::msg::sendmsg(k, a[0], a[1], a[2]))).sigpipe_unless_flag(2),
-    row(RECVMSG, "recvmsg", 6, Partial("AF_INET; no ancillary data (msg_controllen comes back 0)"), h!(|k, a, _| crate::syscall::linux::msg::recvmsg(k, a[0], a[1], a[2]))),
+        } } else { poll::sock_io(k, a[0], a[1], a[2], a[3], false) }, |k, a, _| poll::sock_io(k, a[0], a[1], a[2], a[3], false))).restart(),
+    row(SENDMSG, "sendmsg", 6, Partial("AF_INET; no ancillary data"), hnet!(|k, a, _| crate::syscall::linux::msg::sendmsg(k, a[0], a[1], a[2]), |k, a, _| nonet::not_a_socket(k, a[0]))).sigpipe_unless_flag(2),
+    row(RECVMSG, "recvmsg", 6, Partial("AF_INET; no ancillary data (msg_controllen comes back 0)"), hnet!(|k, a, _| crate::syscall::linux::msg::recvmsg(k, a[0], a[1], a[2]), |k, a, _| nonet::not_a_socket(k, a[0]))),
     row(SHUTDOWN, "shutdown", 2, Full, h!(|k, a, _| poll::shutdown(k, a[0], a[1]))),
-    row(BIND, "bind", 3, Partial("AF_INET; SO_REUSEADDR/SO_REUSEPORT rules for TCP; a UDP port is taken once"), h!(|k, a, _| inet::bind(k, a[0], a[1], a[2]))),
-    row(LISTEN, "listen", 2, Full, h!(|k, a, _| inet::listen(k, a[0], a[1]))),
-    row(GETSOCKNAME, "getsockname", 6, Full, h!(|k, a, _| inet::getsockname(k, a[0], a[1], a[2]))),
-    row(GETPEERNAME, "getpeername", 6, Full, h!(|k, a, _| inet::getpeername(k, a[0], a[1], a[2]))),
+    row(BIND, "bind", 3, Partial("AF_INET; SO_REUSEADDR/SO_REUSEPORT rules for TCP; a UDP port is taken once"), hnet!(|k, a, _| inet::bind(k, a[0], a[1], a[2]), |k, a, _| nonet::not_a_socket(k, a[0]))),
+    row(LISTEN, "listen", 2, Full, hnet!(|k, a, _| inet::listen(k, a[0], a[1]), |k, a, _| nonet::not_a_socket(k, a[0]))),
+    row(GETSOCKNAME, "getsockname", 6, Full, hnet!(|k, a, _| inet::getsockname(k, a[0], a[1], a[2]), |k, a, _| nonet::not_a_socket(k, a[0]))),
+    row(GETPEERNAME, "getpeername", 6, Full, hnet!(|k, a, _| inet::getpeername(k, a[0], a[1], a[2]), |k, a, _| nonet::not_a_socket(k, a[0]))),
     row(SOCKETPAIR, "socketpair", 4, Partial("AF_UNIX SOCK_STREAM only (AF_UNIX socket() is not supported)"), h!(|k, a, _| poll::socketpair(k, a[0], a[1], a[2], a[3]))),
-    row(SETSOCKOPT, "setsockopt", 6, Partial("the SOL_SOCKET, IPPROTO_TCP and IPPROTO_IP options servers set; tuning-only ones have no effect; others ENOPROTOOPT"), h!(|k, a, _| {
+    row(SETSOCKOPT, "setsockopt", 6, Partial("the SOL_SOCKET, IPPROTO_TCP and IPPROTO_IP options servers set; tuning-only ones have no effect; others ENOPROTOOPT"), hnet!(|k, a, _| {
             crate::syscall::linux::sockopt::setsockopt(k, a[0], a[1], a[2], a[3], a[4])
-        })),
-    row(GETSOCKOPT, "getsockopt", 6, Partial("as setsockopt, plus SO_ERROR, SO_TYPE, SO_DOMAIN, SO_PROTOCOL, SO_ACCEPTCONN"), h!(|k, a, _| {
+        }, |k, a, _| nonet::not_a_socket(k, a[0]))),
+    row(GETSOCKOPT, "getsockopt", 6, Partial("as setsockopt, plus SO_ERROR, SO_TYPE, SO_DOMAIN, SO_PROTOCOL, SO_ACCEPTCONN"), hnet!(|k, a, _| {
             crate::syscall::linux::sockopt::getsockopt(k, a[0], a[1], a[2], a[3], a[4])
-        })),
+        }, |k, a, _| nonet::not_a_socket(k, a[0]))),
     row(CLONE, "clone", 5, Partial("threads only (CLONE_VM|CLONE_THREAD|CLONE_SIGHAND); processes: ENOSYS"), h!(|k, a, frame| threads::clone(k, frame, a[0], a[1], a[2], a[3], a[4]))),
     row(FORK, "fork", 0, Refused("ENOSYS: a unikernel has one process"), h!(|_, _, _| Err(ENOSYS))),
     row(VFORK, "vfork", 0, Refused("ENOSYS: a unikernel has one process"), h!(|_, _, _| Err(ENOSYS))),
@@ -305,7 +323,7 @@ pub const ROWS: &[Row] = &[
     row(EVENTFD, "eventfd", 6, Full, h!(|k, a, _| poll::eventfd2(k, a[0] as u32, 0))),
     row(TIMERFD_SETTIME, "timerfd_settime", 4, Full, h!(|k, a, _| poll::timerfd_settime(k, a[0], a[1] as u32, a[2], a[3]))),
     row(TIMERFD_GETTIME, "timerfd_gettime", 2, Full, h!(|k, a, _| poll::timerfd_gettime(k, a[0], a[1]))),
-    row(ACCEPT4, "accept4", 4, Full, h!(|k, a, _| inet::accept4(k, a[0], a[1], a[2], a[3]))),
+    row(ACCEPT4, "accept4", 4, Full, hnet!(|k, a, _| inet::accept4(k, a[0], a[1], a[2], a[3]), |k, a, _| nonet::not_a_socket(k, a[0]))),
     row(EVENTFD2, "eventfd2", 2, Full, h!(|k, a, _| poll::eventfd2(k, a[0] as u32, a[1] as u32))),
     row(EPOLL_CREATE1, "epoll_create1", 1, Full, h!(|k, a, _| poll::epoll_create(k, a[0] as u32))),
     row(DUP3, "dup3", 3, Full, h!(|k, a, _| fs::dup3(k, a[0], a[1], a[2], false))),

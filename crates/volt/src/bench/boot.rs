@@ -99,27 +99,42 @@ fn run_in(a: &BootArgs, dir: &Path) -> Result<i32> {
         c.arg("run").arg("--memory").arg(&a.memory).arg(&hello);
         c
     };
+    // The same run on the library OS built without the network.
+    let nonet_cmd = || {
+        let mut c = Command::new(&volt);
+        c.args(["run", "--net", "none", "--memory"])
+            .arg(&a.memory)
+            .arg(&hello);
+        c
+    };
 
     // Warm up the page cache and the KVM module.
     for _ in 0..5 {
         time_once(&mut volt_cmd())?;
+        time_once(&mut nonet_cmd())?;
         time_once(&mut Command::new(&hello))?;
         time_once(&mut Command::new(&floor))?;
     }
-    let mut samples: [Vec<Duration>; 3] = Default::default();
+    let mut samples: [Vec<Duration>; 4] = Default::default();
     for i in 0..a.runs {
         // Rotate the order so that no contender always runs after the same one.
-        for k in 0..3 {
-            let which = (i + k) % 3;
+        for k in 0..4 {
+            let which = (i + k) % 4;
             let d = match which {
                 0 => time_once(&mut volt_cmd())?,
                 1 => time_once(&mut Command::new(&hello))?,
-                _ => time_once(&mut Command::new(&floor))?,
+                2 => time_once(&mut Command::new(&floor))?,
+                _ => time_once(&mut nonet_cmd())?,
             };
             samples[which].push(d);
         }
     }
-    let names = ["volt run (unikernel)", "native process", "bare-KVM floor"];
+    let names = [
+        "volt run (unikernel)",
+        "native process",
+        "bare-KVM floor",
+        "volt run --net none",
+    ];
     let s: Vec<Summary> = samples.iter().map(|v| Summary::of(v)).collect();
     println!(
         "boot: whole process, spawn to exit, {} runs each, alternating ({})",
@@ -195,8 +210,13 @@ fn run_in(a: &BootArgs, dir: &Path) -> Result<i32> {
         );
     }
     println!(
-        "guest image (library OS ELF): {} bytes (target <= 1 MiB)",
-        crate::LIBOS.len()
+        "  ratio --net none/floor (median) {:.2}x",
+        r(s[3].median, s[2].median)
+    );
+    println!(
+        "guest image (library OS ELF): {} bytes with the network, {} bytes without (--net none) (target <= 1 MiB)",
+        crate::LIBOS.len(),
+        crate::LIBOS_NONET.len()
     );
     let small = Command::new(&volt)
         .args(["run", "--memory", "4M"])

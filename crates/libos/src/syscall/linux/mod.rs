@@ -3,10 +3,15 @@
 pub mod file;
 pub mod misc;
 pub mod mm;
+#[cfg(feature = "net")]
 pub mod msg;
+#[cfg(not(feature = "net"))]
+pub mod nonet;
 pub mod poll;
 pub mod signal;
+#[cfg(feature = "net")]
 pub mod socket;
+#[cfg(feature = "net")]
 pub mod sockopt;
 pub mod thread;
 pub mod time;

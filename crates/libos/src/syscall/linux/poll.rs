@@ -295,6 +295,7 @@ pub fn socketpair(k: &mut Kernel, domain: u64, ty: u64, proto: u64, sv: u64) -> 
 
 /// shutdown(2) of a socket pair end.
 pub fn shutdown(k: &mut Kernel, fd: u64, how: u64) -> SysResult {
+    #[cfg(feature = "net")]
     if crate::syscall::linux::socket::is_inet(k, fd) {
         return crate::syscall::linux::socket::shutdown(k, fd, how);
     }
@@ -342,6 +343,7 @@ pub fn sock_io(k: &mut Kernel, fd: u64, buf: u64, len: u64, flags: u64, send: bo
 }
 
 /// The AF_INET socket `f` is, if it is one.
+#[cfg(feature = "net")]
 fn inet_of(f: &OpenFile) -> Option<crate::syscall::linux::socket::Inet> {
     match f.kind {
         FileKind::Udp(s) => Some(crate::syscall::linux::socket::Inet::Udp(s)),
@@ -352,6 +354,7 @@ fn inet_of(f: &OpenFile) -> Option<crate::syscall::linux::socket::Inet> {
 
 /// Reads from a pipe or an eventfd; `None` if `f` is neither.
 pub fn read_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<SysResult> {
+    #[cfg(feature = "net")]
     if let Some(s) = inet_of(f) {
         return Some(crate::syscall::linux::socket::read(
             k,
@@ -396,6 +399,7 @@ pub fn read_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<
 
 /// Writes to a pipe or an eventfd; `None` if `f` is neither.
 pub fn write_channel(k: &mut Kernel, f: &OpenFile, buf: u64, len: u64) -> Option<SysResult> {
+    #[cfg(feature = "net")]
     if let Some(s) = inet_of(f) {
         return Some(crate::syscall::linux::socket::write(
             k,
@@ -526,6 +530,7 @@ fn block_for_io(timeout_ns: i64) -> SysResult {
 
 /// epoll_wait/epoll_pwait (the signal mask is not applied: no signals are queued).
 pub fn epoll_wait(k: &mut Kernel, epfd: u64, events: u64, max: i32, timeout_ms: i64) -> SysResult {
+    #[cfg(feature = "net")]
     crate::net::stack::tick_poll();
     if max <= 0 || max > 1 << 20 {
         return Err(EINVAL);
@@ -555,23 +560,26 @@ pub fn epoll_wait(k: &mut Kernel, epfd: u64, events: u64, max: i32, timeout_ms: 
             }
         }
         // TCP sockets the stack changed since last time are looked at again.
-        let mut dirty = Vec::new();
-        match crate::net::tcp::changed_since(e.tcp_seq, |id| dirty.push(id)) {
-            Some(seq) => {
-                e.tcp_seq = seq;
-                if !dirty.is_empty() {
-                    dirty.sort_unstable();
-                    for i in e.interests.values_mut() {
-                        if i.tcp.is_some_and(|id| dirty.binary_search(&id).is_ok()) {
-                            i.cached = None;
+        #[cfg(feature = "net")]
+        {
+            let mut dirty = Vec::new();
+            match crate::net::tcp::changed_since(e.tcp_seq, |id| dirty.push(id)) {
+                Some(seq) => {
+                    e.tcp_seq = seq;
+                    if !dirty.is_empty() {
+                        dirty.sort_unstable();
+                        for i in e.interests.values_mut() {
+                            if i.tcp.is_some_and(|id| dirty.binary_search(&id).is_ok()) {
+                                i.cached = None;
+                            }
                         }
                     }
                 }
-            }
-            None => {
-                e.tcp_seq = crate::net::tcp::change_number();
-                for i in e.interests.values_mut() {
-                    i.cached = None;
+                None => {
+                    e.tcp_seq = crate::net::tcp::change_number();
+                    for i in e.interests.values_mut() {
+                        i.cached = None;
+                    }
                 }
             }
         }
@@ -624,6 +632,7 @@ pub fn epoll_wait(k: &mut Kernel, epfd: u64, events: u64, max: i32, timeout_ms: 
 
 /// poll(2)/ppoll(2): `timeout_ns` < 0 waits forever.
 pub fn poll(k: &mut Kernel, fds: u64, n: u64, timeout_ns: i64) -> SysResult {
+    #[cfg(feature = "net")]
     crate::net::stack::tick_poll();
     if n > MAX_FDS as u64 {
         return Err(EINVAL);
@@ -667,6 +676,7 @@ pub fn timespec_ns(k: &mut Kernel, ts: u64) -> Result<i64, i64> {
 
 /// select(2)/pselect6(2) over the bitmaps at `r`, `w`, `e`.
 pub fn select(k: &mut Kernel, nfds: u64, r: u64, w: u64, e: u64, timeout_ns: i64) -> SysResult {
+    #[cfg(feature = "net")]
     crate::net::stack::tick_poll();
     if nfds > MAX_FDS as u64 {
         return Err(EINVAL);
