@@ -22,9 +22,13 @@ if [ -n "$need" ]; then
     fi
 fi
 [ -e /dev/kvm ] || echo "=== WARNING: /dev/kvm is missing: every test that boots a VM will be SKIPPED ===" >&2
+python3 .ci/layers.py
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 # The guest binary too (its own flags: no crt-static, panic=abort).
 CARGO_ENCODED_RUSTFLAGS= cargo clippy --locked -p optivolt-libos --features guest --bin optivolt-libos \
+    --target-dir target/guest-clippy --config 'profile.dev.panic="abort"' -- -D warnings
+# ... and its variant without the network (volt run --net none).
+CARGO_ENCODED_RUSTFLAGS= cargo clippy --locked -p optivolt-libos --no-default-features --features guest --bin optivolt-libos \
     --target-dir target/guest-clippy --config 'profile.dev.panic="abort"' -- -D warnings
 cargo test --locked --workspace

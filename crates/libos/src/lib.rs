@@ -23,9 +23,6 @@ pub mod task;
 pub mod time;
 pub mod uapi;
 pub mod util;
-
-#[cfg(test)]
-pub(crate) mod testing;
 pub mod vdso;
 
 pub mod arch;

@@ -7,4 +7,6 @@ pub mod signal;
 pub mod switch;
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;

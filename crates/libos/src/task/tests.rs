@@ -3,7 +3,7 @@
 use alloc::boxed::Box;
 
 use super::sched::*;
-use crate::testing::globals;
+use super::testing::globals;
 
 /// Adds thread `tid` (no stack: it is never switched to here).
 fn add_thread(tid: u32) {

@@ -9,9 +9,10 @@ use crate::fd::file::*;
 use crate::fs::vfs::{self, Device, Generated, Ino, Node, PATH_MAX, S_IFCHR};
 use crate::kernel::Kernel;
 
+pub use super::fdops::{dup, dup3, fcntl, ftruncate, ioctl, truncate};
 use crate::uapi::fcntl::{AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW};
 
-fn user_path(k: &mut Kernel, ptr: u64) -> Result<Vec<u8>, i64> {
+pub(super) fn user_path(k: &mut Kernel, ptr: u64) -> Result<Vec<u8>, i64> {
     let p = k.mem.read_cstr(ptr, PATH_MAX)?;
     if p.is_empty() {
         return Err(ENOENT);
@@ -32,14 +33,14 @@ fn base_dir(k: &Kernel, dirfd: u64) -> Result<Ino, i64> {
     }
 }
 
-fn resolve(k: &mut Kernel, dirfd: u64, path: u64, follow: bool) -> Result<Ino, i64> {
+pub(super) fn resolve(k: &mut Kernel, dirfd: u64, path: u64, follow: bool) -> Result<Ino, i64> {
     let p = user_path(k, path)?;
     let base = base_dir(k, dirfd)?;
     k.fs.lookup(base, &p, follow)
 }
 
 /// The inode behind a descriptor (for fstat, fchdir, …).
-fn fd_inode(k: &Kernel, fd: u64) -> Result<Option<Ino>, i64> {
+pub(super) fn fd_inode(k: &Kernel, fd: u64) -> Result<Option<Ino>, i64> {
     let f = k.fds.file(fd)?;
     let f = f.lock();
     Ok(match f.kind {
@@ -777,165 +778,6 @@ pub fn fchdir(k: &mut Kernel, fd: u64) -> SysResult {
     }
     k.cwd = ino;
     Ok(0)
-}
-
-/// dup(2).
-pub fn dup(k: &mut Kernel, fd: u64) -> SysResult {
-    let f = k.fds.get(fd)?.clone();
-    k.fds
-        .install_from(
-            0,
-            Fd {
-                file: f.file,
-                cloexec: false,
-            },
-        )
-        .map(|n| n as i64)
-}
-
-/// dup2/dup3.
-pub fn dup3(k: &mut Kernel, old: u64, new: u64, flags: u64, is_dup2: bool) -> SysResult {
-    let f = k.fds.get(old)?.clone();
-    if old == new {
-        return if is_dup2 { Ok(new as i64) } else { Err(EINVAL) };
-    }
-    if flags & !(O_CLOEXEC as u64) != 0 {
-        return Err(EINVAL);
-    }
-    k.fds
-        .install_at(
-            new,
-            Fd {
-                file: f.file,
-                cloexec: flags & O_CLOEXEC as u64 != 0,
-            },
-        )
-        .map(|n| n as i64)
-}
-
-/// fcntl(2).
-pub fn fcntl(k: &mut Kernel, fd: u64, cmd: u64, arg: u64) -> SysResult {
-    const F_DUPFD: u64 = 0;
-    const F_GETFD: u64 = 1;
-    const F_SETFD: u64 = 2;
-    const F_GETFL: u64 = 3;
-    const F_SETFL: u64 = 4;
-    const F_GETLK: u64 = 5;
-    const F_SETLK: u64 = 6;
-    const F_SETLKW: u64 = 7;
-    const F_DUPFD_CLOEXEC: u64 = 1030;
-    const F_GETPIPE_SZ: u64 = 1032;
-    match cmd {
-        F_DUPFD | F_DUPFD_CLOEXEC => {
-            let f = k.fds.get(fd)?.clone();
-            let min = usize::try_from(arg)
-                .ok()
-                .filter(|&m| m < MAX_FDS)
-                .ok_or(EINVAL)?;
-            k.fds
-                .install_from(
-                    min,
-                    Fd {
-                        file: f.file,
-                        cloexec: cmd == F_DUPFD_CLOEXEC,
-                    },
-                )
-                .map(|n| n as i64)
-        }
-        F_GETFD => Ok(k.fds.get(fd)?.cloexec as i64),
-        F_SETFD => {
-            k.fds.get_mut(fd)?.cloexec = arg & 1 != 0;
-            Ok(0)
-        }
-        F_GETFL => {
-            let f = k.fds.file(fd)?;
-            let fl = f.lock().flags;
-            Ok((fl & (O_ACCMODE | O_APPEND | O_NONBLOCK | O_PATH | O_DIRECTORY)) as i64)
-        }
-        F_SETFL => {
-            let f = k.fds.file(fd)?;
-            let mut f = f.lock();
-            let changeable = O_APPEND | O_NONBLOCK;
-            f.flags = (f.flags & !changeable) | (arg as u32 & changeable);
-            Ok(0)
-        }
-        F_GETLK => {
-            k.fds.get(fd)?;
-            // struct flock: l_type first; nobody else holds locks in a unikernel.
-            k.mem.write_obj(arg, &2i16)?; // F_UNLCK
-            Ok(0)
-        }
-        F_SETLK | F_SETLKW => k.fds.get(fd).map(|_| 0),
-        F_GETPIPE_SZ => Err(EBADF),
-        _ => Err(EINVAL),
-    }
-}
-
-/// ftruncate(2).
-pub fn ftruncate(k: &mut Kernel, fd: u64, len: i64) -> SysResult {
-    if len < 0 {
-        return Err(EINVAL);
-    }
-    let file = k.fds.file(fd)?;
-    let f = file.lock();
-    if !f.writable() {
-        return Err(EINVAL);
-    }
-    match f.kind {
-        FileKind::Inode(ino) => k.fs.truncate(ino, len as u64).map(|_| 0),
-        _ => Err(EINVAL),
-    }
-}
-
-/// truncate(2).
-pub fn truncate(k: &mut Kernel, path: u64, len: i64) -> SysResult {
-    if len < 0 {
-        return Err(EINVAL);
-    }
-    let ino = resolve(k, AT_FDCWD as u64, path, true)?;
-    k.fs.truncate(ino, len as u64).map(|_| 0)
-}
-
-/// ioctl(2).
-pub fn ioctl(k: &mut Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
-    const TCGETS: u64 = 0x5401;
-    const TIOCGWINSZ: u64 = 0x5413;
-    const FIONREAD: u64 = 0x541b;
-    const FIONBIO: u64 = 0x5421;
-    const FIONCLEX: u64 = 0x5450;
-    const FIOCLEX: u64 = 0x5451;
-    let file = k.fds.file(fd)?;
-    match req {
-        FIONBIO => {
-            let on: i32 = k.mem.read_obj(arg)?;
-            let mut f = file.lock();
-            if on != 0 {
-                f.flags |= O_NONBLOCK;
-            } else {
-                f.flags &= !O_NONBLOCK;
-            }
-            Ok(0)
-        }
-        FIOCLEX | FIONCLEX => {
-            k.fds.get_mut(fd)?.cloexec = req == FIOCLEX;
-            Ok(0)
-        }
-        FIONREAD => {
-            let f = file.lock();
-            let avail = match &f.kind {
-                FileKind::Inode(i) => k.fs.inode(*i)?.size().saturating_sub(f.offset),
-                FileKind::Snapshot(_, d) => (d.len() as u64).saturating_sub(f.offset),
-                FileKind::PipeRead(p) => p.lock().data.len() as u64,
-                _ => 0,
-            };
-            drop(f);
-            k.mem.write_obj(arg, &(avail.min(i32::MAX as u64) as i32))?;
-            Ok(0)
-        }
-        // Nothing here is a terminal: isatty() is false, as for a redirected process.
-        TCGETS | TIOCGWINSZ => Err(ENOTTY),
-        _ => Err(ENOTTY),
-    }
 }
 
 /// The contents of a regular file for a private file mapping.

@@ -1,5 +1,6 @@
 //! The Linux system-call handlers, by family. They decode the arguments and
 //! call the objects of `fd`, `fs`, `mm`, `net` and `task`.
+pub mod fdops;
 pub mod file;
 pub mod misc;
 pub mod mm;
