@@ -4,3 +4,6 @@ pub mod epoll;
 pub mod file;
 pub mod pipe;
 pub mod ready;
+
+#[cfg(test)]
+mod tests;

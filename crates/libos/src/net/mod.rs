@@ -8,3 +8,6 @@ pub mod tcp;
 pub mod udp;
 
 pub use phy::{LoopDevice, StackDevice};
+
+#[cfg(test)]
+mod tests;

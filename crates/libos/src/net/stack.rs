@@ -75,7 +75,7 @@ pub struct Stack {
     next_poll: Option<Option<Instant>>,
 }
 
-static NET: Mutex<Option<Stack>> = Mutex::new(None);
+pub(super) static NET: Mutex<Option<Stack>> = Mutex::new(None);
 static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
 
 pub(super) fn now() -> Instant {
