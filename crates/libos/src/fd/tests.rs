@@ -8,7 +8,7 @@ use super::epoll::{Epoll, Interest, EPOLLIN};
 use super::file::{FileKind, FileRef, OpenFile, O_NONBLOCK, O_RDONLY, O_RDWR, O_WRONLY};
 use super::pipe::{EventFd, Pipe, PipeRef, TimerFd, PIPE_CAPACITY};
 use super::ready::readiness;
-use crate::testing::globals;
+use crate::task::testing::globals;
 use crate::uapi::poll::*;
 
 /// A pipe with one read end and one write end, built as pipe2 does.
@@ -103,7 +103,11 @@ fn the_read_end_hangs_up_when_the_last_write_end_is_dropped() {
         "unread data stays readable beside the hang-up"
     );
     p.lock().data.clear();
-    assert_eq!(readiness(&r).0, POLLHUP, "then only the hang-up (reads see EOF)");
+    assert_eq!(
+        readiness(&r).0,
+        POLLHUP,
+        "then only the hang-up (reads see EOF)"
+    );
 }
 
 #[test]
@@ -294,10 +298,15 @@ fn an_epoll_registration_holds_the_open_file_until_it_is_removed() {
     assert_eq!(i.data, 0xfeed);
     ep.interests.remove(&4);
     assert_eq!(p.lock().writers, 0);
-    assert_eq!(readiness(&r).0, POLLHUP, "dropping the registration closed it");
+    assert_eq!(
+        readiness(&r).0,
+        POLLHUP,
+        "dropping the registration closed it"
+    );
 }
 
 #[test]
+#[cfg(feature = "net")]
 fn socket_files_report_the_stacks_readiness() {
     let _g = globals();
     let k = crate::net::udp::open().unwrap();
@@ -306,7 +315,11 @@ fn socket_files_report_the_stacks_readiness() {
         offset: 0,
         flags: O_RDWR,
     };
-    assert_eq!(readiness(&u).0, POLLOUT | POLLWRNORM, "writable, nothing queued");
+    assert_eq!(
+        readiness(&u).0,
+        POLLOUT | POLLWRNORM,
+        "writable, nothing queued"
+    );
     let id = crate::net::tcp::open().unwrap();
     let t = OpenFile {
         kind: FileKind::Tcp(id),
@@ -314,7 +327,11 @@ fn socket_files_report_the_stacks_readiness() {
         flags: O_RDWR,
     };
     assert_eq!(readiness(&t), crate::net::tcp::readiness(id));
-    assert_eq!(readiness(&t).0, POLLOUT | POLLWRNORM | POLLHUP, "unconnected");
+    assert_eq!(
+        readiness(&t).0,
+        POLLOUT | POLLWRNORM | POLLHUP,
+        "unconnected"
+    );
     drop(t);
     assert_eq!(
         crate::net::tcp::readiness(id).0,

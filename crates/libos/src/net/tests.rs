@@ -9,7 +9,7 @@ use super::stack;
 use super::tcp::{self, Connect};
 use super::udp;
 use crate::errno::*;
-use crate::testing::globals;
+use crate::task::testing::globals;
 use crate::uapi::poll::*;
 
 /// Most polls any wait below makes before the test fails.
@@ -90,7 +90,11 @@ fn connected(port: u16) -> (tcp::Id, tcp::Id, tcp::Id) {
         }
     });
     let (srv, peer) = accepted.unwrap();
-    assert_eq!(peer, tcp::local_endpoint(c).unwrap(), "the peer is the client");
+    assert_eq!(
+        peer,
+        tcp::local_endpoint(c).unwrap(),
+        "the peer is the client"
+    );
     poll_until("the client's connect is done", || {
         match tcp::connect(c, localhost(port), true) {
             Ok(Connect::Done) => true,
@@ -192,7 +196,11 @@ fn a_peeked_tcp_read_leaves_the_bytes_queued() {
     assert_eq!(tcp::recv(s, &mut buf, true), Ok(3));
     assert_eq!(&buf[..3], b"abc");
     let mut buf = [0u8; 8];
-    assert_eq!(tcp::recv(s, &mut buf, false), Ok(3), "still there after the peek");
+    assert_eq!(
+        tcp::recv(s, &mut buf, false),
+        Ok(3),
+        "still there after the peek"
+    );
     assert_eq!(&buf[..3], b"abc");
     assert_eq!(tcp::recv(s, &mut buf, false), Err(EAGAIN));
     for id in [c, s, l] {
@@ -215,20 +223,29 @@ fn tcp_readiness_follows_the_connection_and_its_data() {
     let l = listener(5004);
     assert_eq!(tcp::readiness(l).0, 0, "a listener with nobody waiting");
     let c = tcp::open().unwrap();
-    assert_eq!(tcp::connect(c, localhost(5004), true), Ok(Connect::InProgress));
-    poll_until("the listener becomes readable", || tcp::readiness(l).0 & POLLIN != 0);
+    assert_eq!(
+        tcp::connect(c, localhost(5004), true),
+        Ok(Connect::InProgress)
+    );
+    poll_until("the listener becomes readable", || {
+        tcp::readiness(l).0 & POLLIN != 0
+    });
     assert_eq!(tcp::readiness(l).0, POLLIN | POLLRDNORM);
     let (s, _) = tcp::accept(l).unwrap();
     assert_eq!(tcp::readiness(l).0, 0, "the queue is empty again");
 
-    poll_until("the client is writable", || tcp::readiness(c).0 & POLLOUT != 0);
+    poll_until("the client is writable", || {
+        tcp::readiness(c).0 & POLLOUT != 0
+    });
     let (rc, _) = tcp::readiness(c);
     assert_eq!(rc, POLLOUT | POLLWRNORM, "connected, nothing to read");
     let (rs, gen_before) = tcp::readiness(s);
     assert_eq!(rs, POLLOUT | POLLWRNORM);
 
     tcp::send(c, b"x").unwrap();
-    poll_until("the server is readable", || tcp::readiness(s).0 & POLLIN != 0);
+    poll_until("the server is readable", || {
+        tcp::readiness(s).0 & POLLIN != 0
+    });
     let (rs, gen_after) = tcp::readiness(s);
     assert_eq!(rs, POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM);
     assert_ne!(gen_before, gen_after, "data arriving is a new edge");
@@ -246,7 +263,10 @@ fn a_connect_to_a_port_nobody_listens_on_is_refused_through_so_error() {
     let _g = globals();
     fresh_stack();
     let c = tcp::open().unwrap();
-    assert_eq!(tcp::connect(c, localhost(5099), true), Ok(Connect::InProgress));
+    assert_eq!(
+        tcp::connect(c, localhost(5099), true),
+        Ok(Connect::InProgress)
+    );
     let mut first = 0;
     poll_until("the refusal shows as POLLERR", || {
         first = tcp::readiness(c).0;
@@ -274,7 +294,10 @@ fn the_readiness_of_a_refused_connect_is_the_same_on_every_look() {
     let _g = globals();
     fresh_stack();
     let c = tcp::open().unwrap();
-    assert_eq!(tcp::connect(c, localhost(5096), true), Ok(Connect::InProgress));
+    assert_eq!(
+        tcp::connect(c, localhost(5096), true),
+        Ok(Connect::InProgress)
+    );
     let mut first = 0;
     poll_until("the refusal shows as POLLERR", || {
         first = tcp::readiness(c).0;
@@ -282,7 +305,11 @@ fn the_readiness_of_a_refused_connect_is_the_same_on_every_look() {
     });
     let second = tcp::readiness(c).0;
     assert_eq!(second, first, "looking twice changes nothing");
-    assert_ne!(second & POLLOUT, 0, "a refused socket stays writable (writes fail)");
+    assert_ne!(
+        second & POLLOUT,
+        0,
+        "a refused socket stays writable (writes fail)"
+    );
     tcp::close(c);
 }
 
@@ -291,7 +318,10 @@ fn a_second_connect_reports_the_refusal_of_the_first() {
     let _g = globals();
     fresh_stack();
     let c = tcp::open().unwrap();
-    assert_eq!(tcp::connect(c, localhost(5098), true), Ok(Connect::InProgress));
+    assert_eq!(
+        tcp::connect(c, localhost(5098), true),
+        Ok(Connect::InProgress)
+    );
     let mut outcome = None;
     poll_until("connect reports the outcome", || {
         match tcp::connect(c, localhost(5098), true) {
@@ -332,14 +362,22 @@ fn binding_a_tcp_port_already_in_use_fails_with_eaddrinuse() {
     let l = listener(5006);
     let other = tcp::open().unwrap();
     assert_eq!(tcp::bind(other, loopback_addr(), 5006), Err(EADDRINUSE));
-    assert_eq!(tcp::bind(other, None, 5006), Err(EADDRINUSE), "any overlaps");
+    assert_eq!(
+        tcp::bind(other, None, 5006),
+        Err(EADDRINUSE),
+        "any overlaps"
+    );
     tcp::with_opts(other, |o| o.reuseaddr = true).unwrap();
     assert_eq!(
         tcp::bind(other, None, 5006),
         Err(EADDRINUSE),
         "SO_REUSEADDR does not share a listening port"
     );
-    assert_eq!(tcp::bind(other, None, 5007), Ok(5007), "another port is free");
+    assert_eq!(
+        tcp::bind(other, None, 5007),
+        Ok(5007),
+        "another port is free"
+    );
     assert_eq!(tcp::bind(other, None, 5008), Err(EINVAL), "bound once only");
     tcp::close(l);
     let again = tcp::open().unwrap();
@@ -359,7 +397,10 @@ fn a_port_0_bind_picks_an_ephemeral_port() {
     fresh_stack();
     let a = tcp::open().unwrap();
     let p = tcp::bind(a, None, 0).unwrap();
-    assert!((32768..=60999).contains(&p), "{p} in Linux's ephemeral range");
+    assert!(
+        (32768..=60999).contains(&p),
+        "{p} in Linux's ephemeral range"
+    );
     assert_eq!(tcp::local_endpoint(a).unwrap().port, p);
     tcp::close(a);
 }
@@ -381,11 +422,23 @@ fn shutting_down_the_write_side_makes_the_peer_read_end_of_stream() {
         }
     });
     let (rs, _) = tcp::readiness(s);
-    assert_eq!(rs & (POLLIN | POLLRDHUP), POLLIN | POLLRDHUP, "readable: EOF");
-    assert_eq!(rs & POLLOUT, POLLOUT, "half closed: the server may still write");
+    assert_eq!(
+        rs & (POLLIN | POLLRDHUP),
+        POLLIN | POLLRDHUP,
+        "readable: EOF"
+    );
+    assert_eq!(
+        rs & POLLOUT,
+        POLLOUT,
+        "half closed: the server may still write"
+    );
     assert_eq!(tcp::send(c, b"more"), Err(EPIPE), "the client shut writing");
     tcp::send(s, b"reply").unwrap();
-    assert_eq!(recv_exactly(c, 5), b"reply", "the other direction still works");
+    assert_eq!(
+        recv_exactly(c, 5),
+        b"reply",
+        "the other direction still works"
+    );
     for id in [c, s, l] {
         tcp::close(id);
     }
@@ -430,7 +483,9 @@ fn closing_a_connection_with_unread_data_resets_the_peer() {
     fresh_stack();
     let (l, c, s) = connected(5012);
     tcp::send(c, b"never read").unwrap();
-    poll_until("the server has the data", || tcp::readiness(s).0 & POLLIN != 0);
+    poll_until("the server has the data", || {
+        tcp::readiness(s).0 & POLLIN != 0
+    });
     tcp::close(s);
     let mut buf = [0u8; 4];
     poll_until("the client sees the reset", || {
@@ -441,7 +496,11 @@ fn closing_a_connection_with_unread_data_resets_the_peer() {
         }
     });
     let (rc, _) = tcp::readiness(c);
-    assert_eq!(rc & (POLLIN | POLLHUP), POLLIN | POLLHUP, "reset: readable, hung up");
+    assert_eq!(
+        rc & (POLLIN | POLLHUP),
+        POLLIN | POLLHUP,
+        "reset: readable, hung up"
+    );
     assert_eq!(rc & POLLOUT, 0, "not writable after a reset");
     for id in [c, l] {
         tcp::close(id);
@@ -476,8 +535,16 @@ fn tcp_calls_on_unusable_sockets_fail_as_on_linux() {
     assert_eq!(tcp::send(a, b"x"), Err(ENOTCONN));
     let mut buf = [0u8; 1];
     assert_eq!(tcp::recv(a, &mut buf, false), Err(ENOTCONN));
-    assert_eq!(tcp::accept(a).map(|_| ()), Err(EINVAL), "accept on a non-listener");
-    assert_eq!(tcp::connect(a, localhost(0), true), Err(ECONNREFUSED), "port 0");
+    assert_eq!(
+        tcp::accept(a).map(|_| ()),
+        Err(EINVAL),
+        "accept on a non-listener"
+    );
+    assert_eq!(
+        tcp::connect(a, localhost(0), true),
+        Err(ECONNREFUSED),
+        "port 0"
+    );
     let l = listener(5014);
     assert_eq!(tcp::connect(l, localhost(5014), true), Err(EINVAL));
     assert!(tcp::is_listening(l));
@@ -500,7 +567,10 @@ fn a_listener_accepts_several_connections_in_order() {
     let clients: Vec<tcp::Id> = (0..4)
         .map(|_| {
             let c = tcp::open().unwrap();
-            assert_eq!(tcp::connect(c, localhost(5015), true), Ok(Connect::InProgress));
+            assert_eq!(
+                tcp::connect(c, localhost(5015), true),
+                Ok(Connect::InProgress)
+            );
             c
         })
         .collect();
@@ -528,7 +598,11 @@ fn a_listener_accepts_several_connections_in_order() {
 
 fn udp_bound(port: u16) -> stack::Sock {
     let k = udp::open().unwrap();
-    assert_eq!(k.net, stack::Net::Lo, "no device: sockets live on the loopback");
+    assert_eq!(
+        k.net,
+        stack::Net::Lo,
+        "no device: sockets live on the loopback"
+    );
     assert_eq!(udp::bind(k, loopback_addr(), port), Ok(port));
     k
 }
@@ -588,7 +662,11 @@ fn a_udp_read_into_a_short_buffer_truncates_and_reports_the_full_length() {
     udp::send(a, localhost(6006), b"next").unwrap();
     poll_until("readable", || udp::readiness(b).0);
     let mut small = [0u8; 10];
-    assert_eq!(udp::recv(b, &mut small, true), Ok((100, localhost(6005))), "peek");
+    assert_eq!(
+        udp::recv(b, &mut small, true),
+        Ok((100, localhost(6005))),
+        "peek"
+    );
     assert_eq!(udp::recv(b, &mut small, false), Ok((100, localhost(6005))));
     assert_eq!(small[..], msg[..10]);
     let mut buf = [0u8; 16];
@@ -634,7 +712,10 @@ fn binding_a_udp_port_in_use_fails_and_port_0_picks_an_ephemeral_one() {
         Err(EADDRNOTAVAIL)
     );
     let p = udp::bind(b, None, 0).unwrap();
-    assert!((32768..=60999).contains(&p), "{p} in Linux's ephemeral range");
+    assert!(
+        (32768..=60999).contains(&p),
+        "{p} in Linux's ephemeral range"
+    );
     assert_eq!(udp::local_endpoint(b).port, p);
     udp::close(a);
     let c = udp::open().unwrap();
@@ -681,7 +762,11 @@ fn a_connected_udp_socket_only_takes_datagrams_from_its_peer() {
     assert_eq!(udp::recv(me, &mut buf, false), Ok((4, localhost(6012))));
     assert_eq!(&buf[..4], b"mail");
     poll_a_while();
-    assert_eq!(udp::recv(me, &mut buf, false), Err(EAGAIN), "the stranger's was dropped");
+    assert_eq!(
+        udp::recv(me, &mut buf, false),
+        Err(EAGAIN),
+        "the stranger's was dropped"
+    );
     for k in [peer, stranger, me] {
         udp::close(k);
     }
