@@ -32,3 +32,5 @@ CARGO_ENCODED_RUSTFLAGS= cargo clippy --locked -p optivolt-libos --features gues
 CARGO_ENCODED_RUSTFLAGS= cargo clippy --locked -p optivolt-libos --no-default-features --features guest --bin optivolt-libos \
     --target-dir target/guest-clippy --config 'profile.dev.panic="abort"' -- -D warnings
 cargo test --locked --workspace
+# The library OS without the network, on the host.
+cargo test --locked -p optivolt-libos --no-default-features --lib
