@@ -107,6 +107,9 @@ pub struct TcpSock {
     /// Pending SO_ERROR.
     error: i64,
     shut_rd: bool,
+    /// The active open failed (refused or timed out): the socket stays
+    /// writable and hung up, as on Linux, whoever looked first.
+    open_failed: bool,
     /// When the active open started (to tell a refusal from a time-out).
     since: i64,
     /// Bumped when the socket's readiness may have changed (epoll edges).
@@ -132,6 +135,7 @@ impl TcpSock {
             opts,
             error: 0,
             shut_rd: false,
+            open_failed: false,
             since: 0,
             generation: 0,
             snap: Snap::default(),
@@ -506,6 +510,7 @@ fn outcome(s: &mut Stack, id: Id) -> Result<Option<Result<(), i64>>, i64> {
             let me = get(s, id)?;
             // Reported once: the open is over.
             me.error = e;
+            me.open_failed = true;
             if let State::Stream { connecting, .. } = &mut me.state {
                 *connecting = false;
             }
@@ -627,7 +632,8 @@ pub fn readiness(id: Id) -> (u32, u64) {
     const POLLRDHUP: u32 = 0x2000;
     with_stack_ro(|s| {
         let me = get(s, id)?;
-        let (error, shut_rd, g) = (me.error, me.shut_rd, me.generation);
+        let (error, shut_rd, open_failed, g) =
+            (me.error, me.shut_rd, me.open_failed, me.generation);
         let m = match &me.state {
             State::Fresh => POLLOUT | POLLWRNORM | POLLHUP,
             State::Listening(l) => {
@@ -639,12 +645,17 @@ pub fn readiness(id: Id) -> (u32, u64) {
             }
             State::Stream { sock, connecting } => {
                 let (k, connecting) = (*sock, *connecting);
-                let failed = connecting && matches!(outcome(s, id)?, Some(Err(_)));
                 let sk = sock_mut(s, k);
                 let st = sk.state();
+                // Looking changes nothing: a refused open not yet reported
+                // (connect or SO_ERROR settle it) shows its error too.
+                let refused = connecting && st == TcpState::Closed;
                 let mut m = 0;
-                if failed {
-                    m |= POLLOUT | POLLERR | POLLHUP;
+                if refused || open_failed {
+                    m |= POLLOUT | POLLHUP;
+                    if refused {
+                        m |= POLLERR;
+                    }
                 } else if !matches!(st, TcpState::SynSent | TcpState::SynReceived) {
                     let eof = !sk.may_recv();
                     if sk.can_recv() || eof || shut_rd {

@@ -289,7 +289,6 @@ fn a_connect_to_a_port_nobody_listens_on_is_refused_through_so_error() {
 }
 
 #[test]
-#[ignore = "bug: readiness() resolves the failed open (outcome() clears `connecting`), so the second look at a refused socket drops POLLOUT and reports POLLIN|POLLRDHUP instead; Linux keeps POLLOUT (SEND_SHUTDOWN) and the same mask on every look"]
 fn the_readiness_of_a_refused_connect_is_the_same_on_every_look() {
     let _g = globals();
     fresh_stack();
