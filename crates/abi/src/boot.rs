@@ -14,6 +14,8 @@ pub mod flags {
     pub const TRACE_SYSCALLS: u32 = 1 << 0;
     /// The user asked for `--timing`; record boot timestamps.
     pub const TIMING: u32 = 1 << 1;
+    /// `--syscalls trap`: never rewrite `syscall` sites into jumps.
+    pub const SYSCALLS_TRAP: u32 = 1 << 2;
 }
 
 /// Bits of [`BootInfo::cpu_features`]: what the monitor's CPUID says, so that the

@@ -46,6 +46,8 @@ pub struct VmConfig<'a> {
     pub memory: u64,
     /// Print every system call on stderr.
     pub trace_syscalls: bool,
+    /// Never rewrite the application's `syscall` sites (`--syscalls trap`).
+    pub syscalls_trap: bool,
     /// Record boot timestamps.
     pub timing: bool,
     /// Stop the guest after this long.
@@ -95,6 +97,7 @@ impl<'a> VmConfig<'a> {
             env: Vec::new(),
             memory: 64 << 20,
             trace_syscalls: false,
+            syscalls_trap: false,
             timing: false,
             timeout: None,
             started: Instant::now(),
@@ -625,7 +628,12 @@ fn boot_info(
         flags::TRACE_SYSCALLS
     } else {
         0
-    } | if cfg.timing { flags::TIMING } else { 0 };
+    } | if cfg.timing { flags::TIMING } else { 0 }
+        | if cfg.syscalls_trap {
+            flags::SYSCALLS_TRAP
+        } else {
+            0
+        };
     bi.ram_size = ram;
     bi.page_table_root = placed.root;
     bi.libos = placed.libos;

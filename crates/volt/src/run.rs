@@ -25,6 +25,12 @@ pub struct RunArgs {
     /// Print every system call the guest makes on stderr (strace-style).
     #[arg(long)]
     pub trace_syscalls: bool,
+    /// How the application's system calls reach the library OS: `patch`
+    /// (default: each `syscall` site that can be is rewritten into a jump on
+    /// its first call, so later calls never trap) or `trap` (every call traps;
+    /// for debugging and differential tests).
+    #[arg(long, value_name = "patch|trap", default_value = "patch", value_parser = ["patch", "trap"])]
+    pub syscalls: String,
     /// Stop the guest after this many seconds (exit status 124).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
@@ -175,6 +181,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         env,
         memory: a.memory,
         trace_syscalls: a.trace_syscalls,
+        syscalls_trap: a.syscalls == "trap",
         timing: a.timing,
         timeout,
         started,

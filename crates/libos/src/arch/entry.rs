@@ -73,6 +73,10 @@ extern "C" {
     pub fn ov_switch_to(prev_ksp: *mut u64, next_ksp: u64);
     /// Kernel-stack top used by the next system call or timer interrupt.
     pub static mut ov_syscall_stack_top: u64;
+    /// 1 while the call in progress came through a patched site.
+    pub static mut ov_entry_jumped: u8;
+    /// Where a patched site's trampoline enters the library OS.
+    pub fn ov_syscall_jump_entry();
     fn ov_thread_start();
 }
 
@@ -190,6 +194,10 @@ global_asm!(
     "ov_stub_frame_rsp: .quad 0",
     ".quad {user_ss}",
     "ov_irq_scratch: .quad 0",
+    // Set by the jump entry, read and cleared by the dispatcher: whether the
+    // call in progress came through a patched site.
+    ".global ov_entry_jumped",
+    "ov_entry_jumped: .byte 0",
     ".global ov_syscall_stack_top",
     "ov_syscall_stack_top: .quad ov_boot_stack_top",
     "ov_mxcsr_default: .long 0x1f80",
@@ -208,6 +216,14 @@ global_asm!(
     "    mov [rip + ov_stub_frame_rsp], rsp",
     "    lea rsp, [rip + ov_stub_frame]",
     "    iretq",
+    // ------------------------ CPL 3: entry from a patched site's trampoline
+    // RCX, R11 and RAX hold what `syscall` would have left (see arch::patch);
+    // RIP is the library OS's, so no tick is taken from here on.
+    ".balign 16",
+    ".global ov_syscall_jump_entry",
+    "ov_syscall_jump_entry:",
+    "    mov byte ptr [rip + ov_entry_jumped], 1",
+    "    jmp ov_syscall_handler",
     // --------------------------------------------- CPL 3: syscall handler
     ".balign 16",
     "ov_syscall_handler:",

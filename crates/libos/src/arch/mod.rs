@@ -8,6 +8,7 @@ pub mod cpu;
 #[cfg(feature = "guest")]
 pub mod entry;
 pub mod hypercall;
+pub mod patch;
 
 use optivolt_abi::boot::BootInfo;
 

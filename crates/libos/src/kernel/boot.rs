@@ -114,6 +114,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     stamp(|t| &mut t.libos_ready);
     mem.brk_start = app.end;
     mem.brk = app.end;
+    let trampolines = reserve_trampolines(&mut mem, app.start);
 
     // The stack: an 8 MiB area whose top is populated now.
     let stack_top = USER_TOP;
@@ -197,6 +198,8 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         fs,
         fds: FdTable::with_console(),
         cwd: crate::fs::vfs::ROOT,
+        patching: boot.flags & optivolt_abi::boot::flags::SYSCALLS_TRAP == 0,
+        trampolines,
     });
 
     extern "C" {
@@ -211,6 +214,31 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     // SAFETY: the entry point and stack were just mapped; from here on the
     // boot stack serves as the system-call stack.
     unsafe { crate::arch::entry::ov_enter_user(app.entry, img.rsp) }
+}
+
+/// Room for the trampolines of patched `syscall` sites: 1,024 of them.
+const TRAMPOLINE_AREA: u64 = 64 << 10;
+
+/// Reserves the trampolines' area just below the program's lowest address
+/// (within ±2 GiB of its code, a guard page in between, never near page 0);
+/// its pages are made when the first trampoline is written.
+fn reserve_trampolines(
+    mem: &mut Memory,
+    image_start: u64,
+) -> Option<crate::arch::patch::Trampolines> {
+    let end = page_down(image_start).checked_sub(PAGE)?;
+    let start = end.checked_sub(TRAMPOLINE_AREA)?;
+    if start < (1 << 20) || mem.vmas.overlaps(start, end) {
+        return None;
+    }
+    let v = Vma {
+        start,
+        end,
+        prot: crate::mm::vma::PROT_READ | crate::mm::vma::PROT_EXEC,
+        kind: VmaKind::Anonymous,
+    };
+    mem.map(v, false).ok()?;
+    Some(crate::arch::patch::Trampolines::new(start, end))
 }
 
 /// Maps the executable the monitor placed in guest-physical memory: no copy,

@@ -30,6 +30,10 @@ pub struct Kernel {
     pub fds: crate::fd::file::FdTable,
     /// Current directory.
     pub cwd: crate::fs::vfs::Ino,
+    /// Whether trapped `syscall` sites are rewritten into jumps.
+    pub patching: bool,
+    /// Where the trampolines of patched sites go (near the program's code).
+    pub trampolines: Option<crate::arch::patch::Trampolines>,
 }
 
 impl Kernel {

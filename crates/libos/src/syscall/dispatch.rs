@@ -23,6 +23,7 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
         frame.regs.r8,
         frame.regs.r9,
     ];
+    let jumped = crate::syscall::patch::take_jumped();
     let row = table::lookup(n);
     if matches!(row.map(|r| r.entry), Some(Entry::SigReturn)) {
         let addr = frame as *mut SyscallFrame as u64;
@@ -50,6 +51,7 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
         deliver_to(frame);
         return;
     }
+    let mut first = true;
     loop {
         // The kernel lock is held for one attempt only, never across a switch.
         let (result, trace) = {
@@ -57,6 +59,12 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
             let Some(k) = guard.as_mut() else {
                 crate::arch::hypercall::abort(b"system call before the kernel was initialised")
             };
+            if first {
+                // Counted once, and the site patched before the call runs (a
+                // call that never returns, exit or a blocked read, is patched too).
+                crate::syscall::patch::on_entry(k, jumped, frame.rip, n);
+                first = false;
+            }
             let result = match row {
                 Some(r) => {
                     if k.trace && r.noreturn {

@@ -8,3 +8,5 @@ pub mod trace;
 pub mod dispatch;
 #[cfg(feature = "guest")]
 pub mod linux;
+#[cfg(feature = "guest")]
+pub mod patch;

@@ -1,0 +1,221 @@
+//! Rewriting `syscall` sites into jumps (function-call system calls for
+//! unmodified binaries; see `syscall/patch.rs` for when a site is patched).
+//!
+//! A site `mov eax, imm32; syscall` (`b8 imm32 0f 05`, the shape of Go's
+//! runtime stubs and of the C libraries' calls with a constant number) has
+//! its 5-byte `mov` overwritten with `jmp rel32` to a per-site trampoline.
+//! The `syscall` itself stays, so a restart (RIP rewound by 2) still finds
+//! a `syscall` there, and any branch that lands on it still works.
+//!
+//! The trampoline does what the `mov` and `syscall` did, with registers only
+//! (never the application's stack: leaf functions keep data in the red zone)
+//! and is preemptible anywhere: RCX = the return address and R11 = the flags
+//! (CF, PF, AF, ZF, SF, OF, IF), as `syscall` leaves them, EAX = the number,
+//! then an absolute jump to the library OS's entry, which returns to the
+//! instruction after the `syscall` restoring the flags from R11.
+
+/// Bytes reserved for each trampoline.
+pub const TRAMPOLINE_SIZE: u64 = 64;
+
+/// Length of a patchable site (`b8 imm32 0f 05`).
+pub const SITE_LEN: u64 = 7;
+
+/// The system-call number of a patchable site ending at `ret` (the address
+/// after its `syscall`), from the 8 bytes before `ret`: `None` unless they are
+/// `mov eax, imm32; syscall` with no REX prefix in front of the `mov` (then
+/// the `b8` would belong to `mov r8d, imm32`).
+pub fn site_number(before: &[u8; 8]) -> Option<u32> {
+    let [prefix, op, a, b, c, d, s0, s1] = *before;
+    if op != 0xb8 || s0 != 0x0f || s1 != 0x05 || (0x40..=0x4f).contains(&prefix) {
+        return None;
+    }
+    Some(u32::from_le_bytes([a, b, c, d]))
+}
+
+/// `rel32` for a 5- or 7-byte instruction at `from` of length `len` that
+/// reaches `to`, if it is within ±2 GiB.
+fn rel32(from: u64, len: u64, to: u64) -> Option<[u8; 4]> {
+    let next = from.checked_add(len)?;
+    let d = (to as i128) - (next as i128);
+    i32::try_from(d).ok().map(i32::to_le_bytes)
+}
+
+/// The `jmp rel32` that replaces the `mov` at `site` (the site's first byte).
+pub fn site_jump(site: u64, trampoline: u64) -> Option<[u8; 5]> {
+    let r = rel32(site, 5, trampoline)?;
+    Some([0xe9, r[0], r[1], r[2], r[3]])
+}
+
+/// The trampoline at `at` for the site at `site` with number `nr`, entering
+/// the library OS at `entry`.
+pub fn trampoline(
+    at: u64,
+    site: u64,
+    nr: u32,
+    entry: u64,
+) -> Option<[u8; TRAMPOLINE_SIZE as usize]> {
+    let mut t = [0xccu8; TRAMPOLINE_SIZE as usize]; // int3 padding
+    let mut n = 0usize;
+    let mut put = |bytes: &[u8], n: &mut usize| {
+        t[*n..*n + bytes.len()].copy_from_slice(bytes);
+        *n += bytes.len();
+    };
+    put(&[0x9f], &mut n); //                     lahf
+    put(&[0x0f, 0x90, 0xc0], &mut n); //          seto al
+    put(&[0x44, 0x0f, 0xb6, 0xd8], &mut n); //    movzx r11d, al
+    put(&[0x41, 0xc1, 0xe3, 0x0b], &mut n); //    shl r11d, 11 (OF)
+    put(&[0x0f, 0xb6, 0xcc], &mut n); //          movzx ecx, ah
+    put(&[0x41, 0x09, 0xcb], &mut n); //          or r11d, ecx
+    put(&[0x41, 0x81, 0xcb, 0x00, 0x02, 0x00, 0x00], &mut n); // or r11d, 0x200 (IF)
+    let [a, b, c, d] = nr.to_le_bytes();
+    put(&[0xb8, a, b, c, d], &mut n); //          mov eax, nr
+    let ret = site.checked_add(SITE_LEN)?;
+    let r = rel32(at + n as u64, 7, ret)?;
+    put(&[0x48, 0x8d, 0x0d, r[0], r[1], r[2], r[3]], &mut n); // lea rcx, [rip + ret]
+    put(&[0xff, 0x25, 0, 0, 0, 0], &mut n); //   jmp [rip + 0]
+    put(&entry.to_le_bytes(), &mut n); //        the entry's address
+    Some(t)
+}
+
+/// A bump allocator of trampolines in a region of the application's address
+/// space near its code.
+#[derive(Clone, Copy, Debug)]
+pub struct Trampolines {
+    /// The region.
+    pub start: u64,
+    /// Its end (exclusive).
+    pub end: u64,
+    next: u64,
+}
+
+impl Trampolines {
+    /// Trampolines in `[start, end)`.
+    pub fn new(start: u64, end: u64) -> Self {
+        Trampolines {
+            start,
+            end,
+            next: start,
+        }
+    }
+
+    /// The next free trampoline's address, if one is left.
+    pub fn take(&mut self) -> Option<u64> {
+        let at = self.next;
+        let e = at.checked_add(TRAMPOLINE_SIZE)?;
+        if e > self.end {
+            return None;
+        }
+        self.next = e;
+        Some(at)
+    }
+
+    /// Whether `addr` lies in the region.
+    pub fn contains(&self, addr: u64) -> bool {
+        (self.start..self.end).contains(&addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter};
+
+    fn disasm(code: &[u8], ip: u64) -> Vec<String> {
+        let mut d = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
+        let mut f = IntelFormatter::new();
+        let mut out = Vec::new();
+        let mut ins = Instruction::default();
+        while d.can_decode() {
+            d.decode_out(&mut ins);
+            let mut s = String::new();
+            f.format(&ins, &mut s);
+            out.push(s);
+            if ins.mnemonic() == iced_x86::Mnemonic::Jmp {
+                break;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn only_mov_eax_imm32_then_syscall_is_a_site() {
+        assert_eq!(
+            site_number(&[0x90, 0xb8, 0x27, 0, 0, 0, 0x0f, 0x05]),
+            Some(39)
+        );
+        assert_eq!(
+            site_number(&[0x41, 0xb8, 0x27, 0, 0, 0, 0x0f, 0x05]),
+            None,
+            "mov r8d"
+        );
+        assert_eq!(
+            site_number(&[0x90, 0x48, 0x89, 0xdf, 0x90, 0x90, 0x0f, 0x05]),
+            None
+        );
+        assert_eq!(site_number(&[0x90, 0xb8, 0x27, 0, 0, 0, 0x0f, 0x0b]), None);
+    }
+
+    #[test]
+    fn the_site_jumps_to_its_trampoline() {
+        let j = site_jump(0x40_1000, 0x3f_0000).unwrap();
+        assert_eq!(disasm(&j, 0x40_1000), ["jmp 00000000003F0000h"]);
+        assert!(
+            site_jump(0x40_1000, 0x40_1000 + (3 << 30)).is_none(),
+            "beyond 2 GiB"
+        );
+    }
+
+    #[test]
+    fn the_trampoline_sets_rax_rcx_r11_and_jumps_to_the_entry_without_the_stack() {
+        let (at, site, entry) = (0x3f_0040u64, 0x40_1234u64, 0x7e00_0010_2000u64);
+        let t = trampoline(at, site, 110, entry).unwrap();
+        let code = disasm(&t, at);
+        assert_eq!(
+            code,
+            [
+                "lahf",
+                "seto al",
+                "movzx r11d,al",
+                "shl r11d,0Bh",
+                "movzx ecx,ah",
+                "or r11d,ecx",
+                "or r11d,200h",
+                "mov eax,6Eh",
+                "lea rcx,[40123Bh]",
+                "jmp qword ptr [3F006Bh]", // the 8 bytes right after it
+            ]
+        );
+        let used: usize = {
+            let mut d = Decoder::with_ip(64, &t, at, DecoderOptions::NONE);
+            let mut n = 0;
+            for ins in &mut d {
+                n += ins.len();
+                if ins.mnemonic() == iced_x86::Mnemonic::Jmp {
+                    break;
+                }
+            }
+            n
+        };
+        assert_eq!(
+            &t[used..used + 8],
+            &entry.to_le_bytes(),
+            "the jump's target"
+        );
+        assert!(used + 8 <= TRAMPOLINE_SIZE as usize);
+        // Nothing in it touches memory through RSP or pushes.
+        let mut d = Decoder::with_ip(64, &t[..used], at, DecoderOptions::NONE);
+        for ins in &mut d {
+            assert!(!ins.is_stack_instruction(), "{ins}");
+            assert_ne!(ins.memory_base(), iced_x86::Register::RSP, "{ins}");
+        }
+    }
+
+    #[test]
+    fn trampolines_are_handed_out_until_the_region_is_full() {
+        let mut r = Trampolines::new(0x1000, 0x1000 + 2 * TRAMPOLINE_SIZE);
+        assert_eq!(r.take(), Some(0x1000));
+        assert_eq!(r.take(), Some(0x1040));
+        assert_eq!(r.take(), None);
+        assert!(r.contains(0x1000) && !r.contains(0x1080));
+    }
+}
