@@ -105,8 +105,10 @@ pub struct SchedShared {
     /// Non-zero while more than one thread is runnable: the monitor then
     /// injects the timer interrupt (about every 10 ms) for preemption.
     pub want_tick: u32,
-    /// Reserved, zero.
-    pub _reserved: u32,
+    /// Set by the monitor when a tick was due but the guest was inside the
+    /// library OS (it is never interrupted there): the guest yields at the
+    /// end of the system call in progress and clears it.
+    pub tick_missed: u32,
 }
 
 /// Guest TSC readings taken at boot milestones (0 = not reached). Written by
@@ -259,7 +261,7 @@ impl BootInfo {
             },
             sched: SchedShared {
                 want_tick: 0,
-                _reserved: 0,
+                tick_missed: 0,
             },
             net: NetInfo {
                 present: 0,

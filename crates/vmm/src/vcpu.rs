@@ -197,7 +197,15 @@ impl Vm {
         // itself. Application code is interruptible by our contract, so set
         // IF when injecting into it.
         match self.vcpu.get_regs() {
-            Ok(mut r) if r.rip < USER_TOP => {
+            Ok(r) if r.rip >= USER_TOP => {
+                // Inside the library OS: it yields when the call ends.
+                let at = BOOT_INFO_PA
+                    + SCHED_OFFSET as u64
+                    + core::mem::offset_of!(SchedShared, tick_missed) as u64;
+                let _ = self.mem.write_obj(1u32, GuestAddress(at));
+                return;
+            }
+            Ok(mut r) => {
                 if r.rflags & 0x200 == 0 {
                     r.rflags |= 0x200;
                     if self.vcpu.set_regs(&r).is_err() {

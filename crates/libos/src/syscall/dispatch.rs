@@ -154,6 +154,12 @@ fn finish(
         console::write_kernel(2, &buf[..len]);
     }
     frame.regs.rax = ret as u64;
+    if sched::take_missed_tick() {
+        // The tick the monitor could not give while we were in here.
+        #[cfg(feature = "net")]
+        crate::net::stack::tick_poll();
+        sched::yield_now();
+    }
     if ret == -EPIPE && row.is_some_and(|r| raises_sigpipe(r, args)) {
         sched::send_signal(sched::current_tid(), SIGPIPE);
     }

@@ -67,7 +67,18 @@ fn patch(k: &mut Kernel, ret: u64, nr: u64) -> Option<()> {
     Some(())
 }
 
-/// Whether call `nr` came through a patched site; clears the entry's mark.
+/// Writes the counts on stderr (`volt run --timing`).
+pub fn report() {
+    crate::drivers::console::kernel_log(format_args!(
+        "optivolt: system calls: {} by jump, {} by trap; {} sites patched, {} traps from sites left as they are\n",
+        JUMPED.load(Relaxed),
+        TRAPPED.load(Relaxed),
+        PATCHED.load(Relaxed),
+        UNPATCHABLE.load(Relaxed),
+    ));
+}
+
+/// Whether the call in progress came through a patched site; clears the entry's mark.
 pub fn take_jumped() -> bool {
     // SAFETY: one vCPU; the flag is written by the jump entry right before
     // the dispatcher runs, with no switch in between.

@@ -187,6 +187,25 @@ pub fn thread_count() -> usize {
     })
 }
 
+/// Whether a preemption tick came while the library OS ran (the monitor
+/// never interrupts it): the caller, at the end of a system call, yields.
+/// Clears the mark.
+pub fn take_missed_tick() -> bool {
+    if cfg!(not(feature = "guest")) {
+        return false;
+    }
+    // SAFETY: BootInfo lives at a fixed physmap address for the VM's life;
+    // the monitor sets this word only while the vCPU is out of the guest.
+    unsafe {
+        let s = core::ptr::addr_of_mut!((*crate::arch::boot_info_ptr()).sched.tick_missed);
+        if s.read_volatile() == 0 {
+            return false;
+        }
+        s.write_volatile(0);
+    }
+    true
+}
+
 /// Takes the running thread's wake-up reason (set when it was woken).
 pub fn take_wake() -> Option<Wake> {
     with_current(|t| t.wake.take())
