@@ -80,3 +80,20 @@ fn a_loop_of_calls_from_one_site_traps_once_then_jumps() {
     assert_eq!((jumped, patched), (0, 0), "--syscalls trap patches nothing");
     assert!(trapped >= 10_000);
 }
+
+#[test]
+fn a_go_program_recovers_from_a_nil_dereference_as_natively() {
+    if !kvm_available("a_go_program_recovers_from_a_nil_dereference_as_natively") {
+        return;
+    }
+    let p = program("gonil", "go");
+    let n = native(&p, &[], &[]);
+    assert!(
+        String::from_utf8_lossy(&n.stdout).contains(
+            "recovered: runtime error: invalid memory address or nil pointer dereference"
+        ),
+        "{n:?}"
+    );
+    assert_same(&n, &unikernel(&p, &[], &[], &[]));
+    assert_same(&n, &unikernel(&p, &["--syscalls", "trap"], &[], &[]));
+}

@@ -2,8 +2,10 @@
 //! unmodified binaries; see `syscall/patch.rs` for when a site is patched).
 //!
 //! A site `mov eax, imm32; syscall` (`b8 imm32 0f 05`, the shape of Go's
-//! runtime stubs and of the C libraries' calls with a constant number) has
-//! its 5-byte `mov` overwritten with `jmp rel32` to a per-site trampoline.
+//! runtime stubs and of the C libraries' calls with a constant number) or
+//! `mov rax, imm32; syscall` (`48 c7 c0 imm32 0f 05`, Go's other stubs) has
+//! its `mov` overwritten with `jmp rel32` to a per-site trampoline that
+//! holds the `mov` (position-independent, copied as it is).
 //! The `syscall` itself stays, so a restart (RIP rewound by 2) still finds
 //! a `syscall` there, and any branch that lands on it still works.
 //!
@@ -17,19 +19,53 @@
 /// Bytes reserved for each trampoline.
 pub const TRAMPOLINE_SIZE: u64 = 64;
 
-/// Length of a patchable site (`b8 imm32 0f 05`).
-pub const SITE_LEN: u64 = 7;
+/// How many bytes before a `syscall` the site reader looks at.
+pub const LOOK_BEHIND: usize = 10;
 
-/// The system-call number of a patchable site ending at `ret` (the address
-/// after its `syscall`), from the 8 bytes before `ret`: `None` unless they are
-/// `mov eax, imm32; syscall` with no REX prefix in front of the `mov` (then
-/// the `b8` would belong to `mov r8d, imm32`).
-pub fn site_number(before: &[u8; 8]) -> Option<u32> {
-    let [prefix, op, a, b, c, d, s0, s1] = *before;
-    if op != 0xb8 || s0 != 0x0f || s1 != 0x05 || (0x40..=0x4f).contains(&prefix) {
+/// A patchable site: the `mov` that loads the number, right before `syscall`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Site {
+    /// Length of the `mov` (5 or 7 bytes); the site starts that many bytes
+    /// before the `syscall`.
+    pub mov_len: u64,
+    /// The value it leaves in RAX.
+    pub rax: u64,
+}
+
+/// Whether `b` could be a prefix (legacy or REX) of the instruction after it.
+fn is_prefix(b: u8) -> bool {
+    matches!(
+        b,
+        0x40..=0x4f | 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3 | 0x2e | 0x3e | 0x26 | 0x36 | 0x64 | 0x65
+    )
+}
+
+/// The patchable site ending with the `syscall` right before `ret`, from the
+/// [`LOOK_BEHIND`] bytes before `ret`: `mov eax, imm32` or `mov rax,
+/// imm32` immediately before `0f 05`, with no prefix in front of the `mov`
+/// (then its first byte would belong to another instruction: `41 b8` is
+/// `mov r8d, imm32`).
+pub fn site_at(before: &[u8; LOOK_BEHIND]) -> Option<Site> {
+    let n = LOOK_BEHIND;
+    if before[n - 2..] != [0x0f, 0x05] {
         return None;
     }
-    Some(u32::from_le_bytes([a, b, c, d]))
+    let imm = |at: usize| {
+        u32::from_le_bytes([before[at], before[at + 1], before[at + 2], before[at + 3]])
+    };
+    if before[n - 7] == 0xb8 && !is_prefix(before[n - 8]) {
+        return Some(Site {
+            mov_len: 5,
+            rax: imm(n - 6) as u64,
+        });
+    }
+    if before[n - 9..n - 6] == [0x48, 0xc7, 0xc0] && !is_prefix(before[n - 10]) {
+        return Some(Site {
+            mov_len: 7,
+            rax: imm(n - 6) as i32 as i64 as u64,
+        });
+    }
+    None
 }
 
 /// `rel32` for a 5- or 7-byte instruction at `from` of length `len` that
@@ -40,20 +76,28 @@ fn rel32(from: u64, len: u64, to: u64) -> Option<[u8; 4]> {
     i32::try_from(d).ok().map(i32::to_le_bytes)
 }
 
-/// The `jmp rel32` that replaces the `mov` at `site` (the site's first byte).
-pub fn site_jump(site: u64, trampoline: u64) -> Option<[u8; 5]> {
+/// What replaces a `mov` of `len` bytes at `site`: `jmp rel32` to the
+/// trampoline, then `int3` up to the `syscall` (never reached: nothing jumps
+/// into the middle of an instruction).
+pub fn site_jump(site: u64, len: u64, trampoline: u64) -> Option<[u8; 7]> {
+    if !(5..=7).contains(&len) {
+        return None;
+    }
     let r = rel32(site, 5, trampoline)?;
-    Some([0xe9, r[0], r[1], r[2], r[3]])
+    Some([0xe9, r[0], r[1], r[2], r[3], 0xcc, 0xcc])
 }
 
-/// The trampoline at `at` for the site at `site` with number `nr`, entering
-/// the library OS at `entry`.
+/// The trampoline at `at` for the site at `site` whose `mov` is `mov`,
+/// entering the library OS at `entry`.
 pub fn trampoline(
     at: u64,
     site: u64,
-    nr: u32,
+    mov: &[u8],
     entry: u64,
 ) -> Option<[u8; TRAMPOLINE_SIZE as usize]> {
+    if !(5..=7).contains(&mov.len()) {
+        return None;
+    }
     let mut t = [0xccu8; TRAMPOLINE_SIZE as usize]; // int3 padding
     let mut n = 0usize;
     let mut put = |bytes: &[u8], n: &mut usize| {
@@ -67,9 +111,8 @@ pub fn trampoline(
     put(&[0x0f, 0xb6, 0xcc], &mut n); //          movzx ecx, ah
     put(&[0x41, 0x09, 0xcb], &mut n); //          or r11d, ecx
     put(&[0x41, 0x81, 0xcb, 0x00, 0x02, 0x00, 0x00], &mut n); // or r11d, 0x200 (IF)
-    let [a, b, c, d] = nr.to_le_bytes();
-    put(&[0xb8, a, b, c, d], &mut n); //          mov eax, nr
-    let ret = site.checked_add(SITE_LEN)?;
+    put(mov, &mut n); //                          the site's own mov
+    let ret = site.checked_add(mov.len() as u64 + 2)?;
     let r = rel32(at + n as u64, 7, ret)?;
     put(&[0x48, 0x8d, 0x0d, r[0], r[1], r[2], r[3]], &mut n); // lea rcx, [rip + ret]
     put(&[0xff, 0x25, 0, 0, 0, 0], &mut n); //   jmp [rip + 0]
@@ -138,37 +181,65 @@ mod tests {
     }
 
     #[test]
-    fn only_mov_eax_imm32_then_syscall_is_a_site() {
+    fn only_a_mov_of_rax_right_before_syscall_is_a_site() {
+        let eax = Site {
+            mov_len: 5,
+            rax: 39,
+        };
         assert_eq!(
-            site_number(&[0x90, 0xb8, 0x27, 0, 0, 0, 0x0f, 0x05]),
-            Some(39)
+            site_at(&[0x90, 0x90, 0x90, 0xb8, 0x27, 0, 0, 0, 0x0f, 0x05]),
+            Some(eax)
         );
         assert_eq!(
-            site_number(&[0x41, 0xb8, 0x27, 0, 0, 0, 0x0f, 0x05]),
+            site_at(&[0x90, 0x90, 0x41, 0xb8, 0x27, 0, 0, 0, 0x0f, 0x05]),
             None,
             "mov r8d"
         );
         assert_eq!(
-            site_number(&[0x90, 0x48, 0x89, 0xdf, 0x90, 0x90, 0x0f, 0x05]),
+            site_at(&[0x90, 0x90, 0x66, 0xb8, 0x27, 0, 0, 0, 0x0f, 0x05]),
+            None,
+            "prefixed"
+        );
+        assert_eq!(
+            site_at(&[0x90, 0x90, 0x90, 0x48, 0x89, 0xdf, 0x90, 0x90, 0x0f, 0x05]),
             None
         );
-        assert_eq!(site_number(&[0x90, 0xb8, 0x27, 0, 0, 0, 0x0f, 0x0b]), None);
+        assert_eq!(
+            site_at(&[0x90, 0x90, 0x90, 0xb8, 0x27, 0, 0, 0, 0x0f, 0x0b]),
+            None
+        );
+        let rax = Site {
+            mov_len: 7,
+            rax: 0xe4,
+        };
+        assert_eq!(
+            site_at(&[0x90, 0x48, 0xc7, 0xc0, 0xe4, 0, 0, 0, 0x0f, 0x05]),
+            Some(rax)
+        );
+        let neg = site_at(&[0x90, 0x48, 0xc7, 0xc0, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x05]);
+        assert_eq!(neg.map(|s| s.rax), Some(u64::MAX), "sign-extended");
+        assert_eq!(
+            site_at(&[0xf0, 0x48, 0xc7, 0xc0, 0xe4, 0, 0, 0, 0x0f, 0x05]),
+            None
+        );
     }
 
     #[test]
     fn the_site_jumps_to_its_trampoline() {
-        let j = site_jump(0x40_1000, 0x3f_0000).unwrap();
-        assert_eq!(disasm(&j, 0x40_1000), ["jmp 00000000003F0000h"]);
+        let j = site_jump(0x40_1000, 5, 0x3f_0000).unwrap();
+        assert_eq!(disasm(&j[..5], 0x40_1000), ["jmp 00000000003F0000h"]);
+        assert_eq!(j[5..], [0xcc, 0xcc], "never reached");
         assert!(
-            site_jump(0x40_1000, 0x40_1000 + (3 << 30)).is_none(),
+            site_jump(0x40_1000, 5, 0x40_1000 + (3 << 30)).is_none(),
             "beyond 2 GiB"
         );
+        assert!(site_jump(0x40_1000, 4, 0x3f_0000).is_none());
     }
 
     #[test]
     fn the_trampoline_sets_rax_rcx_r11_and_jumps_to_the_entry_without_the_stack() {
         let (at, site, entry) = (0x3f_0040u64, 0x40_1234u64, 0x7e00_0010_2000u64);
-        let t = trampoline(at, site, 110, entry).unwrap();
+        let t = trampoline(at, site, &[0xb8, 110, 0, 0, 0], entry).unwrap();
         let code = disasm(&t, at);
         assert_eq!(
             code,
@@ -202,6 +273,10 @@ mod tests {
             "the jump's target"
         );
         assert!(used + 8 <= TRAMPOLINE_SIZE as usize);
+        let t7 = trampoline(at, site, &[0x48, 0xc7, 0xc0, 0xe4, 0, 0, 0], entry).unwrap();
+        let code7 = disasm(&t7, at);
+        assert_eq!(code7[7], "mov rax,0E4h");
+        assert_eq!(code7[8], "lea rcx,[40123Dh]", "returns after a 9-byte site");
         // Nothing in it touches memory through RSP or pushes.
         let mut d = Decoder::with_ip(64, &t[..used], at, DecoderOptions::NONE);
         for ins in &mut d {

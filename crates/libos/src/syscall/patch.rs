@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use optivolt_abi::layout::USER_TOP;
 
-use crate::arch::patch::{site_jump, site_number, trampoline, SITE_LEN};
+use crate::arch::patch::{site_at, site_jump, trampoline, LOOK_BEHIND};
 use crate::kernel::Kernel;
 use crate::mm::vma::PROT_EXEC;
 
@@ -30,7 +30,7 @@ pub fn on_entry(k: &mut Kernel, jumped: bool, ret: u64, nr: u64) {
         return;
     }
     TRAPPED.fetch_add(1, Relaxed);
-    if !k.patching || !(SITE_LEN + 1..USER_TOP).contains(&ret) {
+    if !k.patching || !(LOOK_BEHIND as u64..USER_TOP).contains(&ret) {
         return;
     }
     if patch(k, ret, nr).is_none() {
@@ -39,14 +39,18 @@ pub fn on_entry(k: &mut Kernel, jumped: bool, ret: u64, nr: u64) {
 }
 
 fn patch(k: &mut Kernel, ret: u64, nr: u64) -> Option<()> {
-    let site = ret - SITE_LEN;
-    let mut before = [0u8; 8];
-    k.mem.copy_from_user(ret - 8, &mut before).ok()?;
-    // The number the site loads is the one the call carries: the `b8` is
-    // really the `mov` into EAX that feeds this `syscall`.
-    if site_number(&before)? as u64 != nr {
+    let mut before = [0u8; LOOK_BEHIND];
+    k.mem
+        .copy_from_user(ret - LOOK_BEHIND as u64, &mut before)
+        .ok()?;
+    let found = site_at(&before)?;
+    // The value the site loads is the one the call carries: the `mov` really
+    // is the one that feeds this `syscall`.
+    if found.rax != nr {
         return None;
     }
+    let site = ret - 2 - found.mov_len;
+    let mov = &before[LOOK_BEHIND - 2 - found.mov_len as usize..LOOK_BEHIND - 2];
     // Only code the program maps executable, whole.
     let vma = k.mem.vmas.find(site)?;
     if vma.prot & PROT_EXEC == 0 || vma.end < ret {
@@ -56,12 +60,12 @@ fn patch(k: &mut Kernel, ret: u64, nr: u64) -> Option<()> {
     let pool = k.trampolines.as_mut()?;
     let mut probe = *pool;
     let at = probe.take()?;
-    let code = trampoline(at, site, nr as u32, entry)?;
-    let jump = site_jump(site, at)?;
+    let code = trampoline(at, site, mov, entry)?;
+    let jump = site_jump(site, found.mov_len, at)?;
     // The trampoline first, then the jump to it: one vCPU, and no other
     // thread runs inside the library OS, so nothing sees half of it.
     k.mem.load(at, &code).ok()?;
-    k.mem.load(site, &jump).ok()?;
+    k.mem.load(site, &jump[..found.mov_len as usize]).ok()?;
     *pool = probe;
     PATCHED.fetch_add(1, Relaxed);
     Some(())
