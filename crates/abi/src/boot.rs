@@ -16,6 +16,10 @@ pub mod flags {
     pub const TIMING: u32 = 1 << 1;
     /// `--syscalls trap`: never rewrite `syscall` sites into jumps.
     pub const SYSCALLS_TRAP: u32 = 1 << 2;
+    /// `--stats`: print the guest's counts on stderr when the program exits.
+    pub const STATS: u32 = 1 << 3;
+    /// `--stats=all`: the counts per system call too.
+    pub const STATS_ALL: u32 = 1 << 4;
 }
 
 /// Bits of [`BootInfo::cpu_features`]: what the monitor's CPUID says, so that the

@@ -48,6 +48,8 @@ pub struct VmConfig<'a> {
     pub trace_syscalls: bool,
     /// Never rewrite the application's `syscall` sites (`--syscalls trap`).
     pub syscalls_trap: bool,
+    /// `--stats` (1) or `--stats=all` (2): the guest prints its counts at exit.
+    pub stats: u8,
     /// Record boot timestamps.
     pub timing: bool,
     /// Stop the guest after this long.
@@ -98,6 +100,7 @@ impl<'a> VmConfig<'a> {
             memory: 64 << 20,
             trace_syscalls: false,
             syscalls_trap: false,
+            stats: 0,
             timing: false,
             timeout: None,
             started: Instant::now(),
@@ -402,6 +405,7 @@ impl Vm {
             tsc_sample: clock.tsc,
             mono_sample: clock.mono,
             timing,
+            stats: crate::ExitStats::default(),
             timeout: cfg.timeout,
             net,
             wake,
@@ -633,6 +637,11 @@ fn boot_info(
             flags::SYSCALLS_TRAP
         } else {
             0
+        }
+        | match cfg.stats {
+            0 => 0,
+            1 => flags::STATS,
+            _ => flags::STATS | flags::STATS_ALL,
         };
     bi.ram_size = ram;
     bi.page_table_root = placed.root;

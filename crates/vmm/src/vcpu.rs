@@ -203,6 +203,7 @@ impl Vm {
                     + SCHED_OFFSET as u64
                     + core::mem::offset_of!(SchedShared, tick_missed) as u64;
                 let _ = self.mem.write_obj(1u32, GuestAddress(at));
+                self.stats.ticks_deferred += 1;
                 return;
             }
             Ok(mut r) => {
@@ -220,6 +221,7 @@ impl Vm {
         };
         // SAFETY: KVM_INTERRUPT reads one kvm_interrupt from `irq`, valid for the call.
         unsafe { vmm_sys_util::ioctl::ioctl_with_ref(&self.vcpu, KVM_INTERRUPT(), &irq) };
+        self.stats.ticks_injected += 1;
     }
 
     /// BLOCK: sleep until the guest's deadline (its TSC, converted with the
@@ -286,6 +288,15 @@ impl Vm {
                 return Ok(Outcome::TimedOut(self.regs_summary()));
             }
             let exit = self.next_exit()?;
+            match exit {
+                Exit::Hypercall(nr, _) => {
+                    if let Some(n) = self.stats.hypercalls.get_mut(nr as usize) {
+                        *n += 1;
+                    }
+                }
+                Exit::Interrupted => self.stats.interrupted += 1,
+                _ => {}
+            }
             let crash = |s: String| Ok(Outcome::Crashed(s));
             match exit {
                 Exit::Hypercall(hc::BLOCK, v) => {

@@ -8,7 +8,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::devices::net_worker::NetWorker;
 use crate::memory::GuestRam;
-use crate::Timing;
+use crate::{ExitStats, Timing};
 
 /// A created VM, ready to run.
 // Fields drop in declaration order: the VM, which maps `mem`, must go first.
@@ -29,6 +29,8 @@ pub struct Vm {
     pub(crate) mono_sample: Instant,
     /// Boot milestones.
     pub(crate) timing: Timing,
+    /// Exits and ticks of the run.
+    pub(crate) stats: ExitStats,
     /// Stop the guest after this long.
     pub(crate) timeout: Option<Duration>,
     /// The network I/O thread, if a device is attached.
@@ -41,5 +43,10 @@ impl Vm {
     /// The boot timing of the last run.
     pub fn timing(&self) -> &Timing {
         &self.timing
+    }
+
+    /// The exits and ticks of the last run.
+    pub fn stats(&self) -> &ExitStats {
+        &self.stats
     }
 }

@@ -31,6 +31,11 @@ pub struct RunArgs {
     /// for debugging and differential tests).
     #[arg(long, value_name = "patch|trap", default_value = "patch", value_parser = ["patch", "trap"])]
     pub syscalls: String,
+    /// At exit, print counts on stderr: system calls (by jump and by trap),
+    /// patched sites, page faults, ticks, guest CPU time, the monitor's exits
+    /// by kind. `--stats=all` adds the count of every system call by name.
+    #[arg(long, value_name = "all", num_args = 0..=1, require_equals = true, default_missing_value = "on", value_parser = ["on", "all"])]
+    pub stats: Option<String>,
     /// Stop the guest after this many seconds (exit status 124).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
@@ -182,6 +187,11 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         memory: a.memory,
         trace_syscalls: a.trace_syscalls,
         syscalls_trap: a.syscalls == "trap",
+        stats: match a.stats.as_deref() {
+            None => 0,
+            Some("all") => 2,
+            Some(_) => 1,
+        },
         timing: a.timing,
         timeout,
         started,
@@ -206,6 +216,9 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         eprintln!("volt: {outcome}");
     }
     let code = outcome.exit_code();
+    if a.stats.is_some() {
+        eprint!("{}", vm.stats());
+    }
     if a.timing {
         let timing = vm.timing().clone();
         drop(vm);

@@ -5,17 +5,17 @@ mod common;
 
 use common::{assert_same, kvm_available, native, program, unikernel};
 
-fn counts(stderr: &[u8]) -> (u64, u64, u64) {
+/// The numbers on the line of `--stats` output that starts with `label`.
+fn stat(stderr: &[u8], label: &str) -> Vec<u64> {
     let err = String::from_utf8_lossy(stderr);
     let line = err
         .lines()
-        .find(|l| l.starts_with("optivolt: system calls:"))
-        .unwrap_or_else(|| panic!("no counts in: {err}"));
-    let nums: Vec<u64> = line
+        .find(|l| l.trim_start().starts_with(label))
+        .unwrap_or_else(|| panic!("no '{label}' in: {err}"));
+    line[line.find(label).unwrap_or(0) + label.len()..]
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|w| w.parse().ok())
-        .collect();
-    (nums[0], nums[1], nums[2]) // by jump, by trap, sites patched
+        .collect()
 }
 
 #[test]
@@ -59,26 +59,36 @@ fn existing_programs_behave_the_same_with_every_call_trapping() {
 }
 
 #[test]
-fn a_loop_of_calls_from_one_site_traps_once_then_jumps() {
-    if !kvm_available("a_loop_of_calls_from_one_site_traps_once_then_jumps") {
+fn stats_count_every_call_of_a_program_that_makes_a_known_number() {
+    if !kvm_available("stats_count_every_call_of_a_program_that_makes_a_known_number") {
         return;
     }
+    // syscall_loop calls getppid exactly N times, from one site.
     let p = program("syscall_loop", "musl");
-    let u = unikernel(&p, &["--timing"], &["10000"], &[]);
+    let u = unikernel(&p, &["--stats=all"], &["10000"], &[]);
     assert!(u.status.success(), "{u:?}");
-    let (jumped, trapped, patched) = counts(&u.stderr);
-    assert!(
-        jumped >= 9_999,
-        "10,000 getppid calls, one site: {jumped} by jump"
+    assert_eq!(
+        stat(&u.stderr, "getppid"),
+        [10_000, 9_999, 1],
+        "one trap, then jumps"
     );
-    assert!(
-        patched >= 1 && trapped < 50,
-        "{trapped} trapped, {patched} patched"
+    let total = stat(&u.stderr, "system calls");
+    assert_eq!(total[0], total[1] + total[2]);
+    assert!(total[1] >= 9_999 && total[2] < 20, "{total:?}");
+    assert!(stat(&u.stderr, "patched sites")[0] >= 1);
+    let exits = stat(&u.stderr, "exits");
+    assert!(exits[0] >= 2, "at least the output and the exit: {exits:?}");
+    let t = unikernel(&p, &["--stats=all", "--syscalls", "trap"], &["10000"], &[]);
+    assert_eq!(
+        stat(&t.stderr, "getppid"),
+        [10_000, 0, 10_000],
+        "--syscalls trap"
     );
-    let t = unikernel(&p, &["--timing", "--syscalls", "trap"], &["10000"], &[]);
-    let (jumped, trapped, patched) = counts(&t.stderr);
-    assert_eq!((jumped, patched), (0, 0), "--syscalls trap patches nothing");
-    assert!(trapped >= 10_000);
+    assert_eq!(stat(&t.stderr, "patched sites")[0], 0);
+    // Without =all, no line per call.
+    let plain = unikernel(&p, &["--stats"], &["100"], &[]);
+    assert!(!String::from_utf8_lossy(&plain.stderr).contains("getppid"));
+    assert!(stat(&plain.stderr, "system calls")[0] >= 100);
 }
 
 #[test]

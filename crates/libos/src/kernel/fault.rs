@@ -44,6 +44,9 @@ fn signal_for(vector: u64) -> u32 {
     }
 }
 
+/// Page faults the library OS resolved (demand paging), for `--stats`.
+pub static PAGE_FAULTS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// Called by the exception entry code with the saved state.
 #[no_mangle]
 extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
@@ -60,7 +63,10 @@ extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
         if let Some(mut guard) = crate::kernel::KERNEL.try_lock() {
             if let Some(k) = guard.as_mut() {
                 match k.mem.handle_fault(addr, write) {
-                    crate::mm::space::Fault::Handled => return,
+                    crate::mm::space::Fault::Handled => {
+                        PAGE_FAULTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
                     crate::mm::space::Fault::OutOfMemory => {
                         let (used, _) = k.mem.frame_usage();
                         drop(guard);

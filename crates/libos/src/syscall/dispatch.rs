@@ -226,6 +226,7 @@ pub fn deliver_pending(
                 "optivolt: the application was terminated by signal {sig} (default action)\n"
             ));
             stamp(|t| &mut t.app_exit);
+            crate::syscall::stats::report_at_exit();
             hypercall::exit(status);
         }
     }
@@ -235,6 +236,7 @@ pub fn deliver_pending(
 /// deliver what was sent to this thread meanwhile.
 #[no_mangle]
 extern "C" fn ov_timer_dispatch(frame: &mut crate::arch::entry::ExceptionFrame) {
+    crate::syscall::stats::TICKS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     #[cfg(feature = "net")]
     crate::net::stack::tick_poll();
     sched::yield_now();

@@ -10,3 +10,5 @@ pub mod dispatch;
 pub mod linux;
 #[cfg(feature = "guest")]
 pub mod patch;
+#[cfg(feature = "guest")]
+pub mod stats;

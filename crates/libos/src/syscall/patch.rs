@@ -11,10 +11,6 @@ use crate::arch::patch::{site_at, site_jump, trampoline, LOOK_BEHIND};
 use crate::kernel::Kernel;
 use crate::mm::vma::PROT_EXEC;
 
-/// System calls that arrived by a jump from a patched site.
-pub static JUMPED: AtomicU64 = AtomicU64::new(0);
-/// System calls that trapped.
-pub static TRAPPED: AtomicU64 = AtomicU64::new(0);
 /// Sites rewritten into jumps.
 pub static PATCHED: AtomicU64 = AtomicU64::new(0);
 /// Traps from sites that could not be rewritten (other instruction shapes,
@@ -25,11 +21,10 @@ pub static UNPATCHABLE: AtomicU64 = AtomicU64::new(0);
 /// patched, rewrites the site. `ret` is the address after the `syscall`,
 /// `nr` the call's number.
 pub fn on_entry(k: &mut Kernel, jumped: bool, ret: u64, nr: u64) {
+    super::stats::count(nr, jumped);
     if jumped {
-        JUMPED.fetch_add(1, Relaxed);
         return;
     }
-    TRAPPED.fetch_add(1, Relaxed);
     if !k.patching || !(LOOK_BEHIND as u64..USER_TOP).contains(&ret) {
         return;
     }
@@ -69,17 +64,6 @@ fn patch(k: &mut Kernel, ret: u64, nr: u64) -> Option<()> {
     *pool = probe;
     PATCHED.fetch_add(1, Relaxed);
     Some(())
-}
-
-/// Writes the counts on stderr (`volt run --timing`).
-pub fn report() {
-    crate::drivers::console::kernel_log(format_args!(
-        "optivolt: system calls: {} by jump, {} by trap; {} sites patched, {} traps from sites left as they are\n",
-        JUMPED.load(Relaxed),
-        TRAPPED.load(Relaxed),
-        PATCHED.load(Relaxed),
-        UNPATCHABLE.load(Relaxed),
-    ));
 }
 
 /// Whether the call in progress came through a patched site; clears the entry's mark.

@@ -284,7 +284,7 @@ pub const ROWS: &[Row] = &[
     row(CLOCK_GETTIME, "clock_gettime", 2, Full, h!(|k, a, _| sys_clock_gettime(k, a[0], a[1]))),
     row(CLOCK_GETRES, "clock_getres", 2, Full, h!(|k, a, _| sys_clock_getres(k, a[0], a[1]))),
     row(CLOCK_NANOSLEEP, "clock_nanosleep", 4, Partial("an interrupted sleep does not report the remaining time"), h!(|k, a, _| threads::nanosleep(k, a[0], a[1], a[2], a[3]))),
-    row(EXIT_GROUP, "exit_group", 1, Full, h!(|k, a, _| sys_exit(k, a[0] as i32))).noreturn(),
+    row(EXIT_GROUP, "exit_group", 1, Full, h!(|_, a, _| sys_exit(a[0] as i32))).noreturn(),
     row(EPOLL_WAIT, "epoll_wait", 4, Full, h!(|k, a, _| {
             poll::epoll_wait(k, a[0], a[1], a[2] as i32, a[3] as i32 as i64)
         })),

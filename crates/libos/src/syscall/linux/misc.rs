@@ -17,16 +17,14 @@ pub fn nonneg(off: u64) -> Result<u64, i64> {
 pub fn sys_exit_thread(k: &mut Kernel, status: i32) -> SysResult {
     super::thread::clear_child_tid(k);
     if sched::thread_count() <= 1 {
-        return sys_exit(k, status);
+        return sys_exit(status);
     }
     Err(EXIT_THREAD)
 }
 
-pub fn sys_exit(k: &Kernel, status: i32) -> SysResult {
+pub fn sys_exit(status: i32) -> SysResult {
     stamp(|t| &mut t.app_exit);
-    if k.boot.flags & optivolt_abi::boot::flags::TIMING != 0 {
-        crate::syscall::patch::report();
-    }
+    crate::syscall::stats::report_at_exit();
     hypercall::exit(status & 0xff)
 }
 
