@@ -213,6 +213,10 @@ pub struct BootInfo {
     pub sched: SchedShared,
     /// The network device.
     pub net: NetInfo,
+    /// The program's patchable `syscall` sites found ahead of time (empty if
+    /// none): sorted `(syscall address, window start)` pairs of u64s at
+    /// link-time addresses.
+    pub sites: PhysRange,
 }
 
 impl BootInfo {
@@ -277,6 +281,7 @@ impl BootInfo {
                 gateway: [0; 4],
                 region: PhysRange { start: 0, end: 0 },
             },
+            sites: PhysRange { start: 0, end: 0 },
         }
     }
 

@@ -38,6 +38,8 @@ pub struct VmConfig<'a> {
     /// guest memory itself (faster: the guest maps them without copying).
     /// `None`: the library OS loads `exec_path` from the rootfs.
     pub program: Option<&'a [u8]>,
+    /// The program's patchable `syscall` sites, as volt's scanner encodes them.
+    pub sites: &'a [u8],
     /// The program's argv (argv[0] included).
     pub argv: Vec<Vec<u8>>,
     /// The program's environment, `KEY=VALUE`.
@@ -95,6 +97,7 @@ impl<'a> VmConfig<'a> {
             rootfs,
             exec_path: exec_path.to_string(),
             program: None,
+            sites: &[],
             argv,
             env: Vec::new(),
             memory: 64 << 20,
@@ -374,6 +377,7 @@ impl Vm {
         arch::write_descriptor_tables(&mem, &header, &exceptions)?;
         let rootfs = load_rootfs(&mem, &cfg.rootfs, libos.end, &sizes)?;
         let (image, free_start) = load_program(&mem, cfg.program, rootfs.end, sizes.ram)?;
+        let (sites, free_start) = load_sites(&mem, cfg.sites, free_start)?;
         write_bytes(&mem, CMDLINE_PA, &cmd)?;
 
         let (vcpu, cpu) = create_vcpu(&vm)?;
@@ -388,6 +392,7 @@ impl Vm {
             free,
             image,
             net: net_info,
+            sites,
         };
         let bi = boot_info(cfg, sizes.ram, &placed, cmd.len(), &cpu, tsc_khz);
         let clock = sample_clock(&vcpu)?;
@@ -439,6 +444,8 @@ struct Placed {
     image: PreloadedImage,
     /// The network device, if any.
     net: Option<NetInfo>,
+    /// The table of patchable sites.
+    sites: PhysRange,
 }
 
 /// The guest TSC and the host clocks, sampled together.
@@ -461,7 +468,12 @@ fn check_sizes(cfg: &VmConfig<'_>) -> Result<Sizes> {
     let (_, libos_end) = inspect_libos(cfg.libos)?;
     let rootfs_len: u64 = cfg.rootfs.iter().map(|p| p.len() as u64).sum();
     let program_span = cfg.program.map(program_span).unwrap_or(0);
-    let need = min_memory(libos_end, rootfs_len, program_span);
+    let sites_span = align_up(cfg.sites.len() as u64, PAGE_SIZE).unwrap_or(u64::MAX);
+    let need = min_memory(
+        libos_end,
+        rootfs_len,
+        program_span.saturating_add(sites_span),
+    );
     if ram < need {
         return Err(Error::MemoryTooSmall {
             need_mib: need.div_ceil(1 << 20),
@@ -544,6 +556,29 @@ fn load_program(
         Some(p) => place_program(mem, p, free_start),
         None => Ok((PreloadedImage::default(), free_start)),
     }
+}
+
+/// The load bias the monitor gives `program` when it places it (0 for a
+/// fixed-address executable), so that link-time addresses can be rebased.
+pub fn program_bias(program: &[u8]) -> Result<u64> {
+    let bad = |e: optivolt_abi::elf::ElfError| Error::Program(e.to_string());
+    let elf = Elf::parse_static(program).map_err(bad)?;
+    let plan = optivolt_abi::elf::plan(&elf, USER_PIE_BASE, USER_TOP - STACK_AREA).map_err(bad)?;
+    Ok(plan.bias)
+}
+
+/// Copies the table of patchable sites after the program; returns where it
+/// is and where free memory starts.
+fn load_sites(mem: &GuestRam, sites: &[u8], at: u64) -> Result<(PhysRange, u64)> {
+    if sites.is_empty() {
+        return Ok((PhysRange { start: 0, end: 0 }, at));
+    }
+    write_bytes(mem, at, sites)?;
+    let end = at + sites.len() as u64;
+    Ok((
+        PhysRange { start: at, end },
+        align_up(end, PAGE_SIZE).unwrap_or(end),
+    ))
 }
 
 /// Creates the vCPU and gives it the guest's CPUID.
@@ -652,6 +687,7 @@ fn boot_info(
     }
     bi.free[0] = placed.free;
     bi.image = placed.image;
+    bi.sites = placed.sites;
     bi.free_count = 1;
     bi.argc = cfg.argv.len() as u32;
     bi.envc = cfg.env.len() as u32;

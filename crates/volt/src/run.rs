@@ -175,6 +175,12 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         bail!("-p needs the guest's address: give --ip with --net");
     }
 
+    // The sites the library OS may patch, found ahead of time (cached).
+    let sites = if a.syscalls == "patch" {
+        site_table(&a, &app.program)
+    } else {
+        Vec::new()
+    };
     let mut argv = vec![a.binary.as_os_str().as_bytes().to_vec()];
     argv.extend(a.args.iter().map(|s| s.as_bytes().to_vec()));
     let cfg = VmConfig {
@@ -182,6 +188,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         rootfs: app.rootfs_slices(),
         exec_path: app.exec_path.clone(),
         program: (!a.guest_loader).then_some(&app.program[..]),
+        sites: &sites,
         argv,
         env,
         memory: a.memory,
@@ -232,6 +239,22 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         );
     }
     Ok(code)
+}
+
+/// The encoded table of patchable sites of the program (empty if it cannot
+/// be read as a static ELF: the library OS then patches by shape only).
+fn site_table(a: &RunArgs, program: &[u8]) -> Vec<u8> {
+    let host_path = match &a.rootfs {
+        Some(r) => r.join(a.binary.strip_prefix("/").unwrap_or(&a.binary)),
+        None => a.binary.clone(),
+    };
+    let (Ok(elf), Ok(bias)) = (
+        optivolt_abi::elf::Elf::parse_static(program),
+        optivolt_vmm::builder::program_bias(program),
+    ) else {
+        return Vec::new();
+    };
+    image::sites::encode(&image::sites::sites_for(&host_path, &elf), bias)
 }
 
 fn human(bytes: u64) -> String {

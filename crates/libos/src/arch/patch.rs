@@ -17,7 +17,10 @@
 //! instruction after the `syscall` restoring the flags from R11.
 
 /// Bytes reserved for each trampoline.
-pub const TRAMPOLINE_SIZE: u64 = 64;
+pub const TRAMPOLINE_SIZE: u64 = 128;
+
+/// The longest window of instructions a trampoline takes over.
+pub const MAX_WINDOW: usize = 24;
 
 /// How many bytes before a `syscall` the site reader looks at.
 pub const LOOK_BEHIND: usize = 10;
@@ -118,6 +121,66 @@ pub fn trampoline(
     put(&[0xff, 0x25, 0, 0, 0, 0], &mut n); //   jmp [rip + 0]
     put(&entry.to_le_bytes(), &mut n); //        the entry's address
     Some(t)
+}
+
+/// The trampoline at `at` for a site found ahead of time: `window` is the
+/// run of whole, position-independent instructions (no control flow, no
+/// RIP-relative operand: the host's disassembler checked) that ends at the
+/// `syscall` at `syscall_at`. They run first, unchanged; then R11 gets the
+/// flags they left (CF PF ZF SF OF, IF; with `cmov`, which clobbers
+/// nothing but RCX and R11, as `syscall` does: RAX already holds the
+/// number), RCX the return address, and the jump to `entry`.
+pub fn trampoline_moved(
+    at: u64,
+    syscall_at: u64,
+    window: &[u8],
+    entry: u64,
+) -> Option<[u8; TRAMPOLINE_SIZE as usize]> {
+    if !(5..=MAX_WINDOW).contains(&window.len()) {
+        return None;
+    }
+    let mut t = [0xccu8; TRAMPOLINE_SIZE as usize];
+    let mut n = 0usize;
+    let mut put = |bytes: &[u8], n: &mut usize| {
+        t[*n..*n + bytes.len()].copy_from_slice(bytes);
+        *n += bytes.len();
+    };
+    put(window, &mut n);
+    put(&[0x41, 0xbb, 0x02, 0x02, 0x00, 0x00], &mut n); // mov r11d, 0x202 (IF)
+                                                        // For each flag: lea rcx, [r11 + bit]; cmovCC r11, rcx.
+    for (bit, cc) in [
+        (0x1u32, 0x42u8),
+        (0x4, 0x4a),
+        (0x40, 0x44),
+        (0x80, 0x48),
+        (0x800, 0x40),
+    ] {
+        if bit < 0x80 {
+            put(&[0x49, 0x8d, 0x4b, bit as u8], &mut n);
+        } else {
+            let [a, b, c, d] = bit.to_le_bytes();
+            put(&[0x49, 0x8d, 0x8b, a, b, c, d], &mut n);
+        }
+        put(&[0x4c, 0x0f, cc, 0xd9], &mut n);
+    }
+    let ret = syscall_at.checked_add(2)?;
+    let r = rel32(at + n as u64, 7, ret)?;
+    put(&[0x48, 0x8d, 0x0d, r[0], r[1], r[2], r[3]], &mut n); // lea rcx, [rip + ret]
+    put(&[0xff, 0x25, 0, 0, 0, 0], &mut n); //                   jmp [rip + 0]
+    put(&entry.to_le_bytes(), &mut n);
+    Some(t)
+}
+
+/// What replaces a window of `len` bytes: `jmp rel32`, then `int3` up to the
+/// `syscall` (nothing branches into the window: the host checked).
+pub fn window_jump(site: u64, len: usize, trampoline: u64) -> Option<[u8; MAX_WINDOW]> {
+    if !(5..=MAX_WINDOW).contains(&len) {
+        return None;
+    }
+    let r = rel32(site, 5, trampoline)?;
+    let mut j = [0xccu8; MAX_WINDOW];
+    j[..5].copy_from_slice(&[0xe9, r[0], r[1], r[2], r[3]]);
+    Some(j)
 }
 
 /// A bump allocator of trampolines in a region of the application's address
@@ -286,11 +349,57 @@ mod tests {
     }
 
     #[test]
+    fn a_moved_window_runs_first_then_the_flags_go_to_r11_with_cmov() {
+        let (at, entry) = (0x3f_0000u64, 0x7e00_0010_2000u64);
+        // Go's Syscall6 tail: mov rsi,rcx; mov rdi,rbx; then syscall at 0x40268c.
+        let window = [0x48, 0x89, 0xce, 0x48, 0x89, 0xdf];
+        let t = trampoline_moved(at, 0x40_268c, &window, entry).unwrap();
+        let code = disasm(&t, at);
+        assert_eq!(
+            code,
+            [
+                "mov rsi,rcx",
+                "mov rdi,rbx",
+                "mov r11d,202h",
+                "lea rcx,[r11+1]",
+                "cmovb r11,rcx",
+                "lea rcx,[r11+4]",
+                "cmovp r11,rcx",
+                "lea rcx,[r11+40h]",
+                "cmove r11,rcx",
+                "lea rcx,[r11+80h]",
+                "cmovs r11,rcx",
+                "lea rcx,[r11+800h]",
+                "cmovo r11,rcx",
+                "lea rcx,[40268Eh]",
+                "jmp qword ptr [3F0047h]", // the 8 bytes right after it
+            ]
+        );
+        let mut d = Decoder::with_ip(64, &t, at, DecoderOptions::NONE);
+        for ins in &mut d {
+            assert!(!ins.is_stack_instruction(), "{ins}");
+            if ins.mnemonic() == iced_x86::Mnemonic::Jmp {
+                let after = (ins.next_ip() - at) as usize;
+                assert_eq!(&t[after..after + 8], &entry.to_le_bytes());
+                break;
+            }
+        }
+        let longest = [0x90u8; MAX_WINDOW];
+        assert!(
+            trampoline_moved(at, 0x40_268c, &longest, entry).is_some(),
+            "fits"
+        );
+        assert!(trampoline_moved(at, 0x40_268c, &[0x90; 4], entry).is_none());
+        let j = window_jump(0x40_2686, 6, at).unwrap();
+        assert_eq!(disasm(&j[..5], 0x40_2686), ["jmp 00000000003F0000h"]);
+    }
+
+    #[test]
     fn trampolines_are_handed_out_until_the_region_is_full() {
         let mut r = Trampolines::new(0x1000, 0x1000 + 2 * TRAMPOLINE_SIZE);
         assert_eq!(r.take(), Some(0x1000));
-        assert_eq!(r.take(), Some(0x1040));
+        assert_eq!(r.take(), Some(0x1000 + TRAMPOLINE_SIZE));
         assert_eq!(r.take(), None);
-        assert!(r.contains(0x1000) && !r.contains(0x1080));
+        assert!(r.contains(0x1000) && !r.contains(0x1000 + 2 * TRAMPOLINE_SIZE));
     }
 }

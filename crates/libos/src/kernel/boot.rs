@@ -200,6 +200,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         cwd: crate::fs::vfs::ROOT,
         patching: boot.flags & optivolt_abi::boot::flags::SYSCALLS_TRAP == 0,
         trampolines,
+        sites: site_table(&boot),
     });
 
     extern "C" {
@@ -217,7 +218,19 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
 }
 
 /// Room for the trampolines of patched `syscall` sites: 1,024 of them.
-const TRAMPOLINE_AREA: u64 = 64 << 10;
+const TRAMPOLINE_AREA: u64 = 1024 * crate::arch::patch::TRAMPOLINE_SIZE;
+
+/// The table of sites the monitor placed, if it is where guest RAM is.
+fn site_table(boot: &BootInfo) -> &'static [u8] {
+    let r = boot.sites;
+    let len = r.end.wrapping_sub(r.start);
+    if r.start == 0 || r.end < r.start || r.end > boot.ram_size || !len.is_multiple_of(16) {
+        return &[];
+    }
+    // SAFETY: a range of guest RAM the monitor filled before boot and never
+    // hands to the frame allocator (it is not among the free ranges).
+    unsafe { core::slice::from_raw_parts(phys_to_virt(r.start) as *const u8, len as usize) }
+}
 
 /// Reserves the trampolines' area just below the program's lowest address
 /// (within ±2 GiB of its code, a guard page in between, never near page 0);

@@ -34,6 +34,9 @@ pub struct Kernel {
     pub patching: bool,
     /// Where the trampolines of patched sites go (near the program's code).
     pub trampolines: Option<crate::arch::patch::Trampolines>,
+    /// The sites volt found ahead of time: sorted `(syscall, window start)`
+    /// pairs of little-endian u64s (see `BootInfo::sites`).
+    pub sites: &'static [u8],
 }
 
 impl Kernel {

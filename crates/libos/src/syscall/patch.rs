@@ -7,7 +7,9 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use optivolt_abi::layout::USER_TOP;
 
-use crate::arch::patch::{site_at, site_jump, trampoline, LOOK_BEHIND};
+use crate::arch::patch::{
+    site_at, site_jump, trampoline, trampoline_moved, window_jump, LOOK_BEHIND, MAX_WINDOW,
+};
 use crate::kernel::Kernel;
 use crate::mm::vma::PROT_EXEC;
 
@@ -28,16 +30,103 @@ pub fn on_entry(k: &mut Kernel, jumped: bool, ret: u64, nr: u64) {
     if !k.patching || !(LOOK_BEHIND as u64..USER_TOP).contains(&ret) {
         return;
     }
-    if patch(k, ret, nr).is_none() {
-        UNPATCHABLE.fetch_add(1, Relaxed);
+    match patch_listed(k, ret).or_else(|| patch(k, ret, nr)) {
+        Some(Patch::Done) => {
+            PATCHED.fetch_add(1, Relaxed);
+        }
+        // A restarted call re-runs the `syscall` the patch kept: it traps,
+        // and its site must not be patched again (the window now holds
+        // our jump).
+        Some(Patch::Already) => {}
+        None => {
+            UNPATCHABLE.fetch_add(1, Relaxed);
+        }
     }
 }
 
-fn patch(k: &mut Kernel, ret: u64, nr: u64) -> Option<()> {
+/// What became of a trapped site.
+enum Patch {
+    /// Rewritten now.
+    Done,
+    /// Rewritten before (the trap came from the `syscall` the patch keeps).
+    Already,
+}
+
+/// Whether `window` (the bytes before a `syscall`) holds our jump: `jmp
+/// rel32` and `int3` up to the `syscall`. Original code never looks like
+/// this: windows and the `mov`s of patterns hold no control flow.
+fn our_jump(window: &[u8]) -> bool {
+    window.len() >= 5 && window[0] == 0xe9 && window[5..].iter().all(|&b| b == 0xcc)
+}
+
+/// The window start of the site whose `syscall` is at `at`, from the table
+/// volt made ahead of time.
+fn listed(table: &[u8], at: u64) -> Option<u64> {
+    let n = table.len() / 16;
+    let word = |i: usize| {
+        let b = table.get(i..i + 8)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    };
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let key = word(mid * 16)?;
+        if key == at {
+            return word(mid * 16 + 8);
+        }
+        if key < at {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    None
+}
+
+/// Patches a site volt's disassembler found: its window of instructions
+/// moves into the trampoline.
+fn patch_listed(k: &mut Kernel, ret: u64) -> Option<Patch> {
+    let at = ret - 2;
+    let start = listed(k.sites, at)?;
+    let len = usize::try_from(at.checked_sub(start)?).ok()?;
+    if !(5..=MAX_WINDOW).contains(&len) {
+        return None;
+    }
+    let mut bytes = [0u8; MAX_WINDOW + 2];
+    let bytes = &mut bytes[..len + 2];
+    k.mem.copy_from_user(start, bytes).ok()?;
+    // Still the code the host read: the `syscall` is where it was.
+    if bytes[len..] != [0x0f, 0x05] {
+        return None;
+    }
+    if our_jump(&bytes[..len]) {
+        return Some(Patch::Already);
+    }
+    let vma = k.mem.vmas.find(start)?;
+    if vma.prot & PROT_EXEC == 0 || vma.end < ret {
+        return None;
+    }
+    let entry = crate::arch::entry::ov_syscall_jump_entry as *const () as usize as u64;
+    let pool = k.trampolines.as_mut()?;
+    let mut probe = *pool;
+    let t = probe.take()?;
+    let code = trampoline_moved(t, at, &bytes[..len], entry)?;
+    let jump = window_jump(start, len, t)?;
+    k.mem.load(t, &code).ok()?;
+    k.mem.load(start, &jump[..len]).ok()?;
+    *pool = probe;
+    Some(Patch::Done)
+}
+
+fn patch(k: &mut Kernel, ret: u64, nr: u64) -> Option<Patch> {
     let mut before = [0u8; LOOK_BEHIND];
     k.mem
         .copy_from_user(ret - LOOK_BEHIND as u64, &mut before)
         .ok()?;
+    let n = LOOK_BEHIND - 2;
+    if before[n..] == [0x0f, 0x05] && (our_jump(&before[n - 5..n]) || our_jump(&before[n - 7..n])) {
+        return Some(Patch::Already);
+    }
     let found = site_at(&before)?;
     // The value the site loads is the one the call carries: the `mov` really
     // is the one that feeds this `syscall`.
@@ -62,8 +151,7 @@ fn patch(k: &mut Kernel, ret: u64, nr: u64) -> Option<()> {
     k.mem.load(at, &code).ok()?;
     k.mem.load(site, &jump[..found.mov_len as usize]).ok()?;
     *pool = probe;
-    PATCHED.fetch_add(1, Relaxed);
-    Some(())
+    Some(Patch::Done)
 }
 
 /// Whether the call in progress came through a patched site; clears the entry's mark.

@@ -3,6 +3,7 @@
 //! `--memory` sizes).
 
 pub mod rootfs;
+pub mod sites;
 pub mod size;
 
 use std::path::Path;
