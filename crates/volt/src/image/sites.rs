@@ -56,49 +56,73 @@ pub fn scan(elf: &Elf<'_>) -> Vec<SiteWindow> {
     out
 }
 
-/// The sites of one piece of code loaded at `ip`, decoded linearly.
+/// How many instructions before a `syscall` are remembered while decoding
+/// (a window is at most [`MAX_WINDOW`] bytes, and instructions are at least 1).
+const RECENT: usize = MAX_WINDOW as usize;
+
+/// A decoded instruction, as much as the window rules need.
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    ip: u64,
+    next: u64,
+    movable: bool,
+}
+
+/// The sites of one piece of code loaded at `ip`, decoded linearly in one
+/// pass (only the last few instructions are kept, not the whole listing).
 fn windows_in(code: &[u8], ip: u64) -> Vec<SiteWindow> {
-    let list: Vec<Instruction> = Decoder::with_ip(64, code, ip, DecoderOptions::NONE)
-        .into_iter()
-        .collect();
-    let targets: HashSet<u64> = list
-        .iter()
-        .filter(|i| {
-            i.flow_control() != FlowControl::Next
-                && i.op_count() > 0
-                && i.op0_kind() == OpKind::NearBranch64
-        })
-        .map(Instruction::near_branch_target)
-        .collect();
-    let mut out = Vec::new();
-    for (k, i) in list.iter().enumerate() {
-        if i.code() != Code::Syscall {
-            continue;
+    let mut d = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
+    let mut i = Instruction::default();
+    let mut recent = [Seen::default(); RECENT];
+    let mut n = 0usize; // instructions decoded
+    let mut targets = HashSet::new();
+    // Per syscall: the instruction starts of the longest movable run before
+    // it (nearest first), cut to the first one that makes it long enough.
+    let mut candidates: Vec<(u64, Vec<u64>)> = Vec::new();
+    while d.can_decode() {
+        d.decode_out(&mut i);
+        if i.flow_control() != FlowControl::Next
+            && i.op_count() > 0
+            && i.op0_kind() == OpKind::NearBranch64
+        {
+            targets.insert(i.near_branch_target());
         }
-        // Walk back over whole instructions until the window is long enough;
-        // each instruction start we step past becomes interior, so it must
-        // not be a branch target (the window's first one may be).
-        let mut start = i.ip();
-        for prev in list[..k].iter().rev() {
-            if prev.next_ip() != start || !movable(prev) || i.ip() - prev.ip() > MAX_WINDOW {
-                break;
+        if i.code() == Code::Syscall {
+            let mut starts = Vec::new();
+            let mut start = i.ip();
+            for back in 1..=RECENT.min(n) {
+                let prev = recent[(n - back) % RECENT];
+                if prev.next != start || !prev.movable || i.ip() - prev.ip > MAX_WINDOW {
+                    break;
+                }
+                start = prev.ip;
+                starts.push(start);
+                if i.ip() - start >= MIN_WINDOW {
+                    break;
+                }
             }
-            if start != i.ip() && targets.contains(&start) {
-                break;
-            }
-            start = prev.ip();
-            if i.ip() - start >= MIN_WINDOW {
-                break;
-            }
+            candidates.push((i.ip(), starts));
         }
-        if i.ip() - start >= MIN_WINDOW {
-            out.push(SiteWindow {
-                syscall: i.ip(),
-                start,
-            });
-        }
+        recent[n % RECENT] = Seen {
+            ip: i.ip(),
+            next: i.next_ip(),
+            movable: movable(&i),
+        };
+        n += 1;
     }
-    out
+    // A branch target may begin a window, never lie inside it: a window
+    // stops at the nearest start that is a target.
+    candidates
+        .into_iter()
+        .filter_map(|(syscall, starts)| {
+            let cut = starts
+                .iter()
+                .position(|s| targets.contains(s))
+                .map_or(starts.len(), |p| p + 1);
+            let start = *starts[..cut].last()?;
+            (syscall - start >= MIN_WINDOW).then_some(SiteWindow { syscall, start })
+        })
+        .collect()
 }
 
 /// The table the library OS reads: `(syscall, window start)` pairs of
