@@ -1,20 +1,21 @@
 //! Rewriting `syscall` sites into jumps (function-call system calls for
 //! unmodified binaries; see `syscall/patch.rs` for when a site is patched).
 //!
-//! A site `mov eax, imm32; syscall` (`b8 imm32 0f 05`, the shape of Go's
-//! runtime stubs and of the C libraries' calls with a constant number) or
-//! `mov rax, imm32; syscall` (`48 c7 c0 imm32 0f 05`, Go's other stubs) has
-//! its `mov` overwritten with `jmp rel32` to a per-site trampoline that
-//! holds the `mov` (position-independent, copied as it is).
-//! The `syscall` itself stays, so a restart (RIP rewound by 2) still finds
-//! a `syscall` there, and any branch that lands on it still works.
+//! A site is a `syscall` and the run of whole instructions right before it
+//! that the trampoline takes over: the `mov eax|rax, imm32` of the shape the
+//! library OS recognises itself (`b8 imm32 0f 05`, `48 c7 c0 imm32 0f 05`:
+//! Go's runtime stubs, the C libraries' calls with a constant number), or a
+//! window volt's disassembler found ahead of time. That run is overwritten
+//! with `jmp rel32` to a per-site trampoline holding it (it is
+//! position-independent, so it moves as it is). The `syscall` itself stays,
+//! so a restart (RIP rewound by 2) still finds a `syscall` there, and any
+//! branch that lands on it still works.
 //!
-//! The trampoline does what the `mov` and `syscall` did, with registers only
-//! (never the application's stack: leaf functions keep data in the red zone)
-//! and is preemptible anywhere: RCX = the return address and R11 = the flags
-//! (CF, PF, AF, ZF, SF, OF, IF), as `syscall` leaves them, EAX = the number,
-//! then an absolute jump to the library OS's entry, which returns to the
-//! instruction after the `syscall` restoring the flags from R11.
+//! The trampoline runs the moved instructions, then does what `syscall` does
+//! to registers, with registers only (never the application's stack: leaf
+//! functions keep data in the red zone), preemptible anywhere: RCX = the
+//! return address and R11 = the flags, then an absolute jump to the library
+//! OS's entry, which returns after the `syscall` restoring the flags from R11.
 
 /// Bytes reserved for each trampoline.
 pub const TRAMPOLINE_SIZE: u64 = 128;
@@ -79,58 +80,16 @@ fn rel32(from: u64, len: u64, to: u64) -> Option<[u8; 4]> {
     i32::try_from(d).ok().map(i32::to_le_bytes)
 }
 
-/// What replaces a `mov` of `len` bytes at `site`: `jmp rel32` to the
-/// trampoline, then `int3` up to the `syscall` (never reached: nothing jumps
-/// into the middle of an instruction).
-pub fn site_jump(site: u64, len: u64, trampoline: u64) -> Option<[u8; 7]> {
-    if !(5..=7).contains(&len) {
-        return None;
-    }
-    let r = rel32(site, 5, trampoline)?;
-    Some([0xe9, r[0], r[1], r[2], r[3], 0xcc, 0xcc])
-}
-
-/// The trampoline at `at` for the site at `site` whose `mov` is `mov`,
-/// entering the library OS at `entry`.
+/// The trampoline at `at` for the site whose `syscall` is at `syscall_at`:
+/// `window` is the run of whole, position-independent instructions right
+/// before it (no control flow, no RIP-relative operand: the `mov` of a
+/// shape, or a window the host's disassembler checked). They run first,
+/// unchanged; then R11 gets the flags they left (CF PF ZF SF OF, and IF;
+/// with `cmov`, which clobbers nothing but RCX and R11, as `syscall` does:
+/// RAX already holds the number; AF is not kept, no instruction of 64-bit
+/// mode but `pushf`/`lahf` reads it), RCX the return address, and the jump
+/// to `entry`.
 pub fn trampoline(
-    at: u64,
-    site: u64,
-    mov: &[u8],
-    entry: u64,
-) -> Option<[u8; TRAMPOLINE_SIZE as usize]> {
-    if !(5..=7).contains(&mov.len()) {
-        return None;
-    }
-    let mut t = [0xccu8; TRAMPOLINE_SIZE as usize]; // int3 padding
-    let mut n = 0usize;
-    let mut put = |bytes: &[u8], n: &mut usize| {
-        t[*n..*n + bytes.len()].copy_from_slice(bytes);
-        *n += bytes.len();
-    };
-    put(&[0x9f], &mut n); //                     lahf
-    put(&[0x0f, 0x90, 0xc0], &mut n); //          seto al
-    put(&[0x44, 0x0f, 0xb6, 0xd8], &mut n); //    movzx r11d, al
-    put(&[0x41, 0xc1, 0xe3, 0x0b], &mut n); //    shl r11d, 11 (OF)
-    put(&[0x0f, 0xb6, 0xcc], &mut n); //          movzx ecx, ah
-    put(&[0x41, 0x09, 0xcb], &mut n); //          or r11d, ecx
-    put(&[0x41, 0x81, 0xcb, 0x00, 0x02, 0x00, 0x00], &mut n); // or r11d, 0x200 (IF)
-    put(mov, &mut n); //                          the site's own mov
-    let ret = site.checked_add(mov.len() as u64 + 2)?;
-    let r = rel32(at + n as u64, 7, ret)?;
-    put(&[0x48, 0x8d, 0x0d, r[0], r[1], r[2], r[3]], &mut n); // lea rcx, [rip + ret]
-    put(&[0xff, 0x25, 0, 0, 0, 0], &mut n); //   jmp [rip + 0]
-    put(&entry.to_le_bytes(), &mut n); //        the entry's address
-    Some(t)
-}
-
-/// The trampoline at `at` for a site found ahead of time: `window` is the
-/// run of whole, position-independent instructions (no control flow, no
-/// RIP-relative operand: the host's disassembler checked) that ends at the
-/// `syscall` at `syscall_at`. They run first, unchanged; then R11 gets the
-/// flags they left (CF PF ZF SF OF, IF; with `cmov`, which clobbers
-/// nothing but RCX and R11, as `syscall` does: RAX already holds the
-/// number), RCX the return address, and the jump to `entry`.
-pub fn trampoline_moved(
     at: u64,
     syscall_at: u64,
     window: &[u8],
@@ -171,9 +130,10 @@ pub fn trampoline_moved(
     Some(t)
 }
 
-/// What replaces a window of `len` bytes: `jmp rel32`, then `int3` up to the
-/// `syscall` (nothing branches into the window: the host checked).
-pub fn window_jump(site: u64, len: usize, trampoline: u64) -> Option<[u8; MAX_WINDOW]> {
+/// What replaces a window of `len` bytes at `site`: `jmp rel32` to the
+/// trampoline, then `int3` up to the `syscall` (never reached: nothing
+/// branches into a window, and a `mov` is one instruction).
+pub fn site_jump(site: u64, len: usize, trampoline: u64) -> Option<[u8; MAX_WINDOW]> {
     if !(5..=MAX_WINDOW).contains(&len) {
         return None;
     }
@@ -291,7 +251,7 @@ mod tests {
     fn the_site_jumps_to_its_trampoline() {
         let j = site_jump(0x40_1000, 5, 0x3f_0000).unwrap();
         assert_eq!(disasm(&j[..5], 0x40_1000), ["jmp 00000000003F0000h"]);
-        assert_eq!(j[5..], [0xcc, 0xcc], "never reached");
+        assert!(j[5..].iter().all(|&b| b == 0xcc), "never reached");
         assert!(
             site_jump(0x40_1000, 5, 0x40_1000 + (3 << 30)).is_none(),
             "beyond 2 GiB"
@@ -300,52 +260,28 @@ mod tests {
     }
 
     #[test]
-    fn the_trampoline_sets_rax_rcx_r11_and_jumps_to_the_entry_without_the_stack() {
-        let (at, site, entry) = (0x3f_0040u64, 0x40_1234u64, 0x7e00_0010_2000u64);
-        let t = trampoline(at, site, &[0xb8, 110, 0, 0, 0], entry).unwrap();
+    fn a_shape_sites_mov_moves_into_the_trampoline_and_returns_after_the_syscall() {
+        let (at, entry) = (0x3f_0080u64, 0x7e00_0010_2000u64);
+        // mov eax, 110 at 0x401234; syscall at 0x401239.
+        let t = trampoline(at, 0x40_1239, &[0xb8, 110, 0, 0, 0], entry).unwrap();
         let code = disasm(&t, at);
+        assert_eq!(code[0], "mov eax,6Eh");
         assert_eq!(
-            code,
-            [
-                "lahf",
-                "seto al",
-                "movzx r11d,al",
-                "shl r11d,0Bh",
-                "movzx ecx,ah",
-                "or r11d,ecx",
-                "or r11d,200h",
-                "mov eax,6Eh",
-                "lea rcx,[40123Bh]",
-                "jmp qword ptr [3F006Bh]", // the 8 bytes right after it
-            ]
+            code[code.len() - 2],
+            "lea rcx,[40123Bh]",
+            "after the syscall"
         );
-        let used: usize = {
-            let mut d = Decoder::with_ip(64, &t, at, DecoderOptions::NONE);
-            let mut n = 0;
-            for ins in &mut d {
-                n += ins.len();
-                if ins.mnemonic() == iced_x86::Mnemonic::Jmp {
-                    break;
-                }
-            }
-            n
-        };
-        assert_eq!(
-            &t[used..used + 8],
-            &entry.to_le_bytes(),
-            "the jump's target"
-        );
-        assert!(used + 8 <= TRAMPOLINE_SIZE as usize);
-        let t7 = trampoline(at, site, &[0x48, 0xc7, 0xc0, 0xe4, 0, 0, 0], entry).unwrap();
+        let t7 = trampoline(at, 0x40_123b, &[0x48, 0xc7, 0xc0, 0xe4, 0, 0, 0], entry).unwrap();
         let code7 = disasm(&t7, at);
-        assert_eq!(code7[7], "mov rax,0E4h");
-        assert_eq!(code7[8], "lea rcx,[40123Dh]", "returns after a 9-byte site");
-        // Nothing in it touches memory through RSP or pushes.
-        let mut d = Decoder::with_ip(64, &t[..used], at, DecoderOptions::NONE);
-        for ins in &mut d {
-            assert!(!ins.is_stack_instruction(), "{ins}");
-            assert_ne!(ins.memory_base(), iced_x86::Register::RSP, "{ins}");
-        }
+        assert_eq!(code7[0], "mov rax,0E4h");
+        assert_eq!(
+            code7[code7.len() - 2],
+            "lea rcx,[40123Dh]",
+            "after a 9-byte site"
+        );
+        let j = site_jump(0x40_1234, 7, at).unwrap();
+        assert_eq!(disasm(&j[..5], 0x40_1234), ["jmp 00000000003F0080h"]);
+        assert_eq!(j[5..7], [0xcc, 0xcc], "never reached");
     }
 
     #[test]
@@ -353,7 +289,7 @@ mod tests {
         let (at, entry) = (0x3f_0000u64, 0x7e00_0010_2000u64);
         // Go's Syscall6 tail: mov rsi,rcx; mov rdi,rbx; then syscall at 0x40268c.
         let window = [0x48, 0x89, 0xce, 0x48, 0x89, 0xdf];
-        let t = trampoline_moved(at, 0x40_268c, &window, entry).unwrap();
+        let t = trampoline(at, 0x40_268c, &window, entry).unwrap();
         let code = disasm(&t, at);
         assert_eq!(
             code,
@@ -385,12 +321,9 @@ mod tests {
             }
         }
         let longest = [0x90u8; MAX_WINDOW];
-        assert!(
-            trampoline_moved(at, 0x40_268c, &longest, entry).is_some(),
-            "fits"
-        );
-        assert!(trampoline_moved(at, 0x40_268c, &[0x90; 4], entry).is_none());
-        let j = window_jump(0x40_2686, 6, at).unwrap();
+        assert!(trampoline(at, 0x40_268c, &longest, entry).is_some(), "fits");
+        assert!(trampoline(at, 0x40_268c, &[0x90; 4], entry).is_none());
+        let j = site_jump(0x40_2686, 6, at).unwrap();
         assert_eq!(disasm(&j[..5], 0x40_2686), ["jmp 00000000003F0000h"]);
     }
 

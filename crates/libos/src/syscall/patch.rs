@@ -7,9 +7,7 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use optivolt_abi::layout::USER_TOP;
 
-use crate::arch::patch::{
-    site_at, site_jump, trampoline, trampoline_moved, window_jump, LOOK_BEHIND, MAX_WINDOW,
-};
+use crate::arch::patch::{site_at, site_jump, trampoline, LOOK_BEHIND, MAX_WINDOW};
 use crate::kernel::Kernel;
 use crate::mm::vma::PROT_EXEC;
 
@@ -102,22 +100,10 @@ fn patch_listed(k: &mut Kernel, ret: u64) -> Option<Patch> {
     if our_jump(&bytes[..len]) {
         return Some(Patch::Already);
     }
-    let vma = k.mem.vmas.find(start)?;
-    if vma.prot & PROT_EXEC == 0 || vma.end < ret {
-        return None;
-    }
-    let entry = crate::arch::entry::ov_syscall_jump_entry as *const () as usize as u64;
-    let pool = k.trampolines.as_mut()?;
-    let mut probe = *pool;
-    let t = probe.take()?;
-    let code = trampoline_moved(t, at, &bytes[..len], entry)?;
-    let jump = window_jump(start, len, t)?;
-    k.mem.load(t, &code).ok()?;
-    k.mem.load(start, &jump[..len]).ok()?;
-    *pool = probe;
-    Some(Patch::Done)
+    install(k, start, &bytes[..len])
 }
 
+/// Patches a site of the `mov eax|rax, imm32; syscall` shape.
 fn patch(k: &mut Kernel, ret: u64, nr: u64) -> Option<Patch> {
     let mut before = [0u8; LOOK_BEHIND];
     k.mem
@@ -133,23 +119,29 @@ fn patch(k: &mut Kernel, ret: u64, nr: u64) -> Option<Patch> {
     if found.rax != nr {
         return None;
     }
-    let site = ret - 2 - found.mov_len;
-    let mov = &before[LOOK_BEHIND - 2 - found.mov_len as usize..LOOK_BEHIND - 2];
-    // Only code the program maps executable, whole.
-    let vma = k.mem.vmas.find(site)?;
-    if vma.prot & PROT_EXEC == 0 || vma.end < ret {
+    let len = found.mov_len as usize;
+    install(k, ret - 2 - found.mov_len, &before[n - len..n])
+}
+
+/// Moves `window`, the instructions at `start` right before a `syscall`,
+/// into a new trampoline and replaces them with a jump to it.
+fn install(k: &mut Kernel, start: u64, window: &[u8]) -> Option<Patch> {
+    let at = start + window.len() as u64; // the `syscall`
+                                          // Only code the program maps executable, whole.
+    let vma = k.mem.vmas.find(start)?;
+    if vma.prot & PROT_EXEC == 0 || vma.end < at + 2 {
         return None;
     }
     let entry = crate::arch::entry::ov_syscall_jump_entry as *const () as usize as u64;
     let pool = k.trampolines.as_mut()?;
     let mut probe = *pool;
-    let at = probe.take()?;
-    let code = trampoline(at, site, mov, entry)?;
-    let jump = site_jump(site, found.mov_len, at)?;
+    let t = probe.take()?;
+    let code = trampoline(t, at, window, entry)?;
+    let jump = site_jump(start, window.len(), t)?;
     // The trampoline first, then the jump to it: one vCPU, and no other
     // thread runs inside the library OS, so nothing sees half of it.
-    k.mem.load(at, &code).ok()?;
-    k.mem.load(site, &jump[..found.mov_len as usize]).ok()?;
+    k.mem.load(t, &code).ok()?;
+    k.mem.load(start, &jump[..window.len()]).ok()?;
     *pool = probe;
     Some(Patch::Done)
 }
