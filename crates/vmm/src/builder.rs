@@ -38,6 +38,10 @@ pub struct VmConfig<'a> {
     /// guest memory itself (faster: the guest maps them without copying).
     /// `None`: the library OS loads `exec_path` from the rootfs.
     pub program: Option<&'a [u8]>,
+    /// The rootfs piece (by index) that is the whole content of this file:
+    /// mapped into guest RAM from the host's page cache (private,
+    /// copy-on-write), not copied, so instances share its pages.
+    pub rootfs_file: Option<(usize, &'a std::fs::File)>,
     /// The program's patchable `syscall` sites, as volt's scanner encodes them.
     pub sites: &'a [u8],
     /// The program's argv (argv[0] included).
@@ -97,6 +101,7 @@ impl<'a> VmConfig<'a> {
             rootfs,
             exec_path: exec_path.to_string(),
             program: None,
+            rootfs_file: None,
             sites: &[],
             argv,
             env: Vec::new(),
@@ -375,7 +380,7 @@ impl Vm {
         let (root, _) = arch::build_page_tables(&mem, sizes.ram)?;
         let (header, exceptions, libos) = load_libos(&mem, cfg.libos)?;
         arch::write_descriptor_tables(&mem, &header, &exceptions)?;
-        let rootfs = load_rootfs(&mem, &cfg.rootfs, libos.end, &sizes)?;
+        let rootfs = load_rootfs(&mem, &cfg.rootfs, cfg.rootfs_file, libos.end, &sizes)?;
         let (image, free_start) = load_program(&mem, cfg.program, rootfs.end, sizes.ram)?;
         let (sites, free_start) = load_sites(&mem, cfg.sites, free_start)?;
         write_bytes(&mem, CMDLINE_PA, &cmd)?;
@@ -528,19 +533,92 @@ fn create_vm(kvm: &Kvm, ram: u64) -> Result<(VmFd, GuestRam)> {
     Ok((vm, mem))
 }
 
-/// Copies the rootfs pieces right after the library OS image.
-fn load_rootfs(mem: &GuestRam, parts: &[&[u8]], start: u64, sizes: &Sizes) -> Result<PhysRange> {
-    // Fault in, in one system call, the host pages we are about to fill:
-    // a page fault costs microseconds on nested hosts, and a Go binary is
-    // a thousand pages twice (rootfs and placed segments).
-    let fill = sizes.rootfs_len + sizes.program_span + 2 * PAGE_SIZE;
-    populate(mem, start, fill.min(sizes.ram - start));
+/// Copies the rootfs pieces right after the library OS image. A piece that
+/// is a whole file is mapped from the page cache instead (the rootfs then
+/// starts where that piece lands on a page boundary).
+fn load_rootfs(
+    mem: &GuestRam,
+    parts: &[&[u8]],
+    file: Option<(usize, &std::fs::File)>,
+    start: u64,
+    sizes: &Sizes,
+) -> Result<PhysRange> {
+    let before = |i: usize| parts[..i].iter().map(|p| p.len() as u64).sum::<u64>();
+    let start = match file {
+        Some((i, _)) if i < parts.len() => {
+            let prefix = before(i);
+            align_up(start + prefix, PAGE_SIZE).unwrap_or(start + prefix) - prefix
+        }
+        _ => start,
+    };
+    let mut mapped = None;
+    if let Some((i, f)) = file.filter(|(i, _)| *i < parts.len()) {
+        let at = start + before(i);
+        if map_file(mem, f, at, parts[i].len() as u64)? {
+            mapped = Some((i, at, at + parts[i].len() as u64));
+        }
+    }
+    // Fault in, in one system call, the host pages we are about to fill
+    // (not the mapped file): a page fault costs microseconds on nested hosts.
+    let fill = sizes.rootfs_len + sizes.program_span + 3 * PAGE_SIZE;
+    let end = (start + fill).min(sizes.ram);
+    match mapped {
+        Some((_, a, b)) => {
+            populate(mem, start, a - start);
+            let after = align_up(b, PAGE_SIZE).unwrap_or(b);
+            populate(mem, after, end.saturating_sub(after));
+        }
+        None => populate(mem, start, end - start),
+    }
     let mut at = start;
-    for part in parts {
-        write_bytes(mem, at, part)?;
+    for (i, part) in parts.iter().enumerate() {
+        if mapped.map(|(m, ..)| m) != Some(i) {
+            write_bytes(mem, at, part)?;
+        }
         at += part.len() as u64;
     }
     Ok(PhysRange { start, end: at })
+}
+
+/// Maps `len` bytes of `file` at guest-physical `pa` (page-aligned),
+/// privately: the guest reads the page cache, and a write copies the page.
+/// `Ok(false)` if it cannot be (then nothing changed and the caller copies).
+fn map_file(mem: &GuestRam, file: &std::fs::File, pa: u64, len: u64) -> Result<bool> {
+    use std::os::fd::AsRawFd;
+    let bad = |m: &str| Error::Memory(format!("mapping the program into guest RAM: {m}"));
+    let Some(size) = align_up(len, PAGE_SIZE) else {
+        return Ok(false);
+    };
+    if !pa.is_multiple_of(PAGE_SIZE)
+        || len == 0
+        || !mem.address_in_range(GuestAddress(pa + size - 1))
+        || file.metadata().map(|m| m.len()).ok() != Some(len)
+    {
+        return Ok(false);
+    }
+    let Ok(host) = mem.get_host_address(GuestAddress(pa)) else {
+        return Ok(false);
+    };
+    // SAFETY: `host..host+size` lies inside guest RAM's own mapping (checked
+    // above), which nothing references yet but KVM's memory slot (KVM looks
+    // pages up at fault time, so it sees the new mapping); MAP_FIXED
+    // replaces those pages with a private mapping of the file, unmapped
+    // with the rest of guest RAM when the VM goes.
+    let p = unsafe {
+        libc::mmap(
+            host.cast(),
+            size as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_FIXED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED || p != host.cast() {
+        // The pages may be gone: this VM cannot be used.
+        return Err(bad(&std::io::Error::last_os_error().to_string()));
+    }
+    Ok(true)
 }
 
 /// Places the program's segments, if the monitor preloads it, after the

@@ -186,6 +186,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     let cfg = VmConfig {
         libos,
         rootfs: app.rootfs_slices(),
+        rootfs_file: app.mapped_part(),
         exec_path: app.exec_path.clone(),
         program: (!a.guest_loader).then_some(&app.program[..]),
         sites: &sites,

@@ -300,3 +300,20 @@ fn rust_std_threads_match_native() {
     let p = program("threads", "rust");
     assert_same(&native(&p, &[], &[]), &unikernel(&p, &[], &[], &[]));
 }
+
+#[test]
+fn the_program_reads_its_own_file_byte_exact_from_the_mapped_rootfs() {
+    if !kvm_available("the_program_reads_its_own_file_byte_exact_from_the_mapped_rootfs") {
+        return;
+    }
+    for kind in ["musl", "glibc"] {
+        let p = program("selfsum", kind);
+        let n = native(&p, &[], &[]);
+        assert!(
+            String::from_utf8_lossy(&n.stdout).contains("fnv1a"),
+            "{n:?}"
+        );
+        assert_same(&n, &unikernel(&p, &[], &[], &[]));
+        assert_same(&n, &unikernel(&p, &["--guest-loader"], &[], &[]));
+    }
+}

@@ -17,6 +17,8 @@ use rootfs::CpioWriter;
 pub struct MappedFile {
     ptr: *mut libc::c_void,
     len: usize,
+    /// The file, kept open so that the monitor can map it into guest RAM too.
+    file: std::fs::File,
 }
 
 impl MappedFile {
@@ -34,6 +36,7 @@ impl MappedFile {
             return Ok(MappedFile {
                 ptr: std::ptr::null_mut(),
                 len: 0,
+                file: f,
             });
         }
         // SAFETY: a fresh read-only private mapping of an open file; the
@@ -51,7 +54,12 @@ impl MappedFile {
         if ptr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(MappedFile { ptr, len })
+        Ok(MappedFile { ptr, len, file: f })
+    }
+
+    /// The mapped file.
+    pub fn file(&self) -> &std::fs::File {
+        &self.file
     }
 }
 
@@ -116,6 +124,19 @@ pub struct AppImage {
 }
 
 impl AppImage {
+    /// The rootfs piece that is the whole program file, with the file: the
+    /// monitor maps it from the page cache instead of copying it.
+    pub fn mapped_part(&self) -> Option<(usize, &std::fs::File)> {
+        let Program::Mapped(m) = &self.program else {
+            return None;
+        };
+        let i = self
+            .rootfs
+            .iter()
+            .position(|p| matches!(p, Part::Program))?;
+        Some((i, m.file()))
+    }
+
     /// The rootfs pieces as slices, in order.
     pub fn rootfs_slices(&self) -> Vec<&[u8]> {
         self.rootfs
