@@ -29,7 +29,7 @@ fn the_hazards_of_patched_sites_behave_as_natively_in_both_modes() {
         let out = String::from_utf8_lossy(&n.stdout);
         assert_eq!(
             out.matches(": yes").count() + out.matches(": handled").count(),
-            5,
+            6,
             "native: {out}"
         );
         assert_same(&n, &unikernel(&p, &[], &[], &[]));

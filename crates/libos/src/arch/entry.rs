@@ -194,6 +194,8 @@ global_asm!(
     "ov_stub_frame_rsp: .quad 0",
     ".quad {user_ss}",
     "ov_irq_scratch: .quad 0",
+    // Where the system-call return jumps (see the end of ov_syscall_handler).
+    "ov_return_rip: .quad 0",
     // Set by the jump entry, read and cleared by the dispatcher: whether the
     // call in progress came through a patched site.
     ".global ov_entry_jumped",
@@ -244,20 +246,24 @@ global_asm!(
     "    call ov_syscall_dispatch",
     "    fxrstor64 [rsp]",
     "    mov rsp, rbx",
+    // Return without iretq, which PVM emulates (a trap's worth of time):
+    // the frame's RIP goes to a scratch slot, then RFLAGS from the frame,
+    // the user stack, and an indirect jump. This serves plain returns,
+    // signal frames and sigreturn alike: CS and SS are always the user
+    // ones, and popfq at CPL 3 changes what iretq would (not IF or IOPL).
+    // Nothing can run in between and reuse the slot: ticks that land in
+    // the library OS are dropped, and it takes no exception here. Only a
+    // context with TF set (single-stepping) takes the iretq, so that the
+    // trap comes after the first instruction of the application.
+    "    mov rax, [rsp + {frame_rip}]",
+    "    mov [rip + ov_return_rip], rax",
+    "    test qword ptr [rsp + {frame_rflags}], 0x100",
     "    OV_POP_GPRS",
-    // A plain return (RIP and RFLAGS still the ones `syscall` left in RCX
-    // and R11, as after Linux's sysret) needs no iretq, which PVM emulates:
-    // restore RFLAGS, switch to the user stack, jump. A timer tick in
-    // between is dropped (RIP is still in the library OS). Anything else —
-    // signal frames, sigreturn — takes the iretq.
-    "    cmp rcx, [rsp]",
-    "    jne 3f",
-    "    cmp r11, [rsp + 16]",
-    "    jne 3f",
-    "    push r11",
+    "    jnz 3f",
+    "    push qword ptr [rsp + 16]",
     "    popfq",
     "    mov rsp, [rsp + 24]",
-    "    jmp rcx",
+    "    jmp qword ptr [rip + ov_return_rip]",
     "3:",
     "    iretq",
     // -------------------------------------------------- exception stubs
@@ -414,6 +420,8 @@ global_asm!(
     user_ss = const USER_SS,
     user_cs = const USER_CS,
     user_top = const optivolt_abi::layout::USER_TOP,
+    frame_rip = const core::mem::offset_of!(SyscallFrame, rip),
+    frame_rflags = const core::mem::offset_of!(SyscallFrame, rflags),
 );
 
 // The C library functions that `core` and `compiler_builtins` call.

@@ -29,6 +29,9 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
         let addr = frame as *mut SyscallFrame as u64;
         let mut guard = KERNEL.lock();
         let Some(k) = guard.as_mut() else { return };
+        // The restorer's site is patched like any other (every signal
+        // handler returns through it).
+        crate::syscall::patch::on_entry(k, jumped, frame.rip, n);
         let ctx = signal::UserContext {
             regs: &mut frame.regs,
             rip: &mut frame.rip,

@@ -51,8 +51,22 @@ pub fn program(name: &str, kind: &str) -> PathBuf {
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let out = out_dir().join(format!("{name}-{kind}"));
-    if out.exists() {
-        return out;
+    // Built before, and not older than its source (a `.c`/`.rs` file or a
+    // directory with its sources): reuse it.
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let dir = programs_dir().join(name);
+    let sources: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(_) => ["c", "rs"]
+            .iter()
+            .map(|x| programs_dir().join(format!("{name}.{x}")))
+            .collect(),
+    };
+    let newest = sources.iter().filter_map(|p| modified(p)).max();
+    if let Some(built) = modified(&out) {
+        if newest.is_none_or(|n| n <= built) {
+            return out;
+        }
     }
     let tmp = out.with_extension("tmp");
     match kind {

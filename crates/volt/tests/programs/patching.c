@@ -98,6 +98,19 @@ static int signals_at_sites(void) {
     return ok && hits > 0;
 }
 
+/* A signal raised from a patched site and returned from through the
+ * restorer's (patched) rt_sigreturn, many times: every one is handled and
+ * the interrupted context comes back intact. */
+static int raised_at_sites(void) {
+    hits = 0;
+    int ok = 1;
+    for (long i = 0; i < 100000; i++) {
+        if (!leaf(i)) ok = 0;
+        raise(SIGUSR1);
+    }
+    return ok && hits == 100000;
+}
+
 /* read(2) through a patched site, interrupted by a signal with SA_RESTART:
  * the read goes on and returns the data written later. */
 static int pipefd[2];
@@ -154,6 +167,7 @@ int main(void) {
     printf("red zone kept: %s\n", red_zone() ? "yes" : "NO");
     printf("vector registers and flags kept: %s\n", vectors_and_flags() ? "yes" : "NO");
     printf("signals at patched sites: %s\n", signals_at_sites() ? "handled" : "LOST");
+    printf("signals raised at patched sites: %s\n", raised_at_sites() ? "handled" : "LOST");
     printf("read restarted at a patched site: %s\n", restart_at_site() ? "yes" : "NO");
     printf("written code calls the kernel: %s\n", written_code() ? "yes" : "NO");
     return 0;
