@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::net::{boot_on_tap, in_private_netns, ip};
+use common::net::{boot_on_tap, boot_on_tap_then, in_private_netns, ip};
 use common::{kvm_available, program, volt};
 
 #[test]
@@ -141,13 +141,14 @@ fn a_connected_udp_client_in_the_guest_reaches_the_host() {
     in_private_netns(
         "a_connected_udp_client_in_the_guest_reaches_the_host",
         move || {
-            let guest = boot_on_tap(
+            // Bound before the link is up: a fast guest sends at once.
+            let (guest, sock) = boot_on_tap_then(
                 "ovcli0",
                 &client,
                 &["--timeout", "20"],
                 &["10.0.7.1", "9999"],
+                || std::net::UdpSocket::bind("10.0.7.1:9999").unwrap(),
             );
-            let sock = std::net::UdpSocket::bind("10.0.7.1:9999").unwrap();
             sock.set_read_timeout(Some(Duration::from_secs(10)))
                 .unwrap();
             let mut buf = [0u8; 64];

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::net::{
-    boot_on_tap, http, in_private_netns, links, read_response, spawn_volt, wait_for_http,
+    boot_on_tap_then, http, in_private_netns, links, read_response, spawn_volt, wait_for_http,
 };
 use common::{kvm_available, program, volt};
 
@@ -110,9 +110,15 @@ fn a_go_http_client_in_the_guest_fetches_from_the_host() {
     in_private_netns(
         "a_go_http_client_in_the_guest_fetches_from_the_host",
         move || {
-            let v = boot_on_tap("ovcli0", &goweb, &[], &["get", "http://10.0.7.1:8099/hi"]);
-            // The host side's server, on the tap's address.
-            let l = TcpListener::bind("10.0.7.1:8099").expect("bind on the tap");
+            // The host side's server, on the tap's address, listening before
+            // the guest runs (a fast guest connects at once).
+            let (v, l) = boot_on_tap_then(
+                "ovcli0",
+                &goweb,
+                &[],
+                &["get", "http://10.0.7.1:8099/hi"],
+                || TcpListener::bind("10.0.7.1:8099").expect("bind on the tap"),
+            );
             l.set_nonblocking(false).expect("blocking");
             let (mut c, _) = l.accept().expect("the guest connects");
             c.set_read_timeout(Some(Duration::from_secs(20)))

@@ -17,6 +17,19 @@ pub use optivolt_testnet::{in_private_netns, ip};
 /// Starts `program` as a unikernel on tap `tap` (guest 10.0.7.2/24), waits
 /// for volt to create the tap, and gives the host side 10.0.7.1/24.
 pub fn boot_on_tap(tap: &str, program: &Path, volt_args: &[&str], args: &[&str]) -> Volt {
+    boot_on_tap_then(tap, program, volt_args, args, || ()).0
+}
+
+/// As [`boot_on_tap`], running `ready` once the host's address exists but
+/// before the link is up (so a server it starts listens before the guest
+/// can reach it: a fast guest connects at once).
+pub fn boot_on_tap_then<T>(
+    tap: &str,
+    program: &Path,
+    volt_args: &[&str],
+    args: &[&str],
+    ready: impl FnOnce() -> T,
+) -> (Volt, T) {
     let guest = Volt(Some(
         volt()
             .args(["run", "--net", &format!("tap:{tap}"), "--ip", "10.0.7.2/24"])
@@ -35,8 +48,9 @@ pub fn boot_on_tap(tap: &str, program: &Path, volt_args: &[&str], args: &[&str])
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(ip(&["addr", "add", "10.0.7.1/24", "dev", tap]));
+    let r = ready();
     assert!(ip(&["link", "set", tap, "up"]));
-    guest
+    (guest, r)
 }
 
 /// An HTTP response: status and body.
