@@ -26,6 +26,7 @@ mod error;
 pub mod hypercall;
 pub mod memory;
 pub mod outcome;
+mod placement;
 pub mod stats;
 pub mod timing;
 pub mod vcpu;
