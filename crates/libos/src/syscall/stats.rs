@@ -29,7 +29,7 @@ fn sum(t: &[AtomicU64; SLOTS]) -> u64 {
 }
 
 /// Calls that arrived by a jump and by a trap.
-pub fn totals() -> (u64, u64) {
+fn totals() -> (u64, u64) {
     (sum(&BY_JUMP), sum(&BY_TRAP))
 }
 
