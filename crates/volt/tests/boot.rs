@@ -10,7 +10,7 @@ fn musl_hello_matches_native() {
     }
     let p = program("hello", "musl");
     for args in [&[][..], &["world"], &["OptiVolt unikernel"]] {
-        assert_same(&native(&p, args, &[]), &unikernel(&p, &[], args, &[]));
+        differential(&p, &[], args, &[]);
     }
 }
 
@@ -27,10 +27,7 @@ fn the_in_guest_elf_loader_matches_native_too() {
         ("args", "musl"),
     ] {
         let p = program(name, kind);
-        assert_same(
-            &native(&p, &["7", "x"], &[]),
-            &unikernel(&p, &["--guest-loader"], &["7", "x"], &[]),
-        );
+        differential(&p, &["--guest-loader"], &["7", "x"], &[]);
     }
 }
 
@@ -40,10 +37,7 @@ fn glibc_hello_matches_native() {
         return;
     }
     let p = program("hello", "glibc");
-    assert_same(
-        &native(&p, &["glibc"], &[]),
-        &unikernel(&p, &[], &["glibc"], &[]),
-    );
+    differential(&p, &[], &["glibc"], &[]);
 }
 
 #[test]
@@ -54,7 +48,7 @@ fn rust_std_program_matches_native() {
     let p = program("hello", "rust");
     let env = [("GREETING", "hi there")];
     for args in [&["0", "abc"][..], &["7", "rust", "std"]] {
-        assert_same(&native(&p, args, &env), &unikernel(&p, &[], args, &env));
+        differential(&p, &[], args, &env);
     }
 }
 
@@ -66,14 +60,12 @@ fn exit_statuses_come_back() {
     for kind in ["musl", "glibc"] {
         let p = program("exit", kind);
         for status in ["0", "3", "42"] {
-            let n = native(&p, &[status], &[]);
-            let u = unikernel(&p, &[], &[status], &[]);
+            let u = differential(&p, &[], &[status], &[]);
             assert_eq!(
                 u.status.code(),
                 Some(status.parse().unwrap()),
                 "{kind} {status}"
             );
-            assert_same(&n, &u);
         }
     }
 }
@@ -92,8 +84,7 @@ fn argv_and_environment_reach_the_program() {
     let args = ["one", "two words", "--flag=x", "", "ünïcödé"];
     for kind in ["musl", "glibc"] {
         let p = program("args", kind);
-        let u = unikernel(&p, &[], &args, &env);
-        assert_same(&native(&p, &args, &env), &u);
+        let u = differential(&p, &[], &args, &env);
         let out = String::from_utf8_lossy(&u.stdout);
         assert!(
             out.contains("argv[2]=two words") && out.contains("env GREETING=hello from the host"),
@@ -276,8 +267,10 @@ fn rust_std_fs_time_env_match_native() {
     let tag = format!("{}", std::process::id());
     let env = [("HOME", "/root")];
     let u = unikernel(&p, &[], &[&tag], &env);
+    let trapped = unikernel(&p, &["--syscalls", "trap"], &[&tag], &env);
     let n = native(&p, &[&tag], &env);
     assert_same(&n, &u);
+    assert_same(&n, &trapped);
     assert!(String::from_utf8_lossy(&u.stdout).contains("cleaned: true"));
 }
 
@@ -288,7 +281,7 @@ fn pthreads_match_native() {
     }
     for kind in ["musl", "glibc"] {
         let p = program("threads", kind);
-        assert_same(&native(&p, &[], &[]), &unikernel(&p, &[], &[], &[]));
+        differential(&p, &[], &[], &[]);
     }
 }
 
@@ -298,7 +291,7 @@ fn rust_std_threads_match_native() {
         return;
     }
     let p = program("threads", "rust");
-    assert_same(&native(&p, &[], &[]), &unikernel(&p, &[], &[], &[]));
+    differential(&p, &[], &[], &[]);
 }
 
 #[test]
@@ -313,7 +306,7 @@ fn the_program_reads_its_own_file_byte_exact_from_the_mapped_rootfs() {
             String::from_utf8_lossy(&n.stdout).contains("fnv1a"),
             "{n:?}"
         );
-        assert_same(&n, &unikernel(&p, &[], &[], &[]));
+        same_in_both_modes(&n, |extra| unikernel(&p, extra, &[], &[]));
         assert_same(&n, &unikernel(&p, &["--guest-loader"], &[], &[]));
     }
 }

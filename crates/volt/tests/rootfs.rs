@@ -34,19 +34,25 @@ fn file_system_calls_match_native() {
         let root = make_rootfs(kind, &p);
         // The unikernel first: packing reads the directory before the native
         // run changes it.
-        let u = volt()
-            .arg("run")
-            .arg("--rootfs")
-            .arg(&root)
-            .arg("/bin/app")
-            .output()
-            .unwrap();
+        let run = |extra: &[&str]| {
+            volt()
+                .arg("run")
+                .args(extra)
+                .arg("--rootfs")
+                .arg(&root)
+                .arg("/bin/app")
+                .output()
+                .unwrap()
+        };
+        let u = run(&[]);
+        let trapped = run(&["--syscalls", "trap"]);
         let n = Command::new(root.join("bin/app"))
             .current_dir(&root)
             .env_clear()
             .output()
             .unwrap();
         assert_same(&n, &u);
+        assert_same(&n, &trapped);
         let out = String::from_utf8_lossy(&u.stdout);
         assert!(out.contains("config (24 bytes): port=8080"), "{out}");
         assert!(

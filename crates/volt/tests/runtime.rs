@@ -24,19 +24,21 @@ fn go_program_matches_native() {
     }
     let p = program("goapp", "go");
     let root = rootfs_with_config("go");
-    let u = volt()
-        .arg("run")
-        .arg("--rootfs")
-        .arg(&root)
-        .arg(&p)
-        .output()
-        .unwrap();
     let n = Command::new(&p)
         .current_dir(&root)
         .env_clear()
         .output()
         .unwrap();
-    assert_same(&n, &u);
+    let u = same_in_both_modes(&n, |extra| {
+        volt()
+            .arg("run")
+            .args(extra)
+            .arg("--rootfs")
+            .arg(&root)
+            .arg(&p)
+            .output()
+            .unwrap()
+    });
     let out = String::from_utf8_lossy(&u.stdout);
     assert!(
         out.contains("preemption: main progressed 5 spinner ran true"),
@@ -102,8 +104,7 @@ fn sigsegv_handler_recovers_as_natively() {
     }
     for kind in ["musl", "glibc"] {
         let p = program("sigsegv", kind);
-        let u = unikernel(&p, &[], &[], &[]);
-        assert_same(&native(&p, &[], &[]), &u);
+        let u = differential(&p, &[], &[], &[]);
         assert!(String::from_utf8_lossy(&u.stdout).contains("caught signal 11 at offset 4096"));
     }
 }
@@ -203,8 +204,7 @@ fn pipes_eventfd_timerfd_epoll_poll_mremap_match_native() {
     }
     for kind in ["musl", "glibc"] {
         let p = program("waiting", kind);
-        let u = unikernel(&p, &[], &[], &[]);
-        assert_same(&native(&p, &[], &[]), &u);
+        let u = differential(&p, &[], &[], &[]);
         assert!(String::from_utf8_lossy(&u.stdout)
             .contains("mremap: ok, contents kept: 1, grown part zero: 1"));
     }
@@ -216,7 +216,7 @@ fn cpu_time_clocks_exclude_sleep() {
         return;
     }
     let p = program("cputime", "musl");
-    assert_same(&native(&p, &[], &[]), &unikernel(&p, &[], &[], &[]));
+    differential(&p, &[], &[], &[]);
 }
 
 #[test]
@@ -226,7 +226,7 @@ fn unix_socket_pairs_match_native() {
     }
     for kind in ["musl", "glibc"] {
         let p = program("sockpair", kind);
-        assert_same(&native(&p, &[], &[]), &unikernel(&p, &[], &[], &[]));
+        differential(&p, &[], &[], &[]);
     }
 }
 
@@ -237,8 +237,7 @@ fn sa_restart_resumes_blocked_reads_as_natively() {
     }
     for kind in ["musl", "glibc"] {
         let p = program("restart", kind);
-        let u = unikernel(&p, &[], &[], &[]);
-        assert_same(&native(&p, &[], &[]), &u);
+        let u = differential(&p, &[], &[], &[]);
         let out = String::from_utf8_lossy(&u.stdout);
         assert!(
             out.contains("SA_RESTART: read 9 late data, handler ran 1 time(s)"),
@@ -266,7 +265,7 @@ fn tcp_over_the_in_guest_loopback_behaves_as_natively() {
             String::from_utf8_lossy(&n.stdout).contains("bulk: 8 of 8"),
             "native run: {n:?}"
         );
-        assert_same(&n, &unikernel(&p, &[], &[], &[]));
+        same_in_both_modes(&n, |extra| unikernel(&p, extra, &[], &[]));
     }
 }
 
@@ -277,7 +276,7 @@ fn the_vdso_answers_clocks_without_system_calls() {
     }
     for kind in ["musl", "glibc"] {
         let p = program("vdso", kind);
-        assert_same(&native(&p, &[], &[]), &unikernel(&p, &[], &[], &[]));
+        differential(&p, &[], &[], &[]);
         // 100,000 clock reads, none of them a trap (the trace shows only
         // the one deliberate system call and the CPU-time fallback).
         let traced = unikernel(&p, &["--trace-syscalls"], &[], &[]);
@@ -308,7 +307,7 @@ fn broken_pipes_raise_sigpipe_as_natively() {
     }
     for kind in ["musl", "glibc"] {
         let p = program("sigpipe", kind);
-        assert_same(&native(&p, &[], &[]), &unikernel(&p, &[], &[], &[]));
+        differential(&p, &[], &[], &[]);
         // The default action ends the program: 128 + 13, as a shell says.
         let u = unikernel(&p, &[], &["default"], &[]);
         assert_eq!(u.status.code(), Some(141), "{u:?}");

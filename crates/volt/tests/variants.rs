@@ -2,7 +2,7 @@
 //! the in-guest loopback) and without it (`--net none`).
 mod common;
 
-use common::{assert_same, kvm_available, native, program, unikernel, volt};
+use common::{kvm_available, native, program, same_in_both_modes, unikernel, volt};
 
 #[test]
 fn without_the_network_programs_run_as_natively_on_the_smaller_variant() {
@@ -12,7 +12,10 @@ fn without_the_network_programs_run_as_natively_on_the_smaller_variant() {
     // Socket pairs are AF_UNIX: they need no network stack.
     let p = program("sockpair", "musl");
     let n = native(&p, &[], &[]);
-    assert_same(&n, &unikernel(&p, &["--net", "none"], &[], &[]));
+    same_in_both_modes(&n, |extra| {
+        let opts: Vec<&str> = ["--net", "none"].iter().chain(extra).copied().collect();
+        unikernel(&p, &opts, &[], &[])
+    });
     let u = unikernel(&p, &["--net", "none", "--timing"], &[], &[]);
     assert_eq!(u.stdout, n.stdout);
     let err = String::from_utf8_lossy(&u.stderr);

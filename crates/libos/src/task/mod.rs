@@ -1,5 +1,6 @@
 //! Tasks: the scheduler (threads, futexes, timers, idle), the process's
 //! signal actions and the delivery of signals into a user context.
+pub mod itimer;
 pub mod process;
 pub mod sched;
 pub mod signal;

@@ -91,6 +91,8 @@ pub struct Scheduler {
     pub(super) dead_cpu: u64,
     /// Runs before the vCPU sleeps (the network stack, registered at boot).
     pub(super) idle: Option<IdleHook>,
+    /// setitimer(ITIMER_REAL) / alarm.
+    pub(super) real_timer: super::itimer::RealTimer,
 }
 
 /// What the scheduler calls when nothing can run, with the earliest
@@ -150,6 +152,7 @@ pub fn init(boot_stack_top: u64, tsc_khz: u64) {
         since: rdtsc(),
         dead_cpu: 0,
         idle: None,
+        real_timer: Default::default(),
     });
 }
 
@@ -217,7 +220,8 @@ pub(super) fn publish_want_tick(s: &Scheduler) {
     let want = !s.run_queue.is_empty()
         || s.threads
             .values()
-            .any(|t| t.state == State::Blocked && t.deadline.is_some());
+            .any(|t| t.state == State::Blocked && t.deadline.is_some())
+        || s.real_timer.next.is_some();
     if cfg!(not(feature = "guest")) {
         return; // host unit tests: no BootInfo
     }
@@ -267,10 +271,10 @@ impl Scheduler {
             .filter_map(|t| t.deadline)
             .min();
         let timers = self.timers.values().copied().min();
-        match (threads, timers) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [threads, timers, self.real_timer.next]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub(super) fn fire_timers(&mut self, now: u64) {
@@ -450,7 +454,15 @@ pub fn call_done() {
 /// unless it blocks the signal. False if the thread does not exist.
 pub fn send_signal(tid: u32, sig: u32) -> bool {
     with(|s| {
-        let Some(t) = s.threads.get_mut(&tid) else {
+        let sent = s.post_signal(tid, sig);
+        publish_want_tick(s);
+        sent
+    })
+}
+
+impl Scheduler {
+    pub(super) fn post_signal(&mut self, tid: u32, sig: u32) -> bool {
+        let Some(t) = self.threads.get_mut(&tid) else {
             return false;
         };
         if t.state == State::Dead {
@@ -460,11 +472,19 @@ pub fn send_signal(tid: u32, sig: u32) -> bool {
         t.pending |= bit;
         let interrupt = t.state == State::Blocked && t.sigmask & bit == 0;
         if interrupt {
-            s.make_runnable(tid, Wake::Signal);
+            self.make_runnable(tid, Wake::Signal);
         }
-        publish_want_tick(s);
         true
-    })
+    }
+
+    pub(super) fn thread_for_signal(&self, sig: u32) -> Option<u32> {
+        let bit = 1u64 << (sig - 1);
+        self.threads
+            .values()
+            .filter(|t| t.state != State::Dead)
+            .find(|t| t.sigmask & bit == 0)
+            .map(|t| t.tid)
+    }
 }
 
 /// Takes the lowest pending, unblocked signal of the running thread.
@@ -494,14 +514,7 @@ pub fn interrupted() -> bool {
 
 /// The first thread that does not block `sig` (for process-directed signals).
 pub fn thread_for_signal(sig: u32) -> Option<u32> {
-    with(|s| {
-        let bit = 1u64 << (sig - 1);
-        s.threads
-            .values()
-            .filter(|t| t.state != State::Dead)
-            .find(|t| t.sigmask & bit == 0)
-            .map(|t| t.tid)
-    })
+    with(|s| s.thread_for_signal(sig))
 }
 
 /// Arms (or with `None` disarms) the wake-up of timer `id` at `deadline`.

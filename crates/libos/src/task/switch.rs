@@ -92,6 +92,7 @@ pub fn schedule() {
         let step = with(|s| {
             s.wake_expired(now);
             s.fire_timers(now);
+            s.fire_real_timer(now);
             let prev = s.current;
             let prev_runnable = s
                 .threads

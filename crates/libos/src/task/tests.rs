@@ -144,3 +144,48 @@ fn a_call_keeps_its_deadline_across_restarts_until_it_is_done() {
     assert_eq!(call_deadline(|| Some(7)), Some(7));
     call_done();
 }
+
+#[test]
+fn the_interval_timer_signals_a_thread_that_takes_sigalrm_and_rearms() {
+    use super::itimer::{real_timer, set_real_timer, RealTimer, SIGALRM};
+    let _g = globals();
+    add_thread(2);
+    // The main thread blocks SIGALRM; thread 2 sleeps and does not.
+    with_current(|t| t.sigmask = 1 << (SIGALRM - 1));
+    as_thread(2, || block_current(None));
+    set_real_timer(RealTimer {
+        next: Some(1000),
+        interval: 100,
+    });
+    with(|s| {
+        assert_eq!(s.earliest_deadline(), Some(1000));
+        s.fire_real_timer(999);
+        assert!(s.run_queue.is_empty(), "not yet due");
+        // Late by two and a half periods: one signal, next expiry on the grid.
+        s.fire_real_timer(1250);
+    });
+    assert_eq!(real_timer().next, Some(1300));
+    assert_eq!(run_queue(), [2]);
+    assert_eq!(wake_of(2), Some(Wake::Signal));
+    assert_eq!(as_thread(2, take_signal), Some(SIGALRM));
+    // A one-shot timer disarms itself.
+    let old = set_real_timer(RealTimer {
+        next: Some(2000),
+        interval: 0,
+    });
+    assert_eq!(
+        old,
+        RealTimer {
+            next: Some(1300),
+            interval: 100
+        }
+    );
+    with(|s| s.fire_real_timer(2000));
+    assert_eq!(
+        real_timer(),
+        RealTimer {
+            next: None,
+            interval: 0
+        }
+    );
+}

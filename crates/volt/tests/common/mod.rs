@@ -219,3 +219,25 @@ pub fn assert_same(native: &Output, uni: &Output) {
         s(&uni.stderr)
     );
 }
+
+/// The differential test: `prog args` natively, then as a unikernel with
+/// `opts` twice — with patched system-call sites (the default) and with
+/// every call trapping (`--syscalls trap`). Both must print and exit as
+/// natively; returns the patched run.
+pub fn differential(prog: &Path, opts: &[&str], args: &[&str], env: &[(&str, &str)]) -> Output {
+    let n = native(prog, args, env);
+    same_in_both_modes(&n, |extra| {
+        let all: Vec<&str> = opts.iter().chain(extra).copied().collect();
+        unikernel(prog, &all, args, env)
+    })
+}
+
+/// Runs `run` with no extra `volt run` options and with `--syscalls trap`,
+/// and asserts each printed and exited as `native`; returns the first.
+pub fn same_in_both_modes(native: &Output, run: impl Fn(&[&str]) -> Output) -> Output {
+    let trapped = run(&["--syscalls", "trap"]);
+    assert_same(native, &trapped);
+    let patched = run(&[]);
+    assert_same(native, &patched);
+    patched
+}

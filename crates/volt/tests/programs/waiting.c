@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +30,25 @@ static void *writer(void *arg) {
     return NULL;
 }
 
+static volatile int alarmed;
+static void on_alarm(int sig) { (void)sig; alarmed++; }
+
+/* setitimer, getitimer, alarm and pause. */
+static void interval_timer(void) {
+    signal(SIGALRM, on_alarm);
+    struct itimerval it = {.it_interval = {0, 0}, .it_value = {0, 20000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    struct itimerval cur;
+    getitimer(ITIMER_REAL, &cur);
+    int armed = cur.it_value.tv_sec == 0 && cur.it_value.tv_usec > 0 && cur.it_value.tv_usec <= 20000;
+    int r = pause();
+    printf("pause: %d %s, alarms %d, armed before %d\n", r, strerror(errno), alarmed, armed);
+    alarm(5);
+    printf("alarm left: %u\n", alarm(0));
+    getitimer(ITIMER_REAL, &cur);
+    printf("disarmed: %d\n", cur.it_value.tv_sec == 0 && cur.it_value.tv_usec == 0);
+}
+
 int main(void) {
     pipe(fds);
     efd = eventfd(0, 0);
@@ -42,6 +63,8 @@ int main(void) {
     n = read(fds[0], buf, sizeof buf);
     printf("pipe after close: %zd\n", n);
     pthread_join(t, NULL);
+
+    interval_timer();
 
     int tfd = timerfd_create(CLOCK_MONOTONIC, 0);
     struct itimerspec its = {.it_interval = {0, 3000000}, .it_value = {0, 3000000}};
