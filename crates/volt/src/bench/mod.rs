@@ -3,6 +3,7 @@
 mod abi;
 mod boot;
 mod net;
+mod runstats;
 mod stats;
 
 use anyhow::Result;

@@ -1,7 +1,9 @@
 //! `volt bench net`: the same Go net/http server as a Linux process on the
 //! loopback and as a unikernel behind `-p`, loaded by `wrk` in one run
-//! (requests/s, p50/p99 latency, the ratio); time from `volt run` to the
-//! first HTTP answer; host CPU and memory of the idle server unikernel.
+//! (requests/s, p50/p99 latency, the ratio, host CPU-seconds per 100,000
+//! requests, exits and trapped system calls per request from `--stats`);
+//! time from `volt run` to the first HTTP answer; host CPU and memory of
+//! the idle server unikernel.
 //! Runs inside a network namespace of its own (needs root).
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use super::runstats;
 use super::stats::{ms, Summary};
 use crate::publish::hostnet;
 
@@ -68,6 +71,21 @@ fn build_goweb(dir: &Path) -> Result<PathBuf> {
 
 struct Server(Child);
 
+impl Server {
+    /// Asks the Go server to end (`/exit`) and waits for it (10 s at most).
+    fn finish(mut self, addr: SocketAddr) -> Result<()> {
+        let _ = get_path(addr, "/exit");
+        let t = Instant::now();
+        while self.0.try_wait()?.is_none() {
+            if t.elapsed() > Duration::from_secs(10) {
+                bail!("the server at {addr} did not end after /exit");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -76,8 +94,14 @@ impl Drop for Server {
 }
 
 fn get(addr: SocketAddr) -> std::io::Result<()> {
-    let mut s = TcpStream::connect(addr)?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")?;
+    get_path(addr, "/")
+}
+
+fn get_path(addr: SocketAddr, path: &str) -> std::io::Result<()> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    // A server that ends on the request (/exit) on a tap closes nothing.
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     if buf.starts_with(b"HTTP/1.1 200") {
@@ -87,13 +111,22 @@ fn get(addr: SocketAddr) -> std::io::Result<()> {
     }
 }
 
+/// Where a server's stderr goes: nowhere, or a file (for `--stats`).
+fn stderr_to(file: Option<&Path>) -> Result<Stdio> {
+    Ok(match file {
+        Some(f) => Stdio::from(std::fs::File::create(f)?),
+        None => Stdio::null(),
+    })
+}
+
 /// Starts `cmd` and waits for its first HTTP answer on `addr`: the server
 /// and the time that took.
-fn start(mut cmd: Command, addr: SocketAddr) -> Result<(Server, Duration)> {
+fn start(mut cmd: Command, addr: SocketAddr, stderr: Option<&Path>) -> Result<(Server, Duration)> {
+    let err = stderr_to(stderr)?;
     let t = Instant::now();
     let s = Server(
         cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(err)
             .spawn()
             .context("start the server")?,
     );
@@ -111,16 +144,22 @@ fn start(mut cmd: Command, addr: SocketAddr) -> Result<(Server, Duration)> {
 /// Starts the unikernel server on a tap of its own (`--net tap:NAME`), gives
 /// the host side 10.0.9.1/24 once the tap exists, and waits for its first
 /// answer on `addr`.
-fn start_on_tap(volt: &Path, web: &Path, tap: &str, addr: SocketAddr) -> Result<Server> {
+fn start_on_tap(
+    volt: &Path,
+    web: &Path,
+    tap: &str,
+    addr: SocketAddr,
+    stderr: &Path,
+) -> Result<Server> {
     let s = Server(
         Command::new(volt)
-            .args(["run", "--memory", "256M", "--net"])
+            .args(["run", "--stats", "--memory", "256M", "--net"])
             .arg(format!("tap:{tap}"))
             .args(["--ip", "10.0.9.2/24"])
             .arg(web)
             .args(["serve", ":8080"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr_to(Some(stderr))?)
             .spawn()
             .context("start the server on a tap")?,
     );
@@ -141,8 +180,21 @@ fn start_on_tap(volt: &Path, web: &Path, tap: &str, addr: SocketAddr) -> Result<
     Ok(s)
 }
 
-/// One wrk round: (requests/s, p50, p99).
-fn wrk(a: &NetArgs, addr: SocketAddr) -> Result<(f64, Duration, Duration)> {
+/// One wrk round against one server.
+#[derive(Clone, Copy, Debug)]
+struct Round {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    /// Requests completed.
+    requests: u64,
+    /// Host CPU time the server's process used during the round.
+    cpu: Duration,
+}
+
+/// One wrk round against the server `pid` listening on `addr`.
+fn wrk(a: &NetArgs, addr: SocketAddr, pid: u32) -> Result<Round> {
+    let cpu0 = cpu_time(pid)?;
     let out = Command::new("wrk")
         .args(["-t", "2", "-c", &a.connections.to_string()])
         .args([
@@ -159,6 +211,12 @@ fn wrk(a: &NetArgs, addr: SocketAddr) -> Result<(f64, Duration, Duration)> {
     if !out.status.success() {
         bail!("wrk failed: {text}");
     }
+    let cpu = cpu_time(pid)?.saturating_sub(cpu0);
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .with_context(|| format!("no request count in wrk's output: {text}"))?;
     let rps = text
         .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
@@ -179,7 +237,13 @@ fn wrk(a: &NetArgs, addr: SocketAddr) -> Result<(f64, Duration, Duration)> {
     {
         eprintln!("  wrk: {}", e.trim());
     }
-    Ok((rps, pct("50%")?, pct("99%")?))
+    Ok(Round {
+        rps,
+        p50: pct("50%")?,
+        p99: pct("99%")?,
+        requests,
+        cpu,
+    })
 }
 
 /// wrk's "123.45us", "1.20ms", "2.00s".
@@ -247,9 +311,11 @@ fn run_in(a: &NetArgs, dir: &Path) -> Result<i32> {
         c.args(["serve", "127.0.0.1:18080"]);
         c
     };
-    let uk_cmd = |port: u16| {
+    let uk_cmd = |port: u16, stats: bool| {
         let mut c = Command::new(&volt);
-        c.args(["run", "--memory", "256M", "-p"])
+        c.arg("run")
+            .args(stats.then_some("--stats"))
+            .args(["--memory", "256M", "-p"])
             .arg(format!("127.0.0.1:{port}:8080"))
             .arg(&web)
             .args(["serve", ":8080"]);
@@ -260,8 +326,8 @@ fn run_in(a: &NetArgs, dir: &Path) -> Result<i32> {
     let mut first_uk = Vec::new();
     let mut first_native = Vec::new();
     for _ in 0..a.first_runs {
-        first_native.push(start(native_cmd(), native_addr)?.1);
-        first_uk.push(start(uk_cmd(18081), uk_addr)?.1);
+        first_native.push(start(native_cmd(), native_addr, None)?.1);
+        first_uk.push(start(uk_cmd(18081, false), uk_addr, None)?.1);
     }
     let fu = Summary::of(&first_uk);
     let fnat = Summary::of(&first_native);
@@ -269,23 +335,25 @@ fn run_in(a: &NetArgs, dir: &Path) -> Result<i32> {
         "time from start to the first HTTP 200, ms: median (min..max) of {}",
         a.first_runs
     );
-    println!(
-        "  {:<28} {:>9} ({}..{})",
-        "Go server as a process",
-        ms(fnat.median),
-        ms(fnat.min),
-        ms(fnat.max)
-    );
-    println!(
-        "  {:<28} {:>9} ({}..{})",
-        "Go server, volt run -p",
-        ms(fu.median),
-        ms(fu.min),
-        ms(fu.max)
-    );
+    for (label, f) in [("Go server as a process", fnat), ("Go server, volt run -p", fu)] {
+        println!(
+            "  {label:<28} {:>9} ({}..{})",
+            ms(f.median),
+            ms(f.min),
+            ms(f.max)
+        );
+    }
+
+    // What a boot and one answer cost, as `--stats` counts them: taken
+    // away from the loaded servers' counts below.
+    let base_file = dir.join("stats-boot.txt");
+    let (base, _) = start(uk_cmd(18081, true), uk_addr, Some(&base_file))?;
+    base.finish(uk_addr)?;
+    let boot_stats = runstats::parse(&std::fs::read_to_string(&base_file)?);
 
     // Idle CPU and memory of the unikernel server.
-    let (uk, _) = start(uk_cmd(18081), uk_addr)?;
+    let uk_file = dir.join("stats-relay.txt");
+    let (uk, _) = start(uk_cmd(18081, true), uk_addr, Some(&uk_file))?;
     std::thread::sleep(Duration::from_secs(1));
     let pid = uk.0.id();
     let c0 = cpu_time(pid)?;
@@ -293,7 +361,7 @@ fn run_in(a: &NetArgs, dir: &Path) -> Result<i32> {
     std::thread::sleep(Duration::from_secs(a.idle));
     let cpu = (cpu_time(pid)? - c0).as_secs_f64() / t0.elapsed().as_secs_f64() * 100.0;
     let rss = rss_kib(pid)?;
-    let (native, _) = start(native_cmd(), native_addr)?;
+    let (native, _) = start(native_cmd(), native_addr, None)?;
     let native_rss = rss_kib(native.0.id())?;
     println!("idle server over {} s: host CPU {:.2}% of a core; RSS of the monitor {:.1} MiB (the Go process alone: {:.1} MiB)",
         a.idle, cpu, rss as f64 / 1024.0, native_rss as f64 / 1024.0);
@@ -301,58 +369,95 @@ fn run_in(a: &NetArgs, dir: &Path) -> Result<i32> {
     // The same unikernel reached on its tap's address, without the `-p`
     // relay: what the relay costs.
     let tap_addr: SocketAddr = "10.0.9.2:8080".parse()?;
-    let direct = start_on_tap(&volt, &web, "ovbench0", tap_addr)?;
+    let tap_file = dir.join("stats-tap.txt");
+    let direct = start_on_tap(&volt, &web, "ovbench0", tap_addr, &tap_file)?;
 
     // Load.
     let mut rn = Vec::new();
     let mut ru = Vec::new();
     let mut rd = Vec::new();
     for _ in 0..a.runs {
-        rn.push(wrk(a, native_addr)?);
-        ru.push(wrk(a, uk_addr)?);
-        rd.push(wrk(a, tap_addr)?);
+        rn.push(wrk(a, native_addr, native.0.id())?);
+        ru.push(wrk(a, uk_addr, pid)?);
+        rd.push(wrk(a, tap_addr, direct.0.id())?);
     }
-    drop(direct);
     let rss_loaded = rss_kib(pid)?;
-    drop(uk);
+    direct.finish(tap_addr)?;
+    uk.finish(uk_addr)?;
     drop(native);
-    let med = |v: &[(f64, Duration, Duration)], f: fn(&(f64, Duration, Duration)) -> f64| {
-        let mut x: Vec<f64> = v.iter().map(f).collect();
-        x.sort_by(|a, b| a.total_cmp(b));
-        (x[x.len() / 2], x[0], x[x.len() - 1])
-    };
     println!(
         "wrk -t2 -c{} -d{}s, {} rounds each (alternating): median (min..max)",
         a.connections, a.duration, a.runs
     );
     println!(
-        "  {:<28} {:>22} {:>22} {:>22}",
-        "", "requests/s", "p50 latency, ms", "p99 latency, ms"
+        "  {:<28} {:>22} {:>22} {:>22} {:>18}",
+        "", "requests/s", "p50 latency, ms", "p99 latency, ms", "CPU-s / 100k req"
     );
     for (label, v) in [
         ("Go server as a process", &rn),
         ("Go server, volt run -p", &ru),
         ("Go server, on its tap", &rd),
     ] {
-        let (r, rlo, rhi) = med(v, |x| x.0);
-        let (p50, p50lo, p50hi) = med(v, |x| x.1.as_secs_f64() * 1e3);
-        let (p99, p99lo, p99hi) = med(v, |x| x.2.as_secs_f64() * 1e3);
+        let (r, rlo, rhi) = med(v, |x| x.rps);
+        let (p50, p50lo, p50hi) = med(v, |x| x.p50.as_secs_f64() * 1e3);
+        let (p99, p99lo, p99hi) = med(v, |x| x.p99.as_secs_f64() * 1e3);
+        let (c, clo, chi) = med(v, cpu_per_100k);
         println!(
-            "  {label:<28} {:>22} {:>22} {:>22}",
+            "  {label:<28} {:>22} {:>22} {:>22} {:>18}",
             format!("{r:.0} ({rlo:.0}..{rhi:.0})"),
             format!("{p50:.3} ({p50lo:.3}..{p50hi:.3})"),
             format!("{p99:.3} ({p99lo:.3}..{p99hi:.3})"),
+            format!("{c:.2} ({clo:.2}..{chi:.2})"),
         );
     }
-    let ratio = med(&ru, |x| x.0).0 / med(&rn, |x| x.0).0;
+    let ratio = med(&ru, |x| x.rps).0 / med(&rn, |x| x.rps).0;
     println!("  unikernel / process requests/s: {ratio:.2}x (target >= 0.8x)");
-    let direct_ratio = med(&rd, |x| x.0).0 / med(&rn, |x| x.0).0;
+    let direct_ratio = med(&rd, |x| x.rps).0 / med(&rn, |x| x.rps).0;
     println!("  unikernel on its tap (no relay) / process requests/s: {direct_ratio:.2}x");
+    let cpu_ratio = med(&ru, cpu_per_100k).0 / med(&rn, cpu_per_100k).0;
+    println!("  unikernel / process host CPU per request: {cpu_ratio:.2}x");
+    for (label, file, rounds) in [
+        ("volt run -p", &uk_file, &ru),
+        ("on its tap", &tap_file, &rd),
+    ] {
+        let served: u64 = rounds.iter().map(|r| r.requests).sum();
+        let after = runstats::parse(&std::fs::read_to_string(file)?);
+        match runstats::per_unit(&after, &boot_stats, served as f64) {
+            Some(c) => {
+                let kinds: Vec<String> = c
+                    .exits_by_kind
+                    .iter()
+                    .filter(|(_, &v)| v >= 0.0005)
+                    .map(|(k, v)| format!("{k} {v:.3}"))
+                    .collect();
+                println!(
+                    "  per request, {label}: {:.2} system calls, {:.4} trapped; {:.3} exits ({})",
+                    c.calls,
+                    c.trapped_calls,
+                    c.exits,
+                    kinds.join(", ")
+                );
+            }
+            None => println!("  per request, {label}: no --stats report from the server"),
+        }
+    }
     println!(
         "  RSS of the monitor after the load: {:.1} MiB",
         rss_loaded as f64 / 1024.0
     );
     Ok(0)
+}
+
+/// Median, minimum and maximum of `f` over the rounds.
+fn med(v: &[Round], f: fn(&Round) -> f64) -> (f64, f64, f64) {
+    let mut x: Vec<f64> = v.iter().map(f).collect();
+    x.sort_by(|a, b| a.total_cmp(b));
+    (x[x.len() / 2], x[0], x[x.len() - 1])
+}
+
+/// Host CPU-seconds the server used per 100,000 requests in a round.
+fn cpu_per_100k(r: &Round) -> f64 {
+    r.cpu.as_secs_f64() / r.requests.max(1) as f64 * 1e5
 }
 
 #[cfg(test)]
