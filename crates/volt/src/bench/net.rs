@@ -101,7 +101,10 @@ fn get_path(addr: SocketAddr, path: &str) -> std::io::Result<()> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     // A server that ends on the request (/exit) on a tap closes nothing.
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     if buf.starts_with(b"HTTP/1.1 200") {
@@ -335,7 +338,10 @@ fn run_in(a: &NetArgs, dir: &Path) -> Result<i32> {
         "time from start to the first HTTP 200, ms: median (min..max) of {}",
         a.first_runs
     );
-    for (label, f) in [("Go server as a process", fnat), ("Go server, volt run -p", fu)] {
+    for (label, f) in [
+        ("Go server as a process", fnat),
+        ("Go server, volt run -p", fu),
+    ] {
         println!(
             "  {label:<28} {:>9} ({}..{})",
             ms(f.median),
