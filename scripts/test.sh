@@ -12,6 +12,7 @@ command -v unshare >/dev/null 2>&1 || need="$need util-linux"
 command -v go >/dev/null 2>&1 || need="$need golang-go"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
+[ -x /usr/bin/python3 ] || need="$need python3"
 if [ -n "$need" ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq

@@ -313,9 +313,6 @@ pub struct LoadPlan {
 /// the program header table when it is loaded (AT_PHDR): a PT_PHDR pointing
 /// outside the image is refused, not relocated (it could overflow).
 pub fn plan(elf: &Elf<'_>, pie_base: u64, user_top: u64) -> Result<LoadPlan, ElfError> {
-    if elf.interpreter().is_some() {
-        return Err(ElfError::Dynamic);
-    }
     let (lo, hi) = elf.load_bounds();
     let lo_page = lo & !0xfff;
     let bias = if elf.e_type == ET_DYN {
@@ -374,10 +371,11 @@ mod tests {
         assert_eq!(p.bias, 0x5555_0000_0000 - 0x400000);
         assert_eq!(p.start, 0x5555_0000_0000);
         assert!(plan(&e, 0x5555_0000_0000, 0x1000).is_err());
+        // A PT_INTERP does not change where the program goes.
         let b = minimal(ET_DYN, true);
         assert_eq!(
-            plan(&Elf::parse(&b).unwrap(), 0x10000, 1 << 40),
-            Err(ElfError::Dynamic)
+            plan(&Elf::parse(&b).unwrap(), 0x5555_0000_0000, 0x7000_0000_0000),
+            Ok(p)
         );
     }
 

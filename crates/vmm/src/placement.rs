@@ -191,7 +191,7 @@ pub fn program_bias(program: &[u8]) -> Result<u64> {
 /// Parses a static executable and plans where its segments go.
 fn plan_program(program: &[u8]) -> Result<(Elf<'_>, LoadPlan)> {
     let bad = |e: optivolt_abi::elf::ElfError| Error::Program(e.to_string());
-    let elf = Elf::parse_static(program).map_err(bad)?;
+    let elf = Elf::parse(program).map_err(bad)?;
     let plan = optivolt_abi::elf::plan(&elf, USER_PIE_BASE, USER_TOP - STACK_AREA).map_err(bad)?;
     Ok((elf, plan))
 }

@@ -13,8 +13,11 @@ use crate::publish::{self, hostnet, proxy, PortMapping};
 #[derive(Args, Debug)]
 #[command(trailing_var_arg = true)]
 pub struct RunArgs {
-    /// Guest memory, e.g. 4M, 128M, 1G (a bare number is MiB).
-    #[arg(short, long, default_value = "64M", value_parser = size::parse)]
+    /// Guest memory, e.g. 4M, 128M, 1G (a bare number is MiB). The host
+    /// backs only what the guest touches, so the generous default costs
+    /// nothing measurable at boot (see docs/benchmarks.md); what a program
+    /// never uses is never allocated.
+    #[arg(short, long, default_value = "512M", value_parser = size::parse)]
     pub memory: u64,
     /// Set an environment variable in the guest (KEY=VALUE, or KEY to copy it from here).
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
@@ -43,6 +46,13 @@ pub struct RunArgs {
     /// be a path inside it (e.g. /bin/app).
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
+    /// With a dynamically linked host binary (no --rootfs): also put this
+    /// host file or directory into the guest at the same path (repeatable).
+    /// volt already gathers the binary's loader and libraries, and for
+    /// Python its standard library (/usr/lib/pythonX.Y without
+    /// site-packages and dist-packages).
+    #[arg(long, value_name = "PATH")]
+    pub include: Vec<PathBuf>,
     /// Let the library OS load the executable from the rootfs instead of the
     /// monitor placing its segments (slower; for testing the in-guest loader).
     #[arg(long, hide = true)]
@@ -70,7 +80,9 @@ pub struct RunArgs {
         value_name = "[HOST_IP:]HOST_PORT:GUEST_PORT[/PROTO]"
     )]
     pub publish: Vec<String>,
-    /// The static x86-64 Linux executable to run.
+    /// The x86-64 Linux executable to run: static, or dynamically linked
+    /// (its loader and libraries are gathered from this host, or must be in
+    /// --rootfs).
     pub binary: PathBuf,
     /// Arguments passed to the program.
     #[arg(allow_hyphen_values = true)]
@@ -103,7 +115,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     };
     let env = guest_env(&a.env)?;
     // Everything the user can get wrong is checked before a VM exists.
-    let app = image::pack(&a.binary, a.rootfs.as_deref())?;
+    let app = image::pack(&a.binary, a.rootfs.as_deref(), &a.include)?;
     let no_net = matches!(a.net, Some(NetArg::None));
     if no_net && !a.publish.is_empty() {
         bail!("-p needs the network: it cannot be combined with --net none");
@@ -243,14 +255,14 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
 }
 
 /// The encoded table of patchable sites of the program (empty if it cannot
-/// be read as a static ELF: the library OS then patches by shape only).
+/// be read as an ELF: the library OS then patches by shape only).
 fn site_table(a: &RunArgs, program: &[u8]) -> Vec<u8> {
     let host_path = match &a.rootfs {
         Some(r) => r.join(a.binary.strip_prefix("/").unwrap_or(&a.binary)),
         None => a.binary.clone(),
     };
     let (Ok(elf), Ok(bias)) = (
-        optivolt_abi::elf::Elf::parse_static(program),
+        optivolt_abi::elf::Elf::parse(program),
         optivolt_vmm::builder::program_bias(program),
     ) else {
         return Vec::new();

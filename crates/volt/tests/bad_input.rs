@@ -48,12 +48,56 @@ fn thirty_two_bit_elf() {
 }
 
 #[test]
-fn dynamically_linked_elf() {
-    let p = program("hello", "dyn");
-    assert_one_line_error(
-        &volt().arg("run").arg(&p).output().unwrap(),
-        "dynamically linked",
+fn a_dynamic_binary_whose_library_cannot_be_found() {
+    // Linked against a library that is then nowhere ld.so would look.
+    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bad-input/nolib");
+    std::fs::create_dir_all(&d).unwrap();
+    let lib_src = tmp("gone.c", b"int gone(void) { return 7; }\n");
+    let main_src = tmp(
+        "needs-gone.c",
+        b"int gone(void);\nint main(void) { return gone(); }\n",
     );
+    let lib = d.join("libgone.so");
+    let prog = d.join("needs-gone");
+    let gcc = |args: &[&std::ffi::OsStr]| {
+        assert!(Command::new("gcc").args(args).status().unwrap().success());
+    };
+    gcc(&[
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-o".as_ref(),
+        lib.as_os_str(),
+        lib_src.as_os_str(),
+    ]);
+    gcc(&[
+        "-o".as_ref(),
+        prog.as_os_str(),
+        main_src.as_os_str(),
+        "-L".as_ref(),
+        d.as_os_str(),
+        "-lgone".as_ref(),
+    ]);
+    std::fs::remove_file(&lib).unwrap();
+    assert_one_line_error(
+        &volt().arg("run").arg(&prog).output().unwrap(),
+        "library libgone.so not found (needed by",
+    );
+}
+
+#[test]
+fn a_dynamic_binary_whose_loader_is_not_in_the_rootfs() {
+    let p = program("hello", "dyn");
+    let root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bad-input/noloader");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy(&p, root.join("bin/app")).unwrap();
+    let out = volt()
+        .arg("run")
+        .arg("--rootfs")
+        .arg(&root)
+        .arg("/bin/app")
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "(PT_INTERP) is not there");
 }
 
 #[test]

@@ -104,6 +104,53 @@ impl<'a> Archive<'a> {
         let want = normalize(path);
         self.entries().find(|e| normalize(e.name) == want)
     }
+
+    /// Finds a member by absolute path, following symbolic links in every
+    /// component as the kernel does (40 at most); `None` if a component is
+    /// missing or the links loop.
+    pub fn resolve(&self, path: &[u8]) -> Option<Entry<'a>> {
+        use alloc::vec::Vec;
+        // The components still to walk, last first; links push theirs.
+        let mut pending: Vec<Vec<u8>> = path
+            .split(|&b| b == b'/')
+            .rev()
+            .map(|c| c.to_vec())
+            .collect();
+        let mut cur: Vec<u8> = Vec::new();
+        let mut hops = 0;
+        let mut last = None;
+        while let Some(c) = pending.pop() {
+            match c.as_slice() {
+                b"" | b"." => continue,
+                b".." => {
+                    let cut = cur.iter().rposition(|&b| b == b'/').unwrap_or(0);
+                    cur.truncate(cut);
+                    last = None;
+                    continue;
+                }
+                _ => {}
+            }
+            let before = cur.len();
+            cur.push(b'/');
+            cur.extend_from_slice(&c);
+            let e = self.find(&cur)?;
+            if e.is_symlink() {
+                hops += 1;
+                if hops > 40 {
+                    return None;
+                }
+                cur.truncate(before);
+                if e.data.starts_with(b"/") {
+                    cur.clear();
+                }
+                pending.extend(e.data.split(|&b| b == b'/').rev().map(|c| c.to_vec()));
+                last = None;
+            } else {
+                last = Some(e);
+            }
+        }
+        last
+    }
 }
 
 /// Iterator over archive members.
@@ -207,6 +254,46 @@ mod tests {
         assert!(ar.find(b"./lnk").unwrap().is_symlink());
         assert!(ar.find(b"bin").unwrap().is_dir());
         assert!(ar.find(b"after").is_none());
+    }
+
+    #[test]
+    fn resolve_follows_links_in_every_component_and_stops_loops() {
+        let mut a = Vec::new();
+        member(&mut a, "lib", S_IFDIR | 0o755, b"");
+        member(&mut a, "lib/x86_64-linux-gnu", S_IFDIR | 0o755, b"");
+        member(
+            &mut a,
+            "lib/x86_64-linux-gnu/ld.so.2",
+            S_IFREG | 0o755,
+            b"LD",
+        );
+        member(&mut a, "lib64", S_IFLNK | 0o777, b"lib");
+        member(
+            &mut a,
+            "lib/ld-linux.so.2",
+            S_IFLNK | 0o777,
+            b"x86_64-linux-gnu/ld.so.2",
+        );
+        member(
+            &mut a,
+            "abs",
+            S_IFLNK | 0o777,
+            b"/lib/../lib64/ld-linux.so.2",
+        );
+        member(&mut a, "loop", S_IFLNK | 0o777, b"loop");
+        member(&mut a, "TRAILER!!!", 0, b"");
+        let ar = Archive::new(&a);
+        // A relative link inside a directory reached through another link.
+        assert_eq!(
+            ar.resolve(b"/lib64/ld-linux.so.2").map(|e| e.data),
+            Some(&b"LD"[..])
+        );
+        // An absolute link with `..` in it.
+        assert_eq!(ar.resolve(b"/abs").map(|e| e.data), Some(&b"LD"[..]));
+        assert!(ar.resolve(b"/lib64").is_some_and(|e| e.is_dir()));
+        assert!(ar.resolve(b"/loop").is_none());
+        assert!(ar.resolve(b"/lib/missing").is_none());
+        assert!(ar.resolve(b"/").is_none());
     }
 
     #[test]

@@ -114,7 +114,9 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     stamp(|t| &mut t.libos_ready);
     mem.brk_start = app.end;
     mem.brk = app.end;
-    let trampolines = reserve_trampolines(&mut mem, app.start);
+    let mut trampolines: Vec<_> = reserve_trampolines(&mut mem, app.start)
+        .into_iter()
+        .collect();
 
     // The stack: an 8 MiB area whose top is populated now.
     let stack_top = USER_TOP;
@@ -131,6 +133,24 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     {
         fail("out of memory for the stack (try a larger --memory)");
     }
+    // A dynamically linked program starts in its loader, placed like
+    // Linux places it: top-down below the stack. The libraries it maps go
+    // below it, so a second pool of trampolines just under it keeps their
+    // system-call sites in reach of a `jmp rel32`.
+    // SAFETY: as above, the rootfs range is loaded and never written.
+    let rootfs_now: &'static [u8] = unsafe {
+        core::slice::from_raw_parts(
+            phys_to_virt(boot.rootfs.start) as *const u8,
+            boot.rootfs.len() as usize,
+        )
+    };
+    let interp = match load_interpreter(&mut mem, rootfs_now, exec_path) {
+        Ok(i) => i,
+        Err(msg) => fail(msg),
+    };
+    if let Some(i) = &interp {
+        trampolines.extend(reserve_trampolines(&mut mem, i.start));
+    }
 
     let mut rng = Csprng::new(boot.entropy);
     let mut random = [0u8; 16];
@@ -145,7 +165,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         (stack::AT_PHENT, optivolt_abi::elf::PHDR_SIZE as u64),
         (stack::AT_PHNUM, app.phnum),
         (stack::AT_PAGESZ, PAGE),
-        (stack::AT_BASE, 0),
+        (stack::AT_BASE, interp.as_ref().map_or(0, |i| i.bias)),
         (stack::AT_FLAGS, 0),
         (stack::AT_ENTRY, app.entry),
         (stack::AT_UID, 0),
@@ -157,6 +177,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         (stack::AT_HWCAP2, boot.hwcap2),
         (stack::AT_CLKTCK, 100),
         (stack::AT_SYSINFO_EHDR, crate::vdso::clock::init(&boot)),
+        (stack::AT_MINSIGSTKSZ, crate::task::signal::MIN_SIGSTACK),
     ];
     let spec = stack::StackSpec {
         argv,
@@ -212,9 +233,11 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     #[cfg(feature = "net")]
     crate::task::sched::set_idle_hook(crate::net::stack::idle_poll);
     stamp(|t| &mut t.app_entry);
-    // SAFETY: the entry point and stack were just mapped; from here on the
-    // boot stack serves as the system-call stack.
-    unsafe { crate::arch::entry::ov_enter_user(app.entry, img.rsp) }
+    let entry = interp.as_ref().map_or(app.entry, |i| i.entry);
+    // SAFETY: the entry point (the program's, or its loader's) and the
+    // stack were just mapped; from here on the boot stack serves as the
+    // system-call stack.
+    unsafe { crate::arch::entry::ov_enter_user(entry, img.rsp) }
 }
 
 /// Room for the trampolines of patched `syscall` sites: 1,024 of them.
@@ -333,14 +356,51 @@ fn load_from_rootfs(
     path: &[u8],
 ) -> Result<LoadPlan, &'static str> {
     let file = Archive::new(rootfs)
-        .find(path)
+        .resolve(path)
         .ok_or("the program is not in the rootfs")?;
     if !file.is_file() {
         return Err("the program is not a regular file");
     }
-    let elf = Elf::parse_static(file.data)
-        .map_err(|_| "the program is not a static x86-64 ELF executable")?;
-    let plan = loader::plan(&elf, USER_PIE_BASE, USER_TOP - STACK_SIZE)
+    let elf = Elf::parse(file.data).map_err(|_| "the program is not an x86-64 ELF executable")?;
+    load_elf(mem, &elf, USER_PIE_BASE)
+}
+
+/// Loads the dynamic loader the program names (PT_INTERP) from the rootfs,
+/// if it names one, at the highest free place below the stack.
+fn load_interpreter(
+    mem: &mut Memory,
+    rootfs: &[u8],
+    exec_path: &[u8],
+) -> Result<Option<LoadPlan>, &'static str> {
+    let ar = Archive::new(rootfs);
+    let Some(prog) = ar.resolve(exec_path) else {
+        return Ok(None);
+    };
+    let Some(path) = Elf::parse(prog.data).ok().and_then(|e| e.interpreter()) else {
+        return Ok(None);
+    };
+    let path = path.split(|&b| b == 0).next().unwrap_or(path);
+    let file = ar
+        .resolve(path)
+        .filter(|f| f.is_file())
+        .ok_or("the program's dynamic loader (PT_INTERP) is not in the rootfs")?;
+    let ld = Elf::parse(file.data).map_err(|_| "the dynamic loader is not an x86-64 ELF file")?;
+    if ld.interpreter().is_some() || ld.e_type != optivolt_abi::elf::ET_DYN {
+        return Err("the dynamic loader is not a position-independent ELF of its own");
+    }
+    let (lo, hi) = ld.load_bounds();
+    let span = page_up(hi)
+        .ok_or("bad dynamic loader")?
+        .saturating_sub(page_down(lo));
+    let base = mem
+        .find_free(span)
+        .map_err(|_| "no room for the dynamic loader")?;
+    load_elf(mem, &ld, base).map(Some)
+}
+
+/// Maps `elf`'s segments (an ET_DYN one at `base`) and copies their bytes.
+fn load_elf(mem: &mut Memory, elf: &Elf<'_>, base: u64) -> Result<LoadPlan, &'static str> {
+    let plan = loader::plan(elf, base, USER_TOP - STACK_SIZE)
         .map_err(|_| "the program's segments do not fit the address space")?;
     // Map each page once with its final protection (segments may share a
     // boundary page: it gets the union), then copy the file bytes through the

@@ -32,8 +32,9 @@ pub struct Kernel {
     pub cwd: crate::fs::vfs::Ino,
     /// Whether trapped `syscall` sites are rewritten into jumps.
     pub patching: bool,
-    /// Where the trampolines of patched sites go (near the program's code).
-    pub trampolines: Option<crate::arch::patch::Trampolines>,
+    /// Where the trampolines of patched sites go: below the program's code,
+    /// and below the dynamic loader for the libraries it maps.
+    pub trampolines: alloc::vec::Vec<crate::arch::patch::Trampolines>,
     /// The sites volt found ahead of time: sorted `(syscall, window start)`
     /// pairs of little-endian u64s (see `BootInfo::sites`).
     pub sites: &'static [u8],

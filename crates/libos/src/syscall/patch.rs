@@ -133,11 +133,14 @@ fn install(k: &mut Kernel, start: u64, window: &[u8]) -> Option<Patch> {
         return None;
     }
     let entry = crate::arch::entry::ov_syscall_jump_entry as *const () as usize as u64;
-    let pool = k.trampolines.as_mut()?;
-    let mut probe = *pool;
-    let t = probe.take()?;
+    // The first pool with a trampoline left in reach of a `jmp rel32`.
+    let (pool, probe, t, jump) = k.trampolines.iter_mut().find_map(|pool| {
+        let mut probe = *pool;
+        let t = probe.take()?;
+        let jump = site_jump(start, window.len(), t)?;
+        Some((pool, probe, t, jump))
+    })?;
     let code = trampoline(t, at, window, entry)?;
-    let jump = site_jump(start, window.len(), t)?;
     // The trampoline first, then the jump to it: one vCPU, and no other
     // thread runs inside the library OS, so nothing sees half of it.
     k.mem.load(t, &code).ok()?;

@@ -69,6 +69,11 @@ pub fn default_action(sig: u32) -> Default {
 
 const SIGCONTEXT_WORDS: usize = 32; // r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip, eflags, segs, err, trapno, oldmask, cr2, fpstate, reserved[8]
 const UC_SIZE: u64 = 8 + 8 + 24 + (SIGCONTEXT_WORDS as u64) * 8 + 8; // flags, link, stack, mcontext, sigmask
+
+/// The most a signal frame takes on the handler's stack (AT_MINSIGSTKSZ):
+/// the FXSAVE image with its alignment, siginfo, the ucontext, the return
+/// address and the alignment slack.
+pub const MIN_SIGSTACK: u64 = 512 + 64 + INFO_SIZE + UC_SIZE + 16 + 8;
 const INFO_SIZE: u64 = 128;
 
 fn put(buf: &mut [u8], off: usize, v: u64) {

@@ -25,8 +25,8 @@ pub struct BootArgs {
     /// Static binary to boot (default: a musl hello built now).
     #[arg(long)]
     binary: Option<PathBuf>,
-    /// Guest memory for the unikernel runs.
-    #[arg(long, default_value = "64M")]
+    /// Guest memory for the unikernel runs (volt run's default).
+    #[arg(long, default_value = "512M")]
     memory: String,
 }
 

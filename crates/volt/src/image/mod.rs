@@ -2,6 +2,7 @@
 //! exists), then the rootfs ([`rootfs`]: the cpio writer; [`size`]: the
 //! `--memory` sizes).
 
+pub mod deps;
 pub mod rootfs;
 pub mod sites;
 pub mod size;
@@ -152,10 +153,20 @@ impl AppImage {
 /// Builds the image: with `rootfs`, the directory becomes the guest's `/` and
 /// `binary` is looked up inside it first (`/bin/app`), else taken from the
 /// host and added as `/<name>`; without, the binary alone.
-pub fn pack(binary: &Path, rootfs: Option<&Path>) -> Result<AppImage> {
+pub fn pack(
+    binary: &Path,
+    rootfs: Option<&Path>,
+    include: &[std::path::PathBuf],
+) -> Result<AppImage> {
     let Some(root) = rootfs else {
-        return pack_binary(binary);
+        return pack_binary(binary, include);
     };
+    if let Some(i) = include.first() {
+        anyhow::bail!(
+            "--include {} is for host binaries: with --rootfs, put the files in the rootfs",
+            i.display()
+        );
+    }
     let meta = std::fs::metadata(root).with_context(|| format!("--rootfs {}", root.display()))?;
     if !meta.is_dir() {
         anyhow::bail!("--rootfs {}: not a directory", root.display());
@@ -183,11 +194,17 @@ pub fn pack(binary: &Path, rootfs: Option<&Path>) -> Result<AppImage> {
     let real = resolve_inside(root, Path::new(&exec_path)).unwrap_or(host_file.clone());
     let data = std::fs::read(if in_rootfs { &real } else { &host_file })
         .with_context(|| format!("cannot read {}", binary.display()))?;
-    let elf = Elf::parse_static(&data).map_err(|e| anyhow::anyhow!("{}: {e}", binary.display()))?;
+    let elf = Elf::parse(&data).map_err(|e| anyhow::anyhow!("{}: {e}", binary.display()))?;
+    if elf.interpreter().is_some() {
+        // Everything it needs must be in the rootfs: say what is not, now.
+        deps::closure(&deps::Tree::rootfs(root), Path::new(&exec_path), &elf).map_err(|e| {
+            anyhow::anyhow!("{}: {e:#} in --rootfs {}", binary.display(), root.display())
+        })?;
+    }
     let (lo, hi) = elf.load_bounds();
     let load_size = (hi.div_ceil(4096) * 4096).saturating_sub(lo & !4095);
     let mut w = CpioWriter::new();
-    add_tree(&mut w, root, Path::new(""))?;
+    add_tree(&mut w, root, Path::new(""), &|_| false)?;
     if add_binary {
         w.file(&exec_path, 0o755, mtime_of(&host_file), &data);
     }
@@ -254,8 +271,14 @@ fn mtime_of(p: &Path) -> u32 {
         .unwrap_or(0)
 }
 
-/// Adds the directory `root/rel` recursively (sorted, so images are reproducible).
-fn add_tree(w: &mut CpioWriter, root: &Path, rel: &Path) -> Result<()> {
+/// Adds the directory `root/rel` recursively (sorted, so images are
+/// reproducible), leaving out the entries `skip` names (by `rel` path).
+fn add_tree(
+    w: &mut CpioWriter,
+    root: &Path,
+    rel: &Path,
+    skip: &dyn Fn(&Path) -> bool,
+) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = root.join(rel);
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
@@ -265,6 +288,9 @@ fn add_tree(w: &mut CpioWriter, root: &Path, rel: &Path) -> Result<()> {
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = rel.join(e.file_name());
+        if skip(&path) {
+            continue;
+        }
         let host = root.join(&path);
         let name = format!("/{}", path.to_string_lossy());
         let m = std::fs::symlink_metadata(&host)
@@ -277,7 +303,7 @@ fn add_tree(w: &mut CpioWriter, root: &Path, rel: &Path) -> Result<()> {
             w.symlink(&name, &t.to_string_lossy());
         } else if ft.is_dir() {
             w.dir(&name, perm);
-            add_tree(w, root, &path)?;
+            add_tree(w, root, &path, skip)?;
         } else if ft.is_file() {
             if m.len() > u32::MAX as u64 {
                 anyhow::bail!(
@@ -296,12 +322,21 @@ fn add_tree(w: &mut CpioWriter, root: &Path, rel: &Path) -> Result<()> {
 
 /// Maps and checks `binary`, then packs it as `/<name>` in a rootfs whose
 /// file data is the mapping itself.
-pub fn pack_binary(binary: &Path) -> Result<AppImage> {
+pub fn pack_binary(binary: &Path, include: &[std::path::PathBuf]) -> Result<AppImage> {
     let data =
         MappedFile::open(binary).with_context(|| format!("cannot read {}", binary.display()))?;
-    let elf = Elf::parse_static(&data).map_err(|e| anyhow::anyhow!("{}: {e}", binary.display()))?;
+    let elf = Elf::parse(&data).map_err(|e| anyhow::anyhow!("{}: {e}", binary.display()))?;
     let (lo, hi) = elf.load_bounds();
     let load_size = (hi.div_ceil(4096) * 4096).saturating_sub(lo & !4095);
+    if elf.interpreter().is_some() {
+        return pack_dynamic(binary, data, load_size, include);
+    }
+    if let Some(i) = include.first() {
+        anyhow::bail!(
+            "--include {}: a static binary gets no gathered rootfs; use --rootfs DIR",
+            i.display()
+        );
+    }
     let name = binary
         .file_name()
         .and_then(|n| n.to_str())
@@ -322,4 +357,119 @@ pub fn pack_binary(binary: &Path) -> Result<AppImage> {
         load_size,
         program: Program::Mapped(data),
     })
+}
+
+/// A dynamically linked host binary: the image holds it at its own path,
+/// with its loader and libraries at theirs (and the links that lead
+/// there), gathered as ld.so would find them on this host.
+fn pack_dynamic(
+    binary: &Path,
+    data: MappedFile,
+    load_size: u64,
+    include: &[std::path::PathBuf],
+) -> Result<AppImage> {
+    let exec = std::path::absolute(binary)
+        .with_context(|| format!("cannot make {} absolute", binary.display()))?;
+    let tree = deps::Tree::host();
+    let elf = Elf::parse(&data).map_err(|e| anyhow::anyhow!("{}: {e}", binary.display()))?;
+    let mut need = deps::closure(&tree, &exec, &elf)
+        .map_err(|e| anyhow::anyhow!("{}: {e:#}", binary.display()))?;
+    // The program itself, through whatever links its path has.
+    let me = tree
+        .resolve(&exec)
+        .with_context(|| format!("cannot resolve {}", exec.display()))?;
+    need.links.extend(me.links.iter().cloned());
+    need.files.remove(&me.real);
+    // Trees copied whole: what the interpreter reads at start, and --include.
+    let mut trees: Vec<std::path::PathBuf> = interpreter_trees(&me.real);
+    for i in include {
+        let abs = std::path::absolute(i).with_context(|| format!("--include {}", i.display()))?;
+        std::fs::symlink_metadata(&abs).with_context(|| format!("--include {}", i.display()))?;
+        trees.push(abs);
+    }
+    // Directories first (every parent of every entry), then links, then files.
+    let mut dirs = std::collections::BTreeSet::new();
+    let entries = need
+        .files
+        .iter()
+        .chain(need.links.iter().map(|(l, _)| l))
+        .chain(trees.iter())
+        .chain(std::iter::once(&me.real));
+    for p in entries {
+        let mut d = p.parent();
+        while let Some(x) = d.filter(|x| *x != Path::new("/")) {
+            dirs.insert(x.to_path_buf());
+            d = x.parent();
+        }
+    }
+    let mut w = CpioWriter::new();
+    for d in &dirs {
+        w.dir(&d.to_string_lossy(), 0o755);
+    }
+    for (l, t) in &need.links {
+        if !dirs.contains(l) {
+            w.symlink(&l.to_string_lossy(), &t.to_string_lossy());
+        }
+    }
+    for f in &need.files {
+        let host = tree.host_path(f);
+        let bytes =
+            std::fs::read(&host).with_context(|| format!("cannot read {}", host.display()))?;
+        w.file(&f.to_string_lossy(), 0o755, mtime_of(&host), &bytes);
+    }
+    for t in &trees {
+        let rel = t.strip_prefix("/").unwrap_or(t);
+        let meta =
+            std::fs::symlink_metadata(t).with_context(|| format!("cannot stat {}", t.display()))?;
+        if meta.is_dir() {
+            if !dirs.contains(t) {
+                w.dir(&t.to_string_lossy(), 0o755);
+            }
+            add_tree(&mut w, Path::new("/"), rel, &skip_in_interpreter_tree)?;
+        } else if !need.files.contains(t) && *t != me.real {
+            let bytes = std::fs::read(t).with_context(|| format!("cannot read {}", t.display()))?;
+            w.file(&t.to_string_lossy(), 0o644, mtime_of(t), &bytes);
+        }
+    }
+    let mut prefix = w.unfinished();
+    let real = me.real.to_string_lossy().into_owned();
+    let (header, trailer) =
+        rootfs::single_file_after(prefix.len(), &real, 0o755, mtime_of(binary), data.len());
+    prefix.extend_from_slice(&header);
+    Ok(AppImage {
+        rootfs: vec![Part::Bytes(prefix), Part::Program, Part::Bytes(trailer)],
+        exec_path: exec.to_string_lossy().into_owned(),
+        load_size,
+        program: Program::Mapped(data),
+    })
+}
+
+/// The directories an interpreter reads at start, by the name of its real
+/// file: `pythonX.Y` gets `/usr/lib/pythonX.Y` (the standard library with
+/// `lib-dynload`; `site-packages` and `dist-packages`, third-party code,
+/// are left out: add what a script imports with `--include`).
+fn interpreter_trees(real: &Path) -> Vec<std::path::PathBuf> {
+    let Some(name) = real.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    let version = name.strip_prefix("python").filter(|v| {
+        let mut parts = v.split('.');
+        parts.next().is_some_and(|m| m.parse::<u32>().is_ok())
+            && parts.next().is_some_and(|m| m.parse::<u32>().is_ok())
+            && parts.next().is_none()
+    });
+    match version {
+        Some(v) => [format!("/usr/lib/python{v}")]
+            .into_iter()
+            .map(std::path::PathBuf::from)
+            .filter(|p| p.is_dir())
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+fn skip_in_interpreter_tree(rel: &Path) -> bool {
+    rel.file_name()
+        .is_some_and(|n| n == "site-packages" || n == "dist-packages")
+        && rel.components().count() == 4
 }
