@@ -380,7 +380,6 @@ fn check_plan(
     pie_base: u64,
     user_top: u64,
 ) -> Result<(), TestCaseError> {
-    prop_assert!(e.interpreter().is_none());
     prop_assert!(
         0x1000 <= p.start && p.start <= p.end && p.end <= user_top,
         "{:?}",
