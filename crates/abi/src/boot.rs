@@ -217,6 +217,33 @@ pub struct BootInfo {
     /// none): sorted `(syscall address, window start)` pairs of u64s at
     /// link-time addresses.
     pub sites: PhysRange,
+    /// What the host's fds 0, 1 and 2 are, so that the guest's look the same.
+    pub stdio: [StdioInfo; 3],
+}
+
+/// One of the host's standard fds as the monitor found it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StdioInfo {
+    /// `st_mode` (type and permission bits); 0 if the fd is closed.
+    pub mode: u32,
+    /// [`stdio::TTY`] when it is a terminal.
+    pub flags: u32,
+    /// `st_size` of a regular file.
+    pub size: u64,
+    /// `st_rdev` of a device.
+    pub rdev: u64,
+    /// The terminal's size: rows and columns (0 if not a terminal).
+    pub rows: u16,
+    pub cols: u16,
+    /// Reserved, zero.
+    pub _reserved: u32,
+}
+
+/// [`StdioInfo::flags`] bits.
+pub mod stdio {
+    /// The fd is a terminal (`isatty`).
+    pub const TTY: u32 = 1;
 }
 
 impl BootInfo {
@@ -282,6 +309,15 @@ impl BootInfo {
                 region: PhysRange { start: 0, end: 0 },
             },
             sites: PhysRange { start: 0, end: 0 },
+            stdio: [StdioInfo {
+                mode: 0,
+                flags: 0,
+                size: 0,
+                rdev: 0,
+                rows: 0,
+                cols: 0,
+                _reserved: 0,
+            }; 3],
         }
     }
 

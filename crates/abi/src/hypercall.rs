@@ -42,6 +42,25 @@ pub const RELEASE: u16 = 7;
 /// (the device suppresses these while it is busy). Value: ignored.
 pub const NET_KICK: u16 = 8;
 
+/// Read the host's stdin without blocking. Value: address of
+/// [`ConsoleRead`]; a zero-length read asks only whether a read would
+/// return at once (1) or not (`-EAGAIN`).
+pub const CONSOLE_READ: u16 = 9;
+
+/// Arguments of [`CONSOLE_READ`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConsoleRead {
+    /// Guest-physical buffer to fill.
+    pub buf: Segment,
+    /// Filled in by the monitor: bytes read, 0 at end of file, or -errno
+    /// (`-EAGAIN`: nothing there yet).
+    pub result: i64,
+}
+
+/// [`Block::flags`]: also wake when the host's stdin becomes readable.
+pub const BLOCK_WAKE_ON_STDIN: u64 = 1;
+
 /// Most ranges in one [`Release`].
 pub const RELEASE_MAX_RANGES: usize = 32;
 
@@ -63,6 +82,8 @@ pub struct Release {
 pub struct Block {
     /// Guest TSC value to wake at; 0 = only device activity (or never).
     pub deadline_tsc: u64,
+    /// [`BLOCK_WAKE_ON_STDIN`], or 0.
+    pub flags: u64,
 }
 
 /// Arguments of [`READ_CR2`].

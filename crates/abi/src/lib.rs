@@ -22,4 +22,4 @@ pub mod layout;
 pub mod virtio;
 
 /// Version of the boot contract; bumped on every incompatible change.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;

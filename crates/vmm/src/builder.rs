@@ -578,6 +578,7 @@ fn boot_info(
     bi.cpu_features = cpu.features;
     bi.hwcap = cpu.hwcap;
     bi.hwcap2 = if cpu.fsgsbase() { 1 << 1 } else { 0 };
+    bi.stdio = [0, 1, 2].map(crate::stdio::describe);
     bi
 }
 

@@ -28,6 +28,7 @@ pub mod memory;
 pub mod outcome;
 mod placement;
 pub mod stats;
+pub mod stdio;
 pub mod timing;
 pub mod vcpu;
 pub mod vm;

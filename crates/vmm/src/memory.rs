@@ -76,6 +76,7 @@ pod!(
     optivolt_abi::boot::BootInfo,
     optivolt_abi::boot::Timestamps,
     optivolt_abi::hypercall::ConsoleWrite,
+    optivolt_abi::hypercall::ConsoleRead,
     optivolt_abi::hypercall::Abort,
     optivolt_abi::hypercall::FaultReport,
     optivolt_abi::hypercall::Cr2,

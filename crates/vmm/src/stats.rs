@@ -36,6 +36,7 @@ fn hypercall_name(nr: u16) -> &'static str {
         hc::BLOCK => "block",
         hc::RELEASE => "release",
         hc::NET_KICK => "net kick",
+        hc::CONSOLE_READ => "stdin read",
         _ => "other",
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kvm_ioctls::VcpuExit;
 use optivolt_abi::boot::{SchedShared, Timestamps, SCHED_OFFSET, TIMESTAMPS_OFFSET};
-use optivolt_abi::hypercall::{self as hc, Block};
+use optivolt_abi::hypercall::{self as hc, Block, BLOCK_WAKE_ON_STDIN};
 use optivolt_abi::layout::{BOOT_INFO_PA, TIMER_VECTOR, USER_TOP};
 use vm_memory::{Bytes, GuestAddress};
 
@@ -256,8 +256,9 @@ impl Vm {
                 Some(t) => (t - now).min(Duration::from_millis(100)),
                 None => Duration::from_millis(100),
             };
-            // A device that has work for the guest wakes it early.
-            if self.wait_for_device(nap) {
+            // A device that has work for the guest wakes it early, and so
+            // does stdin when the guest waits for it.
+            if self.wait_for_device(nap, b.flags & BLOCK_WAKE_ON_STDIN != 0) {
                 break;
             }
         }
@@ -265,21 +266,38 @@ impl Vm {
         Ok(())
     }
 
-    /// Sleeps up to `nap` on the device wake-up eventfd; `true` if woken.
-    fn wait_for_device(&self, nap: Duration) -> bool {
-        if self.net.is_none() {
+    /// Sleeps up to `nap` on the device wake-up eventfd (and on stdin when
+    /// `stdin`); `true` if woken.
+    fn wait_for_device(&self, nap: Duration, stdin: bool) -> bool {
+        let mut fds = Vec::with_capacity(2);
+        if self.net.is_some() {
+            fds.push(libc::pollfd {
+                fd: self.wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if stdin {
+            fds.push(libc::pollfd {
+                fd: 0,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if fds.is_empty() {
             std::thread::sleep(nap);
             return false;
         }
-        let mut pfd = libc::pollfd {
-            fd: self.wake.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
         let ms = nap.as_millis().clamp(1, i32::MAX as u128) as i32;
-        // SAFETY: one live pollfd for the duration of the call.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        rc > 0 && self.wake.read().is_ok()
+        // SAFETY: `fds` is a live array of `fds.len()` pollfd structures.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if rc <= 0 {
+            return false;
+        }
+        if self.net.is_some() && fds[0].revents != 0 {
+            let _ = self.wake.read();
+        }
+        true
     }
 
     fn run_loop(&mut self, expired: &AtomicBool, ticks: &TickTimer) -> Result<Outcome> {
@@ -395,6 +413,7 @@ impl Vm {
                 Ok(None)
             }
             hc::RELEASE => hypercall::release(&self.mem, pa).map(|_| None),
+            hc::CONSOLE_READ => crate::stdio::console_read(&self.mem, pa).map(|_| None),
             hc::NET_KICK => {
                 // Without a device the kick is a harmless no-op.
                 if let Some(n) = &self.net {

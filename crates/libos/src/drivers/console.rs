@@ -82,3 +82,35 @@ pub fn kernel_log(args: core::fmt::Arguments<'_>) {
     let n = w.len();
     write_kernel(2, &buf[..n]);
 }
+
+/// Reads what the host's stdin holds now into library-OS memory `buf`:
+/// bytes read, 0 at end of file, or an errno (EAGAIN: nothing yet).
+pub fn read_stdin(buf: &mut [u8]) -> Result<usize, i64> {
+    let Some(pa) = virt_to_phys(buf.as_ptr() as u64) else {
+        return Err(crate::errno::EFAULT);
+    };
+    let mut args = hc::ConsoleRead {
+        buf: Segment {
+            addr: pa,
+            len: buf.len() as u64,
+        },
+        result: 0,
+    };
+    hypercall::call_with(hc::CONSOLE_READ, &mut args);
+    match args.result {
+        r if r < 0 => Err(-r),
+        r => Ok((r as usize).min(buf.len())),
+    }
+}
+
+/// Whether a read of the host's stdin would return at once (data or end of
+/// file). One exit.
+pub fn stdin_ready() -> bool {
+    let mut args = hc::ConsoleRead {
+        buf: Segment { addr: 0, len: 0 },
+        // What a host unit test (no monitor) sees: ready, and then empty.
+        result: 1,
+    };
+    hypercall::call_with(hc::CONSOLE_READ, &mut args);
+    args.result > 0
+}

@@ -7,7 +7,14 @@ use crate::uapi::poll::*;
 /// (ready events, state generation) of an open file.
 pub fn readiness(f: &OpenFile) -> (u32, u64) {
     match &f.kind {
-        FileKind::Console(0) => (POLLIN | POLLRDNORM, 0),
+        FileKind::Console(0) => {
+            if crate::drivers::console::stdin_ready() {
+                (POLLIN | POLLRDNORM, 0)
+            } else {
+                crate::task::sched::note_stdin_wanted();
+                (0, 0)
+            }
+        }
         FileKind::Console(_) => (POLLOUT | POLLWRNORM, 0),
         FileKind::Inode(_) | FileKind::Snapshot(..) => {
             let mut r = 0;

@@ -93,6 +93,9 @@ pub struct Scheduler {
     pub(super) idle: Option<IdleHook>,
     /// setitimer(ITIMER_REAL) / alarm.
     pub(super) real_timer: super::itimer::RealTimer,
+    /// A thread waits for the host's stdin: sleeping in the monitor, wake
+    /// when it becomes readable.
+    pub(super) stdin_wanted: bool,
 }
 
 /// What the scheduler calls when nothing can run, with the earliest
@@ -153,6 +156,7 @@ pub fn init(boot_stack_top: u64, tsc_khz: u64) {
         dead_cpu: 0,
         idle: None,
         real_timer: Default::default(),
+        stdin_wanted: false,
     });
 }
 
@@ -410,6 +414,13 @@ pub fn block_io(deadline: Option<u64>) {
         }
         publish_want_tick(s);
     })
+}
+
+/// Someone waits for the host's stdin to become readable (a blocked read,
+/// or a poll that found it empty): the next sleep in the monitor also ends
+/// when it does.
+pub fn note_stdin_wanted() {
+    with(|s| s.stdin_wanted = true);
 }
 
 /// A file changed state: every thread waiting for I/O re-checks.

@@ -147,12 +147,18 @@ pub fn schedule() {
                 let Some(deadline) = idle.map_or(Some(deadline), |hook| hook(deadline)) else {
                     continue;
                 };
+                let stdin = with(|s| core::mem::take(&mut s.stdin_wanted));
                 let mut b = Block {
                     deadline_tsc: deadline.unwrap_or(0),
+                    flags: if stdin { hc::BLOCK_WAKE_ON_STDIN } else { 0 },
                 };
                 hypercall::call_with(hc::BLOCK, &mut b);
                 // Time asleep in the monitor is nobody's CPU time.
                 with(|s| s.since = rdtsc());
+                if stdin {
+                    // Its readers look again (and ask again if still empty).
+                    io_event();
+                }
             }
             Step::Switch(prev_ksp, next_ksp, next_top, next_fs) => {
                 if prev_ksp.is_null() {

@@ -125,6 +125,10 @@ pub fn truncate(k: &mut Kernel, path: u64, len: i64) -> SysResult {
 /// ioctl(2).
 pub fn ioctl(k: &mut Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
     const TCGETS: u64 = 0x5401;
+    const TCSETS: u64 = 0x5402;
+    const TCSETSW: u64 = 0x5403;
+    const TCSETSF: u64 = 0x5404;
+    const TIOCGPGRP: u64 = 0x540f;
     const TIOCGWINSZ: u64 = 0x5413;
     const FIONREAD: u64 = 0x541b;
     const FIONBIO: u64 = 0x5421;
@@ -158,8 +162,42 @@ pub fn ioctl(k: &mut Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
             k.mem.write_obj(arg, &(avail.min(i32::MAX as u64) as i32))?;
             Ok(0)
         }
-        // Nothing here is a terminal: isatty() is false, as for a redirected process.
-        TCGETS | TIOCGWINSZ => Err(ENOTTY),
+        TCGETS | TIOCGWINSZ | TCSETS | TCSETSW | TCSETSF | TIOCGPGRP => {
+            // A standard fd is a terminal when the host's is.
+            let f = file.lock();
+            let FileKind::Console(n) = f.kind else {
+                return Err(ENOTTY);
+            };
+            let host = k.boot.stdio[(n as usize).min(2)];
+            drop(f);
+            if host.flags & optivolt_abi::boot::stdio::TTY == 0 {
+                return Err(ENOTTY);
+            }
+            match req {
+                TCGETS => k.mem.write_obj(arg, &termios_default())?,
+                TIOCGWINSZ => k.mem.write_obj(arg, &[host.rows, host.cols, 0, 0])?,
+                TIOCGPGRP => k.mem.write_obj(arg, &(crate::task::process::PID as i32))?,
+                // Settings are accepted; the host's terminal keeps its own.
+                _ => {}
+            }
+            Ok(0)
+        }
         _ => Err(ENOTTY),
     }
+}
+
+/// `struct termios` (60 bytes) of a terminal in its usual cooked mode:
+/// ICRNL|IXON, OPOST|ONLCR, B38400|CS8|CREAD|HUPCL,
+/// ISIG|ICANON|ECHO|ECHOE|ECHOK|ECHOCTL|ECHOKE|IEXTEN, and the usual
+/// control characters (^C ^\\ DEL ^U ^D …).
+fn termios_default() -> [u8; 60] {
+    let mut t = [0u8; 60];
+    let flags: [u32; 4] = [0o2400, 0o5, 0o2277, 0o105073];
+    for (i, f) in flags.iter().enumerate() {
+        t[i * 4..i * 4 + 4].copy_from_slice(&f.to_le_bytes());
+    }
+    // c_line at 16, c_cc[19] from 17.
+    let cc = [3u8, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22];
+    t[17..17 + cc.len()].copy_from_slice(&cc);
+    t
 }

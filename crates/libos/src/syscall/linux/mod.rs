@@ -14,5 +14,6 @@ pub mod signal;
 pub mod socket;
 #[cfg(feature = "net")]
 pub mod sockopt;
+pub mod stat;
 pub mod thread;
 pub mod time;
