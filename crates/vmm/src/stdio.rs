@@ -117,3 +117,47 @@ pub fn console_read(mem: &GuestRam, pa: u64) -> Result<(), BadHypercall> {
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use optivolt_abi::hypercall::Segment;
+
+    fn ask(mem: &GuestRam, buf: Segment) -> Result<i64, BadHypercall> {
+        mem.write_obj(Pod(ConsoleRead { buf, result: 7 }), GuestAddress(0x100))
+            .unwrap();
+        console_read(mem, 0x100)?;
+        Ok(mem
+            .read_obj::<Pod<ConsoleRead>>(GuestAddress(0x100))
+            .unwrap()
+            .0
+            .result)
+    }
+
+    #[test]
+    fn buffers_outside_guest_memory_are_refused() {
+        let m = crate::memory::create(1 << 20).unwrap();
+        for (addr, len) in [(1 << 20, 1), ((1 << 20) - 2, 4), (u64::MAX - 1, 4)] {
+            assert!(ask(&m, Segment { addr, len }).is_err(), "{addr:#x}+{len}");
+        }
+        assert!(
+            console_read(&m, u64::MAX - 8).is_err(),
+            "arguments beyond RAM"
+        );
+        // Inside: answered (whatever the test's stdin holds), never refused.
+        assert!(ask(
+            &m,
+            Segment {
+                addr: 0x1000,
+                len: 16
+            }
+        )
+        .is_ok());
+        assert!(ask(&m, Segment { addr: 0, len: 0 }).is_ok());
+    }
+
+    #[test]
+    fn a_closed_or_missing_fd_describes_as_nothing() {
+        assert_eq!(describe(-1), StdioInfo::default());
+    }
+}
