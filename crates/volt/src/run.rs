@@ -80,13 +80,29 @@ pub struct RunArgs {
         value_name = "[HOST_IP:]HOST_PORT:GUEST_PORT[/PROTO]"
     )]
     pub publish: Vec<String>,
-    /// The x86-64 Linux executable to run: static, or dynamically linked
-    /// (its loader and libraries are gathered from this host, or must be in
-    /// --rootfs).
-    pub binary: PathBuf,
-    /// Arguments passed to the program.
-    #[arg(allow_hyphen_values = true)]
-    pub args: Vec<std::ffi::OsString>,
+    /// The x86-64 Linux executable to run (static, or dynamically linked:
+    /// its loader and libraries are gathered from this host, or must be in
+    /// --rootfs), then its arguments. Everything after BINARY goes to the
+    /// program, options included (`volt run python3 -m http.server`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "BINARY [ARGS]..."
+    )]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+impl RunArgs {
+    /// The program (the first word of the command).
+    pub fn binary(&self) -> PathBuf {
+        self.command.first().map(PathBuf::from).unwrap_or_default()
+    }
+
+    /// Its arguments.
+    pub fn args(&self) -> &[std::ffi::OsString] {
+        self.command.get(1..).unwrap_or(&[])
+    }
 }
 
 fn guest_env(specs: &[String]) -> Result<Vec<Vec<u8>>> {
@@ -115,7 +131,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     };
     let env = guest_env(&a.env)?;
     // Everything the user can get wrong is checked before a VM exists.
-    let app = image::pack(&a.binary, a.rootfs.as_deref(), &a.include)?;
+    let app = image::pack(&a.binary(), a.rootfs.as_deref(), &a.include)?;
     let no_net = matches!(a.net, Some(NetArg::None));
     if no_net && !a.publish.is_empty() {
         bail!("-p needs the network: it cannot be combined with --net none");
@@ -138,7 +154,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         bail!(
             "--memory {} is too small for {}: it needs at least {} MiB",
             human(a.memory),
-            a.binary.display(),
+            a.binary().display(),
             need.div_ceil(1 << 20)
         );
     }
@@ -193,8 +209,8 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     } else {
         Vec::new()
     };
-    let mut argv = vec![a.binary.as_os_str().as_bytes().to_vec()];
-    argv.extend(a.args.iter().map(|s| s.as_bytes().to_vec()));
+    let mut argv = vec![a.binary().as_os_str().as_bytes().to_vec()];
+    argv.extend(a.args().iter().map(|s| s.as_bytes().to_vec()));
     let cfg = VmConfig {
         libos,
         rootfs: app.rootfs_slices(),
@@ -258,8 +274,11 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
 /// be read as an ELF: the library OS then patches by shape only).
 fn site_table(a: &RunArgs, program: &[u8]) -> Vec<u8> {
     let host_path = match &a.rootfs {
-        Some(r) => r.join(a.binary.strip_prefix("/").unwrap_or(&a.binary)),
-        None => a.binary.clone(),
+        Some(r) => {
+            let b = a.binary();
+            r.join(b.strip_prefix("/").unwrap_or(&b))
+        }
+        None => a.binary(),
     };
     let (Ok(elf), Ok(bias)) = (
         optivolt_abi::elf::Elf::parse(program),

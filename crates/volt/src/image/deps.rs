@@ -239,6 +239,8 @@ pub struct Closure {
     pub files: BTreeSet<PathBuf>,
     /// Symbolic links met on the way, with their targets.
     pub links: BTreeSet<(PathBuf, PathBuf)>,
+    /// The DT_NEEDED names already looked for.
+    names: BTreeSet<String>,
 }
 
 impl Closure {
@@ -266,7 +268,6 @@ pub fn closure(tree: &Tree, exec: &Path, program: &Elf<'_>) -> Result<Closure> {
         .filter(|r| tree.host_path(&r.real).is_file())
         .with_context(|| format!("its dynamic loader {interp} (PT_INTERP) is not there"))?;
     c.add(&r);
-    let conf = tree.ld_so_conf();
     let top = dynamic(program).with_context(|| format!("{}", exec.display()))?;
     let exec_dir = exec.parent().unwrap_or(Path::new("/")).to_path_buf();
     let top_rpath = if top.runpath.is_empty() {
@@ -274,59 +275,83 @@ pub fn closure(tree: &Tree, exec: &Path, program: &Elf<'_>) -> Result<Closure> {
     } else {
         Vec::new()
     };
-    // (needed name, the object that needs it, its directory, its lists)
-    let mut todo: Vec<(String, PathBuf, Dynamic, PathBuf)> = top
-        .needed
-        .iter()
-        .rev()
-        .map(|n| {
-            (
-                n.clone(),
-                exec.to_path_buf(),
-                clone_dyn(&top),
-                exec_dir.clone(),
-            )
-        })
-        .collect();
-    let mut seen: BTreeSet<String> = BTreeSet::new();
-    while let Some((name, by, d, dir)) = todo.pop() {
-        if !seen.insert(name.clone()) {
-            continue;
-        }
-        let mut dirs: Vec<String> = Vec::new();
-        if d.runpath.is_empty() {
-            dirs.extend(origin(&d.rpath, &dir));
-            dirs.extend(top_rpath.iter().cloned());
-        }
-        dirs.extend(origin(&d.runpath, &dir));
-        dirs.extend(conf.iter().cloned());
-        dirs.extend(DEFAULT_DIRS.iter().map(|s| s.to_string()));
-        let candidates: Vec<PathBuf> = if name.contains('/') {
-            vec![PathBuf::from(&name)]
-        } else {
-            dirs.iter().map(|d| Path::new(d).join(&name)).collect()
-        };
-        let found = candidates.iter().find_map(|p| {
-            let r = tree.resolve(p)?;
-            let data = std::fs::read(tree.host_path(&r.real)).ok()?;
-            loadable(&data).then_some((r, data))
-        });
-        let Some((r, data)) = found else {
-            bail!(
-                "library {name} not found (needed by {}; looked in {})",
-                by.display(),
-                dirs.join(":")
-            );
-        };
-        c.add(&r);
-        let elf = Elf::parse(&data).map_err(|e| anyhow::anyhow!("{}: {e}", r.real.display()))?;
-        let sub = dynamic(&elf).with_context(|| format!("{}", r.real.display()))?;
-        let sub_dir = r.real.parent().unwrap_or(Path::new("/")).to_path_buf();
-        for n in sub.needed.iter().rev() {
-            todo.push((n.clone(), r.real.clone(), clone_dyn(&sub), sub_dir.clone()));
+    c.add_needed(tree, exec, &top, &top_rpath, true)?;
+    Ok(c)
+}
+
+impl Closure {
+    /// Adds the libraries shared object `object` (a guest path in `tree`)
+    /// needs, as far as they are found: for modules an interpreter may load
+    /// (Python's `lib-dynload`), where a missing library fails only that
+    /// module's import, natively too.
+    pub fn add_libraries_of(&mut self, tree: &Tree, object: &Path, elf: &Elf<'_>) {
+        if let Ok(d) = dynamic(elf) {
+            let _ = self.add_needed(tree, object, &d, &[], false);
         }
     }
-    Ok(c)
+
+    /// Finds `d.needed` and what they need in turn; with `strict`, the first
+    /// library not found is an error.
+    fn add_needed(
+        &mut self,
+        tree: &Tree,
+        by: &Path,
+        d: &Dynamic,
+        top_rpath: &[String],
+        strict: bool,
+    ) -> Result<()> {
+        let conf = tree.ld_so_conf();
+        let dir = by.parent().unwrap_or(Path::new("/")).to_path_buf();
+        // (needed name, the object that needs it, its lists, its directory)
+        let mut todo: Vec<(String, PathBuf, Dynamic, PathBuf)> = d
+            .needed
+            .iter()
+            .rev()
+            .map(|n| (n.clone(), by.to_path_buf(), clone_dyn(d), dir.clone()))
+            .collect();
+        while let Some((name, by, d, dir)) = todo.pop() {
+            if !self.names.insert(name.clone()) {
+                continue;
+            }
+            let mut dirs: Vec<String> = Vec::new();
+            if d.runpath.is_empty() {
+                dirs.extend(origin(&d.rpath, &dir));
+                dirs.extend(top_rpath.iter().cloned());
+            }
+            dirs.extend(origin(&d.runpath, &dir));
+            dirs.extend(conf.iter().cloned());
+            dirs.extend(DEFAULT_DIRS.iter().map(|s| s.to_string()));
+            let candidates: Vec<PathBuf> = if name.contains('/') {
+                vec![PathBuf::from(&name)]
+            } else {
+                dirs.iter().map(|d| Path::new(d).join(&name)).collect()
+            };
+            let found = candidates.iter().find_map(|p| {
+                let r = tree.resolve(p)?;
+                let data = std::fs::read(tree.host_path(&r.real)).ok()?;
+                loadable(&data).then_some((r, data))
+            });
+            let Some((r, data)) = found else {
+                if !strict {
+                    continue;
+                }
+                bail!(
+                    "library {name} not found (needed by {}; looked in {})",
+                    by.display(),
+                    dirs.join(":")
+                );
+            };
+            self.add(&r);
+            let elf =
+                Elf::parse(&data).map_err(|e| anyhow::anyhow!("{}: {e}", r.real.display()))?;
+            let sub = dynamic(&elf).with_context(|| format!("{}", r.real.display()))?;
+            let sub_dir = r.real.parent().unwrap_or(Path::new("/")).to_path_buf();
+            for n in sub.needed.iter().rev() {
+                todo.push((n.clone(), r.real.clone(), clone_dyn(&sub), sub_dir.clone()));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn clone_dyn(d: &Dynamic) -> Dynamic {

@@ -387,6 +387,17 @@ fn pack_dynamic(
         std::fs::symlink_metadata(&abs).with_context(|| format!("--include {}", i.display()))?;
         trees.push(abs);
     }
+    // The shared objects in those trees (Python's extension modules) bring
+    // their own libraries.
+    for t in &trees {
+        for obj in shared_objects(t) {
+            if let Ok(bytes) = std::fs::read(&obj) {
+                if let Ok(elf) = Elf::parse(&bytes) {
+                    need.add_libraries_of(&tree, &obj, &elf);
+                }
+            }
+        }
+    }
     // Directories first (every parent of every entry), then links, then files.
     let mut dirs = std::collections::BTreeSet::new();
     let entries = need
@@ -472,4 +483,24 @@ fn skip_in_interpreter_tree(rel: &Path) -> bool {
     rel.file_name()
         .is_some_and(|n| n == "site-packages" || n == "dist-packages")
         && rel.components().count() == 4
+}
+
+/// The `*.so` files under `root` (a host directory, or one file).
+fn shared_objects(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                todo.extend(rd.flatten().map(|e| e.path()));
+            }
+        } else if meta.is_file() && p.to_string_lossy().contains(".so") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
 }
