@@ -13,6 +13,11 @@ command -v go >/dev/null 2>&1 || need="$need golang-go"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
 [ -x /usr/bin/python3 ] || need="$need python3"
+# Debian's own servers, run as unikernels by tests/servers.rs.
+[ -x /usr/sbin/nginx ] || need="$need nginx-light"
+[ -x /usr/bin/redis-server ] || need="$need redis-server"
+[ -x /usr/bin/redis-benchmark ] || need="$need redis-tools"
+[ -d /usr/lib/python3/dist-packages/prometheus_client ] || need="$need python3-prometheus-client"
 if [ -n "$need" ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq
