@@ -41,6 +41,10 @@ pub struct VmConfig<'a> {
     /// mapped into guest RAM from the host's page cache (private,
     /// copy-on-write), not copied, so instances share its pages.
     pub rootfs_file: Option<(usize, &'a std::fs::File)>,
+    /// The file `program`'s bytes are: its read-only segments are then
+    /// mapped from the host's page cache (shared by every instance) rather
+    /// than copied.
+    pub program_file: Option<&'a std::fs::File>,
     /// The program's patchable `syscall` sites, as volt's scanner encodes them.
     pub sites: &'a [u8],
     /// The program's argv (argv[0] included).
@@ -101,6 +105,7 @@ impl<'a> VmConfig<'a> {
             exec_path: exec_path.to_string(),
             program: None,
             rootfs_file: None,
+            program_file: None,
             sites: &[],
             argv,
             env: Vec::new(),
@@ -309,7 +314,8 @@ impl Vm {
         let (header, exceptions, libos) = load_libos(&mem, cfg.libos)?;
         arch::write_descriptor_tables(&mem, &header, &exceptions)?;
         let rootfs = load_rootfs(&mem, &cfg.rootfs, cfg.rootfs_file, libos.end, &sizes)?;
-        let (image, free_start) = load_program(&mem, cfg.program, rootfs.end, sizes.ram)?;
+        let (image, free_start) =
+            load_program(&mem, cfg.program, cfg.program_file, rootfs.end, sizes.ram)?;
         let (sites, free_start) = load_sites(&mem, cfg.sites, free_start)?;
         write_bytes(&mem, CMDLINE_PA, &cmd)?;
 
@@ -357,8 +363,6 @@ pub(crate) struct Sizes {
     pub(crate) ram: u64,
     /// The rootfs's bytes (all pieces).
     pub(crate) rootfs_len: u64,
-    /// Address space the preloaded program spans, 0 if none.
-    pub(crate) program_span: u64,
     /// The smallest RAM that boots this image (without a network device).
     need: u64,
 }
@@ -416,7 +420,6 @@ fn check_sizes(cfg: &VmConfig<'_>) -> Result<Sizes> {
     Ok(Sizes {
         ram,
         rootfs_len,
-        program_span,
         need,
     })
 }

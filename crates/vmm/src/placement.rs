@@ -10,10 +10,18 @@ use crate::builder::Sizes;
 use crate::memory::{write_bytes, GuestRam};
 use crate::{Error, Result};
 
-/// Places a static executable's segments at guest-physical `pa` (the image's
+/// Places an executable's segments at guest-physical `pa` (the image's
 /// first page) and describes them for the library OS. Returns the descriptor
-/// and the end of the placed frames.
-pub fn place_program(mem: &GuestRam, program: &[u8], pa: u64) -> Result<(PreloadedImage, u64)> {
+/// and the end of the placed frames. With `file` (the file `program` is),
+/// read-only segments that own their pages are mapped from the page cache
+/// (private: a write, such as a patched `syscall` site, copies the page)
+/// instead of copied; the rest is copied.
+pub fn place_program(
+    mem: &GuestRam,
+    program: &[u8],
+    file: Option<&std::fs::File>,
+    pa: u64,
+) -> Result<(PreloadedImage, u64)> {
     let (elf, plan) = plan_program(program)?;
     let mut img = PreloadedImage {
         present: 1,
@@ -32,9 +40,40 @@ pub fn place_program(mem: &GuestRam, program: &[u8], pa: u64) -> Result<(Preload
             segs.len()
         )));
     }
+    let pages = |ph: &optivolt_abi::elf::ProgramHeader| {
+        let s = ph.p_vaddr & !(PAGE_SIZE - 1);
+        (
+            s,
+            align_up(ph.p_vaddr + ph.p_memsz, PAGE_SIZE).unwrap_or(u64::MAX),
+        )
+    };
     for (i, ph) in segs.iter().enumerate() {
         let vaddr = ph.p_vaddr + plan.bias;
-        write_bytes(mem, pa + (vaddr - plan.start), elf.segment_data(ph))?;
+        let at = pa + (vaddr - plan.start);
+        let (s, e) = pages(ph);
+        let alone = segs
+            .iter()
+            .enumerate()
+            .all(|(j, o)| j == i || pages(o).1 <= s || pages(o).0 >= e);
+        let shareable = ph.p_flags & optivolt_abi::elf::PF_W == 0
+            && ph.p_filesz == ph.p_memsz
+            && ph.p_offset % PAGE_SIZE == ph.p_vaddr % PAGE_SIZE
+            && alone;
+        let mapped = match file {
+            Some(f) if shareable => map_file_range(
+                mem,
+                f,
+                at & !(PAGE_SIZE - 1),
+                ph.p_offset & !(PAGE_SIZE - 1),
+                e - s,
+                true,
+            )?,
+            _ => false,
+        };
+        if !mapped {
+            populate(mem, at, ph.p_memsz);
+            write_bytes(mem, at, elf.segment_data(ph))?;
+        }
         img.segs[i] = PreloadedSegment {
             vaddr,
             memsz: ph.p_memsz,
@@ -106,7 +145,8 @@ pub(crate) fn load_rootfs(
     }
     // Fault in, in one system call, the host pages we are about to fill
     // (not the mapped file): a page fault costs microseconds on nested hosts.
-    let fill = sizes.rootfs_len + sizes.program_span + 3 * PAGE_SIZE;
+    // (The program's segments populate what they copy themselves.)
+    let fill = sizes.rootfs_len + 3 * PAGE_SIZE;
     let end = (start + fill).min(sizes.ram);
     match mapped {
         Some((_, a, b)) => {
@@ -130,15 +170,38 @@ pub(crate) fn load_rootfs(
 /// privately: the guest reads the page cache, and a write copies the page.
 /// `Ok(false)` if it cannot be (then nothing changed and the caller copies).
 fn map_file(mem: &GuestRam, file: &std::fs::File, pa: u64, len: u64) -> Result<bool> {
+    if file.metadata().map(|m| m.len()).ok() != Some(len) {
+        return Ok(false);
+    }
+    // The rootfs: only the pages the guest reads become resident.
+    map_file_range(mem, file, pa, 0, len, false)
+}
+
+/// Maps `len` bytes of `file` from `offset` (both page-aligned; the last
+/// page may run past the end of the file, which reads as zeros) at
+/// guest-physical `pa`, like [`map_file`]; with `populate`, the host maps
+/// the page cache's pages now rather than at the guest's first touches.
+fn map_file_range(
+    mem: &GuestRam,
+    file: &std::fs::File,
+    pa: u64,
+    offset: u64,
+    len: u64,
+    populate: bool,
+) -> Result<bool> {
     use std::os::fd::AsRawFd;
     let bad = |m: &str| Error::Memory(format!("mapping the program into guest RAM: {m}"));
     let Some(size) = align_up(len, PAGE_SIZE) else {
         return Ok(false);
     };
+    let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
     if !pa.is_multiple_of(PAGE_SIZE)
+        || !offset.is_multiple_of(PAGE_SIZE)
         || len == 0
+        || offset
+            .checked_add(len)
+            .is_none_or(|e| e > align_up(file_len, PAGE_SIZE).unwrap_or(0))
         || !mem.address_in_range(GuestAddress(pa + size - 1))
-        || file.metadata().map(|m| m.len()).ok() != Some(len)
     {
         return Ok(false);
     }
@@ -157,12 +220,20 @@ fn map_file(mem: &GuestRam, file: &std::fs::File, pa: u64, len: u64) -> Result<b
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_FIXED,
             file.as_raw_fd(),
-            0,
+            offset as libc::off_t,
         )
     };
     if p == libc::MAP_FAILED || p != host.cast() {
         // The pages may be gone: this VM cannot be used.
         return Err(bad(&std::io::Error::last_os_error().to_string()));
+    }
+    // Map the page cache's pages now, in one call, rather than one host
+    // fault at a time while the guest runs (best effort: before Linux 5.14
+    // they simply fault later). Read-only: nothing is copied.
+    const MADV_POPULATE_READ: libc::c_int = 22;
+    if populate {
+        // SAFETY: the range is the mapping just made.
+        unsafe { libc::madvise(p, size as usize, MADV_POPULATE_READ) };
     }
     Ok(true)
 }
@@ -172,12 +243,13 @@ fn map_file(mem: &GuestRam, file: &std::fs::File, pa: u64, len: u64) -> Result<b
 pub(crate) fn load_program(
     mem: &GuestRam,
     program: Option<&[u8]>,
+    file: Option<&std::fs::File>,
     rootfs_end: u64,
     ram: u64,
 ) -> Result<(PreloadedImage, u64)> {
     let free_start = align_up(rootfs_end, PAGE_SIZE).unwrap_or(ram);
     match program {
-        Some(p) => place_program(mem, p, free_start),
+        Some(p) => place_program(mem, p, file, free_start),
         None => Ok((PreloadedImage::default(), free_start)),
     }
 }

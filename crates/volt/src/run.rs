@@ -132,6 +132,10 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     let env = guest_env(&a.env)?;
     // Everything the user can get wrong is checked before a VM exists.
     let app = image::pack(&a.binary(), a.rootfs.as_deref(), &a.include)?;
+    // Packing may have read and freed megabytes (libraries, trees): give
+    // the heap's free pages back, as every instance would keep them.
+    // SAFETY: malloc_trim only returns free memory to the kernel.
+    unsafe { libc::malloc_trim(0) };
     let no_net = matches!(a.net, Some(NetArg::None));
     if no_net && !a.publish.is_empty() {
         bail!("-p needs the network: it cannot be combined with --net none");
@@ -215,6 +219,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         libos,
         rootfs: app.rootfs_slices(),
         rootfs_file: app.mapped_part(),
+        program_file: app.program_file(),
         exec_path: app.exec_path.clone(),
         program: (!a.guest_loader).then_some(&app.program[..]),
         sites: &sites,

@@ -313,3 +313,23 @@ fn broken_pipes_raise_sigpipe_as_natively() {
         assert_eq!(u.status.code(), Some(141), "{u:?}");
     }
 }
+
+#[test]
+fn abort_ends_with_134_and_the_shells_words() {
+    if !kvm_available("abort_ends_with_134_and_the_shells_words") {
+        return;
+    }
+    for kind in ["glibc", "dyn", "musl"] {
+        let p = program("abort", kind);
+        let n = native(&p, &[], &[]);
+        // Natively the process dies by the signal; a shell would say
+        // "Aborted" and report 134. volt is that shell here.
+        assert_eq!(n.status.code(), None, "{kind}");
+        for mode in [&[][..], &["--syscalls", "trap"]] {
+            let u = unikernel(&p, mode, &[], &[]);
+            assert_eq!(u.status.code(), Some(134), "{kind}");
+            assert_eq!(u.stdout, n.stdout, "{kind}");
+            assert_eq!(String::from_utf8_lossy(&u.stderr), "Aborted\n", "{kind}");
+        }
+    }
+}

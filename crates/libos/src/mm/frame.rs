@@ -190,6 +190,13 @@ impl FrameAllocator {
         self.free.push((pa, true));
     }
 
+    /// Whether the next frame [`Self::alloc`] hands out reads as zero
+    /// without being written (fresh, or released to the host): backing a
+    /// page ahead of its first touch with it costs no host memory.
+    pub fn next_is_clean(&self) -> bool {
+        self.free.last().is_none_or(|&(_, zeroed)| zeroed)
+    }
+
     /// Frames currently handed out.
     pub fn used(&self) -> u64 {
         self.used

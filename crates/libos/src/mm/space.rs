@@ -154,12 +154,30 @@ impl Memory {
         Ok(())
     }
 
+    /// Backs the pages of `[start, end)` that can be backed for free: while
+    /// the allocator's next frame is clean (see
+    /// [`FrameAllocator::next_is_clean`]). A recycled frame would have to be
+    /// zeroed, which costs a host page the program may never touch; those
+    /// pages are left to their first touch.
+    fn populate_clean(&mut self, start: u64, end: u64, prot: u32) -> Result<(), i64> {
+        let mut va = start;
+        while va < end {
+            if !self.pt.memory().frames.next_is_clean() {
+                return Ok(());
+            }
+            self.populate_page(va, prot)?;
+            va += PAGE;
+        }
+        Ok(())
+    }
+
     /// Creates an area; `populate` backs it with frames now (the default:
-    /// faults are expensive under PVM, untouched frames cost no host memory).
+    /// faults are expensive under PVM, untouched frames cost no host
+    /// memory), as far as that is free (see [`Self::populate_clean`]).
     pub fn map(&mut self, vma: Vma, populate: bool) -> Result<(), i64> {
         self.vmas.insert(vma).map_err(vma_err)?;
         if populate && vma.prot != 0 {
-            if let Err(e) = self.populate(vma.start, vma.end, vma.prot) {
+            if let Err(e) = self.populate_clean(vma.start, vma.end, vma.prot) {
                 let _ = self.unmap(vma.start, vma.end);
                 return Err(e);
             }
@@ -393,9 +411,12 @@ impl Memory {
         let mut p = block.max(v.start);
         while p < (block + FAULT_AROUND).min(v.end) {
             if self.pt.entry(p) & (PTE_P | PTE_SOFT_NONE) == 0
-                && self.populate_page(p, v.prot).is_err()
+                && (!self.pt.memory().frames.next_is_clean()
+                    || self.populate_page(p, v.prot).is_err())
             {
-                break; // out of frames: the faulting page is mapped, that is enough
+                // Out of clean frames (or of frames): the faulting page is
+                // mapped, that is enough.
+                break;
             }
             p += PAGE;
         }

@@ -225,9 +225,11 @@ pub fn deliver_pending(
         };
         if let Err(status) = signal::deliver(&mut k.mem, &mut k.proc, k.trace, sig, info, ctx) {
             drop(guard);
-            console::kernel_log(format_args!(
-                "optivolt: the application was terminated by signal {sig} (default action)\n"
-            ));
+            // As a shell reports a job the signal ended (volt exits with
+            // 128 + the signal, as the shell's $? would show).
+            if let Some(m) = crate::uapi::signal::death_message(sig) {
+                console::kernel_log(format_args!("{m}\n"));
+            }
             stamp(|t| &mut t.app_exit);
             crate::syscall::stats::report_at_exit();
             hypercall::exit(status);

@@ -2,5 +2,6 @@
 //! system-call numbers, and the flags and values the handlers decode.
 pub mod fcntl;
 pub mod poll;
+pub mod signal;
 pub mod socket;
 pub mod unistd;

@@ -3,6 +3,7 @@
 //! `--memory` sizes).
 
 pub mod deps;
+pub mod gather;
 pub mod rootfs;
 pub mod sites;
 pub mod size;
@@ -23,8 +24,19 @@ pub struct MappedFile {
 }
 
 impl MappedFile {
-    /// Maps `path`; empty files are refused (they cannot be executables).
+    /// Maps `path`, read in now; empty files are refused (they cannot be
+    /// executables).
     pub fn open(path: &Path) -> std::io::Result<MappedFile> {
+        Self::open_with(path, libc::MAP_POPULATE)
+    }
+
+    /// Maps `path` without reading it: for a file the monitor maps into the
+    /// guest itself, so that volt's own view costs no memory.
+    pub fn open_lazy(path: &Path) -> std::io::Result<MappedFile> {
+        Self::open_with(path, 0)
+    }
+
+    fn open_with(path: &Path, flags: libc::c_int) -> std::io::Result<MappedFile> {
         use std::os::fd::AsRawFd;
         let f = std::fs::File::open(path)?;
         let meta = f.metadata()?;
@@ -47,7 +59,7 @@ impl MappedFile {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                libc::MAP_PRIVATE | flags,
                 f.as_raw_fd(),
                 0,
             )
@@ -110,6 +122,8 @@ pub enum Part {
     Bytes(Vec<u8>),
     /// The program's bytes, in place.
     Program,
+    /// A whole file (a cached rootfs), mapped.
+    File(MappedFile),
 }
 
 /// A packed application.
@@ -128,6 +142,14 @@ impl AppImage {
     /// The rootfs piece that is the whole program file, with the file: the
     /// monitor maps it from the page cache instead of copying it.
     pub fn mapped_part(&self) -> Option<(usize, &std::fs::File)> {
+        if let Some((i, Part::File(f))) = self
+            .rootfs
+            .iter()
+            .enumerate()
+            .find(|(_, p)| matches!(p, Part::File(_)))
+        {
+            return Some((i, f.file()));
+        }
         let Program::Mapped(m) = &self.program else {
             return None;
         };
@@ -138,6 +160,14 @@ impl AppImage {
         Some((i, m.file()))
     }
 
+    /// The file the program's bytes are mapped from, if they are.
+    pub fn program_file(&self) -> Option<&std::fs::File> {
+        match &self.program {
+            Program::Mapped(m) => Some(m.file()),
+            Program::Owned(_) => None,
+        }
+    }
+
     /// The rootfs pieces as slices, in order.
     pub fn rootfs_slices(&self) -> Vec<&[u8]> {
         self.rootfs
@@ -145,6 +175,7 @@ impl AppImage {
             .map(|p| match p {
                 Part::Bytes(b) => b.as_slice(),
                 Part::Program => &self.program[..],
+                Part::File(f) => &f[..],
             })
             .collect()
     }
@@ -329,7 +360,7 @@ pub fn pack_binary(binary: &Path, include: &[std::path::PathBuf]) -> Result<AppI
     let (lo, hi) = elf.load_bounds();
     let load_size = (hi.div_ceil(4096) * 4096).saturating_sub(lo & !4095);
     if elf.interpreter().is_some() {
-        return pack_dynamic(binary, data, load_size, include);
+        return gather::pack_dynamic(binary, data, load_size, include);
     }
     if let Some(i) = include.first() {
         anyhow::bail!(
@@ -357,150 +388,4 @@ pub fn pack_binary(binary: &Path, include: &[std::path::PathBuf]) -> Result<AppI
         load_size,
         program: Program::Mapped(data),
     })
-}
-
-/// A dynamically linked host binary: the image holds it at its own path,
-/// with its loader and libraries at theirs (and the links that lead
-/// there), gathered as ld.so would find them on this host.
-fn pack_dynamic(
-    binary: &Path,
-    data: MappedFile,
-    load_size: u64,
-    include: &[std::path::PathBuf],
-) -> Result<AppImage> {
-    let exec = std::path::absolute(binary)
-        .with_context(|| format!("cannot make {} absolute", binary.display()))?;
-    let tree = deps::Tree::host();
-    let elf = Elf::parse(&data).map_err(|e| anyhow::anyhow!("{}: {e}", binary.display()))?;
-    let mut need = deps::closure(&tree, &exec, &elf)
-        .map_err(|e| anyhow::anyhow!("{}: {e:#}", binary.display()))?;
-    // The program itself, through whatever links its path has.
-    let me = tree
-        .resolve(&exec)
-        .with_context(|| format!("cannot resolve {}", exec.display()))?;
-    need.links.extend(me.links.iter().cloned());
-    need.files.remove(&me.real);
-    // Trees copied whole: what the interpreter reads at start, and --include.
-    let mut trees: Vec<std::path::PathBuf> = interpreter_trees(&me.real);
-    for i in include {
-        let abs = std::path::absolute(i).with_context(|| format!("--include {}", i.display()))?;
-        std::fs::symlink_metadata(&abs).with_context(|| format!("--include {}", i.display()))?;
-        trees.push(abs);
-    }
-    // The shared objects in those trees (Python's extension modules) bring
-    // their own libraries.
-    for t in &trees {
-        for obj in shared_objects(t) {
-            if let Ok(bytes) = std::fs::read(&obj) {
-                if let Ok(elf) = Elf::parse(&bytes) {
-                    need.add_libraries_of(&tree, &obj, &elf);
-                }
-            }
-        }
-    }
-    // Directories first (every parent of every entry), then links, then files.
-    let mut dirs = std::collections::BTreeSet::new();
-    let entries = need
-        .files
-        .iter()
-        .chain(need.links.iter().map(|(l, _)| l))
-        .chain(trees.iter())
-        .chain(std::iter::once(&me.real));
-    for p in entries {
-        let mut d = p.parent();
-        while let Some(x) = d.filter(|x| *x != Path::new("/")) {
-            dirs.insert(x.to_path_buf());
-            d = x.parent();
-        }
-    }
-    let mut w = CpioWriter::new();
-    for d in &dirs {
-        w.dir(&d.to_string_lossy(), 0o755);
-    }
-    for (l, t) in &need.links {
-        if !dirs.contains(l) {
-            w.symlink(&l.to_string_lossy(), &t.to_string_lossy());
-        }
-    }
-    for f in &need.files {
-        let host = tree.host_path(f);
-        let bytes =
-            std::fs::read(&host).with_context(|| format!("cannot read {}", host.display()))?;
-        w.file(&f.to_string_lossy(), 0o755, mtime_of(&host), &bytes);
-    }
-    for t in &trees {
-        let rel = t.strip_prefix("/").unwrap_or(t);
-        let meta =
-            std::fs::symlink_metadata(t).with_context(|| format!("cannot stat {}", t.display()))?;
-        if meta.is_dir() {
-            if !dirs.contains(t) {
-                w.dir(&t.to_string_lossy(), 0o755);
-            }
-            add_tree(&mut w, Path::new("/"), rel, &skip_in_interpreter_tree)?;
-        } else if !need.files.contains(t) && *t != me.real {
-            let bytes = std::fs::read(t).with_context(|| format!("cannot read {}", t.display()))?;
-            w.file(&t.to_string_lossy(), 0o644, mtime_of(t), &bytes);
-        }
-    }
-    let mut prefix = w.unfinished();
-    let real = me.real.to_string_lossy().into_owned();
-    let (header, trailer) =
-        rootfs::single_file_after(prefix.len(), &real, 0o755, mtime_of(binary), data.len());
-    prefix.extend_from_slice(&header);
-    Ok(AppImage {
-        rootfs: vec![Part::Bytes(prefix), Part::Program, Part::Bytes(trailer)],
-        exec_path: exec.to_string_lossy().into_owned(),
-        load_size,
-        program: Program::Mapped(data),
-    })
-}
-
-/// The directories an interpreter reads at start, by the name of its real
-/// file: `pythonX.Y` gets `/usr/lib/pythonX.Y` (the standard library with
-/// `lib-dynload`; `site-packages` and `dist-packages`, third-party code,
-/// are left out: add what a script imports with `--include`).
-fn interpreter_trees(real: &Path) -> Vec<std::path::PathBuf> {
-    let Some(name) = real.file_name().and_then(|n| n.to_str()) else {
-        return Vec::new();
-    };
-    let version = name.strip_prefix("python").filter(|v| {
-        let mut parts = v.split('.');
-        parts.next().is_some_and(|m| m.parse::<u32>().is_ok())
-            && parts.next().is_some_and(|m| m.parse::<u32>().is_ok())
-            && parts.next().is_none()
-    });
-    match version {
-        Some(v) => [format!("/usr/lib/python{v}")]
-            .into_iter()
-            .map(std::path::PathBuf::from)
-            .filter(|p| p.is_dir())
-            .collect(),
-        None => Vec::new(),
-    }
-}
-
-fn skip_in_interpreter_tree(rel: &Path) -> bool {
-    rel.file_name()
-        .is_some_and(|n| n == "site-packages" || n == "dist-packages")
-        && rel.components().count() == 4
-}
-
-/// The `*.so` files under `root` (a host directory, or one file).
-fn shared_objects(root: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![root.to_path_buf()];
-    while let Some(p) = todo.pop() {
-        let Ok(meta) = std::fs::symlink_metadata(&p) else {
-            continue;
-        };
-        if meta.is_dir() {
-            if let Ok(rd) = std::fs::read_dir(&p) {
-                todo.extend(rd.flatten().map(|e| e.path()));
-            }
-        } else if meta.is_file() && p.to_string_lossy().contains(".so") {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
 }
