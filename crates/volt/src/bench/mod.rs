@@ -3,6 +3,7 @@
 mod abi;
 mod boot;
 mod net;
+mod programs;
 mod runstats;
 mod stats;
 
@@ -24,6 +25,10 @@ enum Bench {
     /// A Go web server under wrk: as a process vs. as a unikernel behind -p;
     /// time to the first answer, idle CPU and memory (root; needs wrk, go).
     Net(net::NetArgs),
+    /// Debian's python3 and redis-server, and the Go web server, as
+    /// processes vs. unikernels: Python's start, http.server's first
+    /// answer, PSS of idle instances, redis-benchmark (root).
+    Programs(programs::ProgramsArgs),
 }
 
 pub fn bench(a: BenchArgs) -> Result<i32> {
@@ -31,5 +36,6 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
         Bench::Boot(b) => boot::run(b),
         Bench::Abi(b) => abi::run(b),
         Bench::Net(b) => net::run(b),
+        Bench::Programs(b) => programs::run(b),
     }
 }

@@ -47,7 +47,7 @@ pub fn run(a: NetArgs) -> Result<i32> {
     r
 }
 
-fn build_goweb(dir: &Path) -> Result<PathBuf> {
+pub(super) fn build_goweb(dir: &Path) -> Result<PathBuf> {
     let src = dir.join("goweb");
     std::fs::create_dir_all(&src)?;
     std::fs::write(src.join("main.go"), GOWEB)?;

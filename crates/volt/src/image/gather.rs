@@ -304,7 +304,7 @@ fn skip_in_interpreter_tree(p: &Path) -> bool {
         && p.parent()
             .and_then(|d| d.file_name())
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("python"))
+            .is_some_and(|n| n.starts_with("python") && n.contains('.'))
         && p.parent().and_then(|d| d.parent()) == Some(Path::new("/usr/lib"))
 }
 
