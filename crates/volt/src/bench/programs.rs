@@ -320,7 +320,7 @@ fn redis_round(a: &ProgramsArgs, port: u16) -> Result<(f64, f64)> {
     let rate = |what: &str| -> Result<f64> {
         text.split(['\r', '\n'])
             .filter_map(|l| l.trim().strip_prefix(what))
-            .filter_map(|r| r.trim().split_whitespace().next()?.parse().ok())
+            .filter_map(|r| r.split_whitespace().next()?.parse().ok())
             .next_back()
             .with_context(|| format!("no {what} rate in: {text}"))
     };
