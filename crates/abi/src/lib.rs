@@ -19,6 +19,7 @@ pub mod exit;
 pub mod header;
 pub mod hypercall;
 pub mod layout;
+pub mod sites;
 pub mod virtio;
 
 /// Version of the boot contract; bumped on every incompatible change.

@@ -209,7 +209,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
 
     // The sites the library OS may patch, found ahead of time (cached).
     let sites = if a.syscalls == "patch" {
-        site_table(&a, &app.program)
+        site_table(&a, &app.program, &app.libraries)
     } else {
         Vec::new()
     };
@@ -277,7 +277,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
 
 /// The encoded table of patchable sites of the program (empty if it cannot
 /// be read as an ELF: the library OS then patches by shape only).
-fn site_table(a: &RunArgs, program: &[u8]) -> Vec<u8> {
+fn site_table(a: &RunArgs, program: &[u8], libraries: &[PathBuf]) -> Vec<u8> {
     let host_path = match &a.rootfs {
         Some(r) => {
             let b = a.binary();
@@ -291,7 +291,21 @@ fn site_table(a: &RunArgs, program: &[u8]) -> Vec<u8> {
     ) else {
         return Vec::new();
     };
-    image::sites::encode(&image::sites::sites_for(&host_path, &elf), bias)
+    let mut table = image::sites::with_program(&image::sites::encode(
+        &image::sites::sites_for(&host_path, &elf),
+        bias,
+    ));
+    for lib in libraries {
+        let Ok(bytes) = std::fs::read(lib) else {
+            continue;
+        };
+        let Ok(elf) = optivolt_abi::elf::Elf::parse(&bytes) else {
+            continue;
+        };
+        let pairs = image::sites::encode(&image::sites::sites_for(lib, &elf), 0);
+        image::sites::push_library(&mut table, lib.as_os_str().as_encoded_bytes(), &pairs);
+    }
+    table
 }
 
 fn human(bytes: u64) -> String {

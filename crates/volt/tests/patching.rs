@@ -23,7 +23,8 @@ fn the_hazards_of_patched_sites_behave_as_natively_in_both_modes() {
     if !kvm_available("the_hazards_of_patched_sites_behave_as_natively_in_both_modes") {
         return;
     }
-    for kind in ["musl", "glibc"] {
+    // "dyn": the calls of libc.so go through the sites volt found in it.
+    for kind in ["musl", "glibc", "dyn"] {
         let p = program("patching", kind);
         // Two million calls through patched sites while the timer fires;
         // fewer when every call traps.

@@ -144,13 +144,16 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
             boot.rootfs.len() as usize,
         )
     };
+    let mut sites = crate::kernel::sites::Sites::new(site_table(&boot));
     let interp = match load_interpreter(&mut mem, rootfs_now, exec_path) {
-        Ok(i) => i,
+        Ok(Some((i, name))) => {
+            trampolines.extend(reserve_trampolines(&mut mem, i.start));
+            sites.note_loaded(name, i.start, i.end, i.bias);
+            Some(i)
+        }
+        Ok(None) => None,
         Err(msg) => fail(msg),
     };
-    if let Some(i) = &interp {
-        trampolines.extend(reserve_trampolines(&mut mem, i.start));
-    }
 
     let mut rng = Csprng::new(boot.entropy);
     let mut random = [0u8; 16];
@@ -221,7 +224,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         cwd: crate::fs::vfs::ROOT,
         patching: boot.flags & optivolt_abi::boot::flags::SYSCALLS_TRAP == 0,
         trampolines,
-        sites: site_table(&boot),
+        sites,
     });
 
     extern "C" {
@@ -247,7 +250,7 @@ const TRAMPOLINE_AREA: u64 = 1024 * crate::arch::patch::TRAMPOLINE_SIZE;
 fn site_table(boot: &BootInfo) -> &'static [u8] {
     let r = boot.sites;
     let len = r.end.wrapping_sub(r.start);
-    if r.start == 0 || r.end < r.start || r.end > boot.ram_size || !len.is_multiple_of(16) {
+    if r.start == 0 || r.end < r.start || r.end > boot.ram_size || !len.is_multiple_of(8) {
         return &[];
     }
     // SAFETY: a range of guest RAM the monitor filled before boot and never
@@ -366,12 +369,13 @@ fn load_from_rootfs(
 }
 
 /// Loads the dynamic loader the program names (PT_INTERP) from the rootfs,
-/// if it names one, at the highest free place below the stack.
-fn load_interpreter(
+/// if it names one, at the highest free place below the stack; returns
+/// where, and its path in the rootfs (links followed).
+fn load_interpreter<'r>(
     mem: &mut Memory,
-    rootfs: &[u8],
+    rootfs: &'r [u8],
     exec_path: &[u8],
-) -> Result<Option<LoadPlan>, &'static str> {
+) -> Result<Option<(LoadPlan, &'r [u8])>, &'static str> {
     let ar = Archive::new(rootfs);
     let Some(prog) = ar.resolve(exec_path) else {
         return Ok(None);
@@ -395,7 +399,7 @@ fn load_interpreter(
     let base = mem
         .find_free(span)
         .map_err(|_| "no room for the dynamic loader")?;
-    load_elf(mem, &ld, base).map(Some)
+    load_elf(mem, &ld, base).map(|p| Some((p, file.name)))
 }
 
 /// Maps `elf`'s segments (an ET_DYN one at `base`) and copies their bytes.

@@ -6,6 +6,7 @@
 //! lock so that SMP stays possible.
 pub mod boot;
 pub mod fault;
+pub mod sites;
 
 use optivolt_abi::boot::BootInfo;
 use spin::Mutex;
@@ -35,9 +36,8 @@ pub struct Kernel {
     /// Where the trampolines of patched sites go: below the program's code,
     /// and below the dynamic loader for the libraries it maps.
     pub trampolines: alloc::vec::Vec<crate::arch::patch::Trampolines>,
-    /// The sites volt found ahead of time: sorted `(syscall, window start)`
-    /// pairs of little-endian u64s (see `BootInfo::sites`).
-    pub sites: &'static [u8],
+    /// The sites volt found ahead of time, the program's and the libraries'.
+    pub sites: sites::Sites,
 }
 
 impl Kernel {

@@ -85,7 +85,10 @@ fn listed(table: &[u8], at: u64) -> Option<u64> {
 /// moves into the trampoline.
 fn patch_listed(k: &mut Kernel, ret: u64) -> Option<Patch> {
     let at = ret - 2;
-    let start = listed(k.sites, at)?;
+    let start = listed(k.sites.program(), at).or_else(|| {
+        let (pairs, bias) = k.sites.library_at(at)?;
+        listed(pairs, at.wrapping_sub(bias)).map(|s| s.wrapping_add(bias))
+    })?;
     let len = usize::try_from(at.checked_sub(start)?).ok()?;
     if !(5..=MAX_WINDOW).contains(&len) {
         return None;

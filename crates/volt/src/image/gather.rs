@@ -36,7 +36,7 @@ pub fn pack_dynamic(
 ) -> Result<AppImage> {
     let exec = std::path::absolute(binary)
         .with_context(|| format!("cannot make {} absolute", binary.display()))?;
-    let entries = manifest(binary, &exec, &data, include)?;
+    let (entries, libraries) = manifest(binary, &exec, &data, include)?;
     let key = key_of(&entries);
     let cached = cache_dir().map(|d| d.join(format!("{key}.cpio")));
     let file = match cached.as_ref().and_then(|p| MappedFile::open_lazy(p).ok()) {
@@ -51,12 +51,18 @@ pub fn pack_dynamic(
         exec_path: exec.to_string_lossy().into_owned(),
         load_size,
         program: Program::Mapped(data),
+        libraries,
     })
 }
 
 /// Everything the image holds, in order: directories (every parent of
 /// every entry), links, the libraries, the trees, the program.
-fn manifest(binary: &Path, exec: &Path, data: &[u8], include: &[PathBuf]) -> Result<Vec<Entry>> {
+fn manifest(
+    binary: &Path,
+    exec: &Path,
+    data: &[u8],
+    include: &[PathBuf],
+) -> Result<(Vec<Entry>, Vec<PathBuf>)> {
     let tree = deps::Tree::host();
     let elf = Elf::parse(data).map_err(|e| anyhow::anyhow!("{}: {e}", binary.display()))?;
     let mut need = deps::closure(&tree, exec, &elf)
@@ -129,7 +135,7 @@ fn manifest(binary: &Path, exec: &Path, data: &[u8], include: &[PathBuf]) -> Res
         Entry::Dir(p) | Entry::Link(p, _) | Entry::File(p, ..) => !taken.contains(p),
     }));
     out.push(Entry::File(me.real.clone(), binary.to_path_buf(), 0o755));
-    Ok(out)
+    Ok((out, need.files.iter().cloned().collect()))
 }
 
 /// Entries for host path `root` (a file, a link or a directory, recursively

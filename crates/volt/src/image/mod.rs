@@ -136,6 +136,9 @@ pub struct AppImage {
     pub load_size: u64,
     /// The executable itself (the monitor places its segments).
     pub program: Program,
+    /// Shared libraries in the image (guest paths, which are also their host
+    /// paths): volt finds their `syscall` sites ahead of time too.
+    pub libraries: Vec<std::path::PathBuf>,
 }
 
 impl AppImage {
@@ -244,6 +247,7 @@ pub fn pack(
         exec_path,
         load_size,
         program: Program::Owned(data),
+        libraries: Vec::new(),
     })
 }
 
@@ -387,5 +391,6 @@ pub fn pack_binary(binary: &Path, include: &[std::path::PathBuf]) -> Result<AppI
         exec_path,
         load_size,
         program: Program::Mapped(data),
+        libraries: Vec::new(),
     })
 }

@@ -128,6 +128,22 @@ fn windows_in(code: &[u8], ip: u64) -> Vec<SiteWindow> {
 /// The table the library OS reads: `(syscall, window start)` pairs of
 /// little-endian u64s, sorted by `syscall`, moved by `bias` (where the
 /// program is loaded).
+/// The whole table (`optivolt_abi::sites`), starting with the program's pairs.
+pub fn with_program(pairs: &[u8]) -> Vec<u8> {
+    let mut v = (pairs.len() as u64).to_le_bytes().to_vec();
+    v.extend_from_slice(pairs);
+    v
+}
+
+/// Appends a library's section: its guest path and its pairs.
+pub fn push_library(table: &mut Vec<u8>, path: &[u8], pairs: &[u8]) {
+    table.extend_from_slice(&(path.len() as u64).to_le_bytes());
+    table.extend_from_slice(path);
+    table.resize(table.len().next_multiple_of(8), 0);
+    table.extend_from_slice(&(pairs.len() as u64).to_le_bytes());
+    table.extend_from_slice(pairs);
+}
+
 pub fn encode(sites: &[SiteWindow], bias: u64) -> Vec<u8> {
     let mut v = Vec::with_capacity(sites.len() * 16);
     for s in sites {

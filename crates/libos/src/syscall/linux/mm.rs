@@ -86,6 +86,13 @@ pub fn sys_mmap(
             let _ = k.mem.unmap(start, start + len);
             return Err(e);
         }
+        if prot & PROT_EXEC != 0 {
+            // A library volt scanned: its sites become patchable here.
+            k.note_exec_mapping(fd, start, len, off);
+        }
+    }
+    if !file || prot & PROT_EXEC == 0 {
+        k.sites.forget(start, start + len);
     }
     Ok(start as i64)
 }
@@ -141,6 +148,11 @@ pub fn sys_mremap(
     let old_len = page_up(old_len).ok_or(EINVAL)?;
     let new_len = page_up(new_len).ok_or(ENOMEM)?;
     let fixed = (flags & MREMAP_FIXED != 0).then_some(new_addr);
+    // Whatever moves or grows, the sites known there are not known any more.
+    k.sites.forget(old, old.saturating_add(old_len));
+    if let Some(a) = fixed {
+        k.sites.forget(a, a.saturating_add(new_len));
+    }
     k.mem
         .remap(old, old_len, new_len, flags & MREMAP_MAYMOVE != 0, fixed)
         .map(|a| a as i64)
@@ -149,6 +161,7 @@ pub fn sys_mremap(
 pub fn sys_munmap(k: &mut Kernel, addr: u64, len: u64) -> SysResult {
     let (s, e) = user_range(addr, len)?;
     k.mem.unmap(s, e)?;
+    k.sites.forget(s, e);
     Ok(0)
 }
 
