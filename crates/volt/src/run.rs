@@ -296,13 +296,10 @@ fn site_table(a: &RunArgs, program: &[u8], libraries: &[PathBuf]) -> Vec<u8> {
         bias,
     ));
     for lib in libraries {
-        let Ok(bytes) = std::fs::read(lib) else {
+        let Some(sites) = image::sites::sites_of_file(lib) else {
             continue;
         };
-        let Ok(elf) = optivolt_abi::elf::Elf::parse(&bytes) else {
-            continue;
-        };
-        let pairs = image::sites::encode(&image::sites::sites_for(lib, &elf), 0);
+        let pairs = image::sites::encode(&sites, 0);
         image::sites::push_library(&mut table, lib.as_os_str().as_encoded_bytes(), &pairs);
     }
     table

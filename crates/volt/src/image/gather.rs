@@ -36,14 +36,33 @@ pub fn pack_dynamic(
 ) -> Result<AppImage> {
     let exec = std::path::absolute(binary)
         .with_context(|| format!("cannot make {} absolute", binary.display()))?;
-    let (entries, libraries) = manifest(binary, &exec, &data, include)?;
-    let key = key_of(&entries);
-    let cached = cache_dir().map(|d| d.join(format!("{key}.cpio")));
-    let file = match cached.as_ref().and_then(|p| MappedFile::open_lazy(p).ok()) {
-        Some(f) => f,
+    let index =
+        cache_dir().map(|d| d.join(format!("{}.index", super::index::name(&exec, include))));
+    // Seen before, and nothing it looked at changed: the cached archive.
+    let quick = index
+        .as_deref()
+        .and_then(super::index::check)
+        .and_then(|f| {
+            let p = cache_dir()?.join(format!("{}.cpio", f.key));
+            Some((MappedFile::open_lazy(&p).ok()?, f.libraries))
+        });
+    let (file, libraries) = match quick {
+        Some(x) => x,
         None => {
-            let bytes = write_cpio(&entries)?;
-            store(cached.as_deref(), &bytes)?
+            let (entries, libraries) = manifest(binary, &exec, &data, include)?;
+            let key = key_of(&entries);
+            let cached = cache_dir().map(|d| d.join(format!("{key}.cpio")));
+            let file = match cached.as_ref().and_then(|p| MappedFile::open_lazy(p).ok()) {
+                Some(f) => f,
+                None => {
+                    let bytes = write_cpio(&entries)?;
+                    store(cached.as_deref(), &bytes)?
+                }
+            };
+            if let (Some(idx), Some(_)) = (&index, &cached) {
+                super::index::write(idx, &key, &libraries, &looked_at(&entries));
+            }
+            (file, libraries)
         }
     };
     Ok(AppImage {
@@ -131,10 +150,12 @@ fn manifest(
         })
         .chain(std::iter::once(me.real.clone()))
         .collect();
+    // The program and its libraries before the trees: the library OS finds
+    // the loader and the program by walking the archive from its start.
+    out.push(Entry::File(me.real.clone(), binary.to_path_buf(), 0o755));
     out.extend(tree_entries.into_iter().filter(|e| match e {
         Entry::Dir(p) | Entry::Link(p, _) | Entry::File(p, ..) => !taken.contains(p),
     }));
-    out.push(Entry::File(me.real.clone(), binary.to_path_buf(), 0o755));
     Ok((out, need.files.iter().cloned().collect()))
 }
 
@@ -178,6 +199,34 @@ fn walk(root: &Path, out: &mut Vec<Entry>) -> Result<()> {
     }
     // Sockets, FIFOs and device nodes are not part of an image.
     Ok(())
+}
+
+/// Every host path whose change would change the image: the entries' host
+/// files and directories, the library search directories and ld.so's
+/// configuration.
+fn looked_at(entries: &[Entry]) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = entries
+        .iter()
+        .map(|e| match e {
+            Entry::Dir(p) | Entry::Link(p, _) => p.clone(),
+            Entry::File(_, host, _) => host.clone(),
+        })
+        .collect();
+    v.extend(
+        [
+            "/etc/ld.so.conf",
+            "/etc/ld.so.conf.d",
+            "/etc/ld.so.cache",
+            "/lib/x86_64-linux-gnu",
+            "/usr/lib/x86_64-linux-gnu",
+            "/lib64",
+            "/usr/lib64",
+            "/lib",
+            "/usr/lib",
+        ]
+        .map(PathBuf::from),
+    );
+    v
 }
 
 /// The cache key: what each entry is and which host file version it holds.

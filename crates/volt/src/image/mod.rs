@@ -4,6 +4,7 @@
 
 pub mod deps;
 pub mod gather;
+mod index;
 pub mod rootfs;
 pub mod sites;
 pub mod size;

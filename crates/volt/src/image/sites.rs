@@ -184,6 +184,20 @@ fn cache_path(binary: &Path) -> Option<PathBuf> {
     )))
 }
 
+/// The sites of the file at `path`, from the cache without reading the
+/// file when it was scanned before; `None` if it is not an ELF file.
+pub fn sites_of_file(path: &Path) -> Option<Vec<SiteWindow>> {
+    if let Some(cached) = cache_path(path)
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|t| decode(&t))
+    {
+        return Some(cached);
+    }
+    let bytes = std::fs::read(path).ok()?;
+    let elf = Elf::parse(&bytes).ok()?;
+    Some(sites_for(path, &elf))
+}
+
 /// The sites of `binary` (its bytes parsed in `elf`), from the cache when
 /// it was scanned before. A cache that cannot be read or written is only
 /// slower.
