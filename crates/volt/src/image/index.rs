@@ -112,8 +112,15 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         let f = d.join("lib.so");
         std::fs::write(&f, b"v1").unwrap();
-        let idx = d.join("x.index");
-        write(&idx, "abc", &[f.clone()], &[f.clone(), d.clone()]);
+        // (The index outside the walked directory: writing it there would
+        // change that directory.)
+        let idx = d.with_extension("index");
+        write(
+            &idx,
+            "abc",
+            std::slice::from_ref(&f),
+            &[f.clone(), d.clone()],
+        );
         let found = check(&idx).expect("valid");
         assert_eq!(
             (found.key.as_str(), found.libraries),
@@ -122,10 +129,11 @@ mod tests {
         // A new file in a directory it walked.
         std::fs::write(d.join("new"), b"").unwrap();
         assert!(check(&idx).is_none());
-        write(&idx, "abc", &[], &[f.clone()]);
+        write(&idx, "abc", &[], std::slice::from_ref(&f));
         assert!(check(&idx).is_some());
         std::fs::write(&f, b"version 2").unwrap();
         assert!(check(&idx).is_none(), "a file it took changed");
         let _ = std::fs::remove_dir_all(&d);
+        let _ = std::fs::remove_file(&idx);
     }
 }
