@@ -62,7 +62,7 @@ fn dlopen_of_an_included_library_works_as_natively() {
     let n = native(&prog, &[lib_arg], &[]);
     assert_eq!(
         String::from_utf8_lossy(&n.stdout),
-        "optivolt plugin: square(12) = 144\ndlclose: 0\n"
+        "optivolt plugin: square(12) = 144\nmaps names the library: 1\ndlclose: 0\n"
     );
     same_in_both_modes(&n, |extra| {
         let opts: Vec<&str> = ["--include", lib_arg]

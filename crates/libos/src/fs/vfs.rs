@@ -615,6 +615,26 @@ impl Vfs {
         Ok(v)
     }
 
+    /// A path to `ino` (any inode): the first directory entry found that
+    /// names it (a search over every directory, for /proc/self/maps).
+    pub fn find_path(&self, ino: Ino) -> Option<Vec<u8>> {
+        if ino == ROOT {
+            return Some(b"/".to_vec());
+        }
+        self.inodes.iter().enumerate().find_map(|(dir, i)| {
+            let Node::Dir { entries, .. } = &i.as_ref()?.node else {
+                return None;
+            };
+            let (name, _) = entries.iter().find(|(_, &e)| e == ino)?;
+            let mut p = self.path_of(dir as Ino).ok()?;
+            if p != b"/" {
+                p.push(b'/');
+            }
+            p.extend_from_slice(name);
+            Some(p)
+        })
+    }
+
     /// The absolute path of directory `dir`.
     pub fn path_of(&self, mut dir: Ino) -> R<Vec<u8>> {
         let mut parts: Vec<Vec<u8>> = Vec::new();

@@ -118,3 +118,15 @@ fn rename_over_existing() {
     let (p, n) = fs.lookup_parent(ROOT, b"/d/new").unwrap();
     assert_eq!((p, n), (d, &b"new"[..]));
 }
+
+#[test]
+fn a_file_is_found_by_its_inode() {
+    let mut fs = Vfs::new(0);
+    fs.unpack(archive()).unwrap();
+    let app = fs.lookup(ROOT, b"/app", true).unwrap();
+    assert_eq!(fs.find_path(app).as_deref(), Some(&b"/bin/app"[..]));
+    let conf = fs.lookup(ROOT, b"/etc/app.conf", true).unwrap();
+    assert_eq!(fs.find_path(conf).as_deref(), Some(&b"/etc/app.conf"[..]));
+    assert_eq!(fs.find_path(ROOT).as_deref(), Some(&b"/"[..]));
+    assert_eq!(fs.find_path(9999), None);
+}

@@ -76,6 +76,8 @@ pub struct Memory {
     flush_pending: bool,
     /// Frames to give back to the host, coalesced, sent in one hypercall.
     release: Vec<(u64, u64)>,
+    /// The files mapped, for /proc/self/maps: `(start, end, path, offset)`.
+    pub files: Vec<(u64, u64, Vec<u8>, u64)>,
 }
 
 /// What a page fault turned out to be.
@@ -120,7 +122,36 @@ impl Memory {
             brk: 0,
             flush_pending: false,
             release: Vec::new(),
+            files: Vec::new(),
         }
+    }
+
+    /// `[start, end)` maps no file any more; what is left of a file mapping
+    /// on either side keeps its name.
+    fn forget_files(&mut self, start: u64, end: u64) {
+        let mut kept = Vec::new();
+        for (s, e, path, off) in core::mem::take(&mut self.files) {
+            if e <= start || s >= end {
+                kept.push((s, e, path, off));
+                continue;
+            }
+            if s < start {
+                kept.push((s, start, path.clone(), off));
+            }
+            if e > end {
+                kept.push((end, e, path, off + (end - s)));
+            }
+        }
+        self.files = kept;
+    }
+
+    /// The file mapped at `va` (for /proc/self/maps): its path and the file
+    /// offset `va` maps.
+    pub fn file_at(&self, va: u64) -> Option<(&[u8], u64)> {
+        self.files
+            .iter()
+            .find(|f| (f.0..f.1).contains(&va))
+            .map(|f| (f.2.as_slice(), f.3 + (va - f.0)))
     }
 
     /// Frames in use and available.
@@ -189,6 +220,7 @@ impl Memory {
     /// to the host.
     pub fn unmap(&mut self, start: u64, end: u64) -> Result<(), i64> {
         let removed = self.vmas.remove(start, end).map_err(vma_err)?;
+        self.forget_files(start, end);
         let mut freed: Vec<u64> = Vec::new();
         for v in removed {
             let mut va = v.start;
@@ -316,6 +348,8 @@ impl Memory {
         if old_len == 0 || old_end > v.end || v.kind == VmaKind::Image {
             return Err(EFAULT);
         }
+        // A remapped file area loses its name (it is a private copy anyway).
+        self.forget_files(old, old_end);
         if fixed.is_none() && new_len <= old_len {
             if new_len < old_len {
                 self.unmap(old + new_len, old_end)?;

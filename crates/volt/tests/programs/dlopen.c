@@ -1,6 +1,7 @@
 /* Loads the library named by argv[1] with dlopen(3) and calls into it. */
 #include <dlfcn.h>
 #include <stdio.h>
+#include <string.h>
 
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
@@ -16,6 +17,14 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("%s: square(12) = %d\n", name(), square(12));
+    /* /proc/self/maps names the library's executable mapping. */
+    FILE *m = fopen("/proc/self/maps", "r");
+    char line[1024];
+    int seen = 0;
+    while (m && fgets(line, sizeof line, m))
+        if (strstr(line, "libplugin.so") && strstr(line, " r-xp ")) seen = 1;
+    if (m) fclose(m);
+    printf("maps names the library: %d\n", seen);
     printf("dlclose: %d\n", dlclose(h));
     return 0;
 }

@@ -60,17 +60,20 @@ fn generate(k: &mut Kernel, g: Generated) -> Vec<u8> {
                 let r = if v.prot & 1 != 0 { 'r' } else { '-' };
                 let w = if v.prot & 2 != 0 { 'w' } else { '-' };
                 let x = if v.prot & 4 != 0 { 'x' } else { '-' };
-                let name = match v.kind {
-                    crate::mm::vma::VmaKind::Image => {
+                let file = k.mem.file_at(v.start);
+                let name = match (v.kind, file) {
+                    (_, Some((path, _))) => core::str::from_utf8(path).unwrap_or(""),
+                    (crate::mm::vma::VmaKind::Image, _) => {
                         core::str::from_utf8(&k.proc.exec_path).unwrap_or("")
                     }
-                    crate::mm::vma::VmaKind::Heap => "[heap]",
-                    crate::mm::vma::VmaKind::Stack => "[stack]",
-                    crate::mm::vma::VmaKind::Anonymous => "",
+                    (crate::mm::vma::VmaKind::Heap, _) => "[heap]",
+                    (crate::mm::vma::VmaKind::Stack, _) => "[stack]",
+                    (crate::mm::vma::VmaKind::Anonymous, _) => "",
                 };
+                let off = file.map_or(0, |f| f.1);
                 let _ = writeln!(
                     s,
-                    "{:08x}-{:08x} {r}{w}{x}p 00000000 00:00 0          {name}",
+                    "{:08x}-{:08x} {r}{w}{x}p {off:08x} 00:00 0          {name}",
                     v.start, v.end
                 );
             }
@@ -575,6 +578,15 @@ pub fn fchdir(k: &mut Kernel, fd: u64) -> SysResult {
 }
 
 /// The contents of a regular file for a private file mapping.
+/// The path of the file open on `fd` (for /proc/self/maps).
+pub fn path_of_fd(k: &Kernel, fd: u64) -> Option<Vec<u8>> {
+    let file = k.fds.file(fd).ok()?;
+    let FileKind::Inode(ino) = file.lock().kind else {
+        return None;
+    };
+    k.fs.find_path(ino)
+}
+
 pub fn file_for_mmap(k: &Kernel, fd: u64) -> Result<&[u8], i64> {
     let file = k.fds.file(fd)?;
     let f = file.lock();

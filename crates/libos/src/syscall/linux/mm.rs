@@ -90,6 +90,9 @@ pub fn sys_mmap(
             // A library volt scanned: its sites become patchable here.
             k.note_exec_mapping(fd, start, len, off);
         }
+        if let Some(path) = fs::path_of_fd(k, fd) {
+            k.mem.files.push((start, start + len, path, off));
+        }
     }
     if !file || prot & PROT_EXEC == 0 {
         k.sites.forget(start, start + len);
