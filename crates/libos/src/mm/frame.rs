@@ -72,6 +72,10 @@ pub struct Frame {
 }
 
 /// See the module documentation.
+/// Most frames the guest's allocator had handed out at once (for `volt run
+/// --stats`: the memory the application and its page tables took).
+pub static PEAK_FRAMES: AtomicU64 = AtomicU64::new(0);
+
 #[derive(Debug)]
 pub struct FrameAllocator {
     ranges: Vec<PhysRange>,
@@ -125,6 +129,7 @@ impl FrameAllocator {
     pub fn alloc(&mut self) -> Option<Frame> {
         if let Some((pa, zeroed)) = self.free.pop() {
             self.used += 1;
+            PEAK_FRAMES.fetch_max(self.used, Ordering::Relaxed);
             return Some(Frame { pa, zeroed });
         }
         while let Some(r) = self.ranges.get(self.current) {
@@ -132,6 +137,7 @@ impl FrameAllocator {
                 let pa = self.next.max(r.start);
                 self.next = pa + PAGE;
                 self.used += 1;
+                PEAK_FRAMES.fetch_max(self.used, Ordering::Relaxed);
                 self.publish();
                 return Some(Frame { pa, zeroed: true });
             }
@@ -149,6 +155,7 @@ impl FrameAllocator {
             if s.checked_add(bytes)? <= self.end_of(self.current) {
                 self.next = s + bytes;
                 self.used += n;
+                PEAK_FRAMES.fetch_max(self.used, Ordering::Relaxed);
                 self.publish();
                 return Some(s);
             }

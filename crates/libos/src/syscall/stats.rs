@@ -70,6 +70,14 @@ pub fn report_at_exit() {
         cpu_ns / 1_000_000,
         (cpu_ns / 1000) % 1000,
     ));
+    let (heap_used, heap_size) = crate::mm::heap::usage();
+    let _ = w.write_fmt(format_args!(
+        "  {:<20}{} KiB at most in frames; library OS heap {} of {} KiB\n",
+        "guest memory",
+        crate::mm::frame::PEAK_FRAMES.load(Relaxed) * 4,
+        heap_used / 1024,
+        heap_size / 1024,
+    ));
     for i in 0..SLOTS {
         if f & flags::STATS_ALL == 0 {
             break;
