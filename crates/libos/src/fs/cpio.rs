@@ -179,9 +179,12 @@ impl<'a> Iterator for Entries<'a> {
             return None;
         }
         let name_start = self.pos + 110;
+        // Up to the first NUL: volt pads some names with NULs so that the
+        // file's data starts on a page (the guest can then map it).
         let name = self
             .data
             .get(name_start..name_start.checked_add(namesize - 1)?)?;
+        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
         let data_start = align4(name_start.checked_add(namesize)?)?;
         let data = self
             .data

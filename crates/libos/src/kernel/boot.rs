@@ -79,6 +79,10 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
 
     let frames = FrameAllocator::new(&ranges);
     let mut mem = Memory::new(boot.page_table_root, frames);
+    mem.shared = (
+        page_up(boot.rootfs.start).unwrap_or(0),
+        page_down(boot.rootfs.end),
+    );
 
     let strings = cmdline(&boot);
     let argc = boot.argc as usize;

@@ -3,6 +3,7 @@ pub mod frame;
 #[cfg(feature = "guest")]
 pub mod heap;
 pub mod paging;
+pub mod shared;
 pub mod space;
 pub mod vma;
 

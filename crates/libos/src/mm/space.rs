@@ -73,11 +73,14 @@ pub struct Memory {
     /// Current program break (byte granular, as the application set it).
     pub brk: u64,
     /// Present entries were changed since the last TLB flush.
-    flush_pending: bool,
+    pub(super) flush_pending: bool,
     /// Frames to give back to the host, coalesced, sent in one hypercall.
     release: Vec<(u64, u64)>,
     /// The files mapped, for /proc/self/maps: `(start, end, path, offset)`.
     pub files: Vec<(u64, u64, Vec<u8>, u64)>,
+    /// Guest-physical frames that belong to the rootfs `[start, end)`: user
+    /// mappings may read them (see `mm::shared`), never write or free them.
+    pub shared: (u64, u64),
 }
 
 /// What a page fault turned out to be.
@@ -123,6 +126,7 @@ impl Memory {
             flush_pending: false,
             release: Vec::new(),
             files: Vec::new(),
+            shared: (0, 0),
         }
     }
 
@@ -228,7 +232,9 @@ impl Memory {
                 let e = self.pt.entry(va);
                 if e & (PTE_P | PTE_SOFT_NONE) != 0 {
                     let _ = self.pt.set_entry(va, 0);
-                    freed.push(e & PTE_ADDR);
+                    if !self.is_shared(e & PTE_ADDR) {
+                        freed.push(e & PTE_ADDR);
+                    }
                     if e & PTE_P != 0 {
                         self.flush_pending = true;
                     }
@@ -262,7 +268,9 @@ impl Memory {
                     let stop = vend.min(end);
                     while va < stop {
                         let e = self.pt.entry(va);
-                        if e & PTE_P != 0 {
+                        // A page of the rootfs still holds the file's bytes:
+                        // what MADV_DONTNEED gives back on a file mapping.
+                        if e & PTE_P != 0 && !self.is_shared(e & PTE_ADDR) {
                             let _ = self.pt.set_entry(va, 0);
                             freed.push(e & PTE_ADDR);
                             self.flush_pending = true;
@@ -313,7 +321,11 @@ impl Memory {
             while va < v.end {
                 let e = self.pt.entry(va);
                 if e & (PTE_P | PTE_SOFT_NONE) != 0 {
-                    let _ = self.pt.set_entry(va, (e & PTE_ADDR) | pte_flags(prot));
+                    let mut flags = pte_flags(prot);
+                    if self.is_shared(e & PTE_ADDR) {
+                        flags &= !PTE_W; // written only after a copy
+                    }
+                    let _ = self.pt.set_entry(va, (e & PTE_ADDR) | flags);
                     if e & PTE_P != 0 {
                         self.flush_pending = true;
                     }
@@ -325,7 +337,7 @@ impl Memory {
         Ok(())
     }
 
-    fn flush_tlb_if_needed(&mut self) {
+    pub(super) fn flush_tlb_if_needed(&mut self) {
         if self.flush_pending {
             self.flush_pending = false;
             hypercall::call(hc::TLB_FLUSH, 0);
@@ -433,7 +445,15 @@ impl Memory {
             return Fault::Segv;
         }
         let va = page_down(addr);
-        if self.pt.entry(va) & PTE_P != 0 {
+        let e = self.pt.entry(va);
+        if e & PTE_P != 0 && write && self.is_shared(e & PTE_ADDR) {
+            // A write to a rootfs page mapped from a file: copy it first.
+            return match self.copy_shared(va, v.prot) {
+                Ok(()) => Fault::Handled,
+                Err(_) => Fault::OutOfMemory,
+            };
+        }
+        if e & PTE_P != 0 {
             // Present and allowed: a stale TLB entry; flush and retry.
             hypercall::call(hc::TLB_FLUSH, 0);
             return Fault::Handled;
@@ -522,6 +542,9 @@ impl Memory {
     }
 
     fn copy_in(&mut self, va: u64, data: &[u8], check_write: bool) -> Result<(), i64> {
+        // The library OS writes what the page tables may not allow (code it
+        // patches): a rootfs page in the way is copied first.
+        self.unshare(va, data.len() as u64)?;
         let mut off = 0usize;
         self.for_each_user_chunk(va, data.len() as u64, check_write, |pa, l| {
             // SAFETY: `pa..pa+l` was checked to be a user page we own; the

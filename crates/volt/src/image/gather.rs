@@ -233,7 +233,7 @@ fn looked_at(entries: &[Entry]) -> Vec<PathBuf> {
 fn key_of(entries: &[Entry]) -> String {
     use std::os::unix::fs::MetadataExt;
     let mut h = Sha256::new();
-    h.update(concat!("optivolt-rootfs-", env!("CARGO_PKG_VERSION")).as_bytes());
+    h.update(concat!("optivolt-rootfs-2-", env!("CARGO_PKG_VERSION")).as_bytes());
     for e in entries {
         match e {
             Entry::Dir(p) => {
@@ -291,7 +291,13 @@ fn write_cpio(entries: &[Entry]) -> Result<Vec<u8>> {
             Entry::File(p, host, perm) => {
                 let bytes = std::fs::read(host)
                     .with_context(|| format!("cannot read {}", host.display()))?;
-                w.file(&p.to_string_lossy(), *perm, mtime_of(host), &bytes);
+                // Shared objects start on a page: the library OS maps
+                // their pages from the archive (shared by every instance).
+                if bytes.starts_with(b"\x7fELF") && bytes.len() >= 16 << 10 {
+                    w.file_page_aligned(&p.to_string_lossy(), *perm, mtime_of(host), &bytes);
+                } else {
+                    w.file(&p.to_string_lossy(), *perm, mtime_of(host), &bytes);
+                }
             }
         }
     }

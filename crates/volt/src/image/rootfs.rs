@@ -45,8 +45,20 @@ impl CpioWriter {
 
     /// The header and name of an entry whose `len` data bytes follow.
     fn entry_header(&mut self, path: &str, mode: u32, mtime: u32, len: usize) {
+        self.entry_header_padded(path, mode, mtime, len, 1);
+    }
+
+    /// A header whose name field is padded with NULs so that the data that
+    /// follows starts at a multiple of `align` bytes into the archive
+    /// (readers take the name up to its first NUL).
+    fn entry_header_padded(&mut self, path: &str, mode: u32, mtime: u32, len: usize, align: usize) {
         self.ino += 1;
         let name = path.trim_start_matches('/');
+        let at = self.base + self.buf.len() + 110;
+        let mut namesize = name.len() + 1;
+        while !(at + namesize).next_multiple_of(4).is_multiple_of(align) {
+            namesize += 1;
+        }
         let fields = [
             self.ino,
             mode,
@@ -59,7 +71,7 @@ impl CpioWriter {
             0,
             0,
             0,
-            name.len() as u32 + 1,
+            namesize as u32,
             0,
         ];
         self.buf.extend_from_slice(b"070701");
@@ -67,8 +79,24 @@ impl CpioWriter {
             self.buf.extend_from_slice(format!("{f:08x}").as_bytes());
         }
         self.buf.extend_from_slice(name.as_bytes());
-        self.buf.push(0);
+        self.buf.resize(self.buf.len() + namesize - name.len(), 0);
         self.pad();
+    }
+
+    /// Adds a regular file whose data starts on a page of the archive, so
+    /// that the library OS can map its pages instead of copying them (shared
+    /// libraries).
+    pub fn file_page_aligned(
+        &mut self,
+        path: &str,
+        perm: u32,
+        mtime: u32,
+        data: &[u8],
+    ) -> &mut Self {
+        self.entry_header_padded(path, S_IFREG | (perm & 0o7777), mtime, data.len(), 4096);
+        self.buf.extend_from_slice(data);
+        self.pad();
+        self
     }
 
     /// Adds a regular file.
@@ -131,6 +159,28 @@ pub fn single_file_after(
 mod tests {
     use super::*;
     use optivolt_libos::fs::cpio::Archive;
+
+    #[test]
+    fn page_aligned_files_start_on_a_page_and_read_back() {
+        let mut w = CpioWriter::new();
+        w.dir("/lib", 0o755)
+            .file_page_aligned("/lib/libc.so.6", 0o755, 1, b"\x7fELF libc")
+            .file("/etc/x", 0o644, 1, b"x")
+            .file_page_aligned("/lib/libm.so.6", 0o755, 1, b"\x7fELF libm");
+        let bytes = w.finish();
+        let a = Archive::new(&bytes);
+        for (name, data) in [
+            (&b"/lib/libc.so.6"[..], &b"\x7fELF libc"[..]),
+            (b"/lib/libm.so.6", b"\x7fELF libm"),
+        ] {
+            let e = a.find(name).unwrap();
+            assert_eq!(e.data, data);
+            let off = e.data.as_ptr() as usize - bytes.as_ptr() as usize;
+            assert_eq!(off % 4096, 0, "{}", String::from_utf8_lossy(name));
+        }
+        assert_eq!(a.find(b"/etc/x").unwrap().data, b"x");
+        assert_eq!(a.entries().count(), 4);
+    }
 
     #[test]
     fn a_file_placed_after_other_members_reads_back() {

@@ -65,24 +65,33 @@ pub fn sys_mmap(
     let populate = file
         || flags & MAP_POPULATE != 0
         || (flags & MAP_NORESERVE == 0 && len <= crate::mm::space::EAGER_MAX);
-    k.mem.map(
-        Vma {
-            start,
-            end: start + len,
-            prot,
-            kind: VmaKind::Anonymous,
-        },
-        populate,
-    )?;
+    let vma = Vma {
+        start,
+        end: start + len,
+        prot,
+        kind: VmaKind::Anonymous,
+    };
+    // The whole pages of a file that lies page-aligned in the rootfs are
+    // mapped from it (shared, copied on write); the rest is copied.
+    let shared = if file {
+        shared_pages(k, fd, off, len)?
+    } else {
+        None
+    };
+    match shared {
+        Some((pa, n)) => k.mem.map_shared(vma, pa, n)?,
+        None => k.mem.map(vma, populate)?,
+    }
     if file {
+        let skip = shared.map_or(0, |(_, n)| n);
         let data = fs::file_for_mmap(k, fd)?;
         let data: &[u8] = {
-            let s = (off.min(data.len() as u64)) as usize;
+            let s = (off.saturating_add(skip).min(data.len() as u64)) as usize;
             let e = (off.saturating_add(len).min(data.len() as u64)) as usize;
             // SAFETY: see fs_calls::unsafe_extend — the VFS is not touched while copying.
-            unsafe { core::slice::from_raw_parts(data[s..e].as_ptr(), e - s) }
+            unsafe { core::slice::from_raw_parts(data[s..e.max(s)].as_ptr(), e.max(s) - s) }
         };
-        if let Err(e) = k.mem.load(start, data) {
+        if let Err(e) = k.mem.load(start + skip, data) {
             let _ = k.mem.unmap(start, start + len);
             return Err(e);
         }
@@ -98,6 +107,25 @@ pub fn sys_mmap(
         k.sites.forget(start, start + len);
     }
     Ok(start as i64)
+}
+
+/// Where the file open on `fd` has the bytes `[off, off + len)` as whole
+/// pages of the rootfs: (their guest-physical address, how many bytes of
+/// whole pages, never past the file's last full page). `None` when the
+/// file's data is not page-aligned rootfs data (written files, generated
+/// ones, most small files).
+fn shared_pages(k: &Kernel, fd: u64, off: u64, len: u64) -> Result<Option<(u64, u64)>, i64> {
+    let data = fs::file_for_mmap(k, fd)?;
+    let Some(pa) = optivolt_abi::layout::virt_to_phys(data.as_ptr() as u64) else {
+        return Ok(None);
+    };
+    let full = (data.len() as u64).saturating_sub(off) & !(PAGE - 1);
+    let n = full.min(len & !(PAGE - 1));
+    let at = pa.wrapping_add(off);
+    if n == 0 || !pa.is_multiple_of(PAGE) || !k.mem.is_shared(at) || !k.mem.is_shared(at + n - 1) {
+        return Ok(None);
+    }
+    Ok(Some((at, n)))
 }
 
 pub fn user_range(addr: u64, len: u64) -> Result<(u64, u64), i64> {
