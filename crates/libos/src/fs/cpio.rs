@@ -93,10 +93,28 @@ impl<'a> Archive<'a> {
 
     /// Iterates over the members, stopping at the trailer or at the first malformed header.
     pub fn entries(&self) -> Entries<'a> {
-        Entries {
+        let raw = Entries {
             data: self.data,
             pos: 0,
+            toc: None,
+        };
+        // An archive volt wrote starts with a table of contents: walking it
+        // touches its pages only, not one page per member header.
+        let mut probe = raw.clone();
+        if let Some(first) = probe.next_raw() {
+            if first.name == TOC_NAME && first.data.starts_with(TOC_MAGIC) {
+                return Entries {
+                    data: self.data,
+                    pos: 0,
+                    toc: Some(Toc {
+                        table: first.data,
+                        at: TOC_MAGIC.len() + 8,
+                        left: word(first.data, TOC_MAGIC.len()).unwrap_or(0),
+                    }),
+                };
+            }
         }
+        raw
     }
 
     /// Finds a member by path (leading `/` ignored); follows no links.
@@ -153,16 +171,86 @@ impl<'a> Archive<'a> {
     }
 }
 
+/// Name of the table-of-contents member volt puts first.
+pub const TOC_NAME: &[u8] = b".optivolt-toc";
+/// What its data starts with; then the number of records (u64), then per
+/// member: mode, mtime, name length (u32 each), 4 reserved bytes, the data's
+/// offset in the archive and its length (u64 each), the name padded to 8.
+pub const TOC_MAGIC: &[u8] = b"OVTOC001";
+
+fn word(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+
+fn half(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+/// Where a walk of the table of contents is.
+#[derive(Clone, Debug)]
+struct Toc<'a> {
+    table: &'a [u8],
+    at: usize,
+    left: u64,
+}
+
 /// Iterator over archive members.
+#[derive(Clone)]
 pub struct Entries<'a> {
     data: &'a [u8],
     pos: usize,
+    toc: Option<Toc<'a>>,
+}
+
+impl<'a> Entries<'a> {
+    /// The next member from the table of contents; `None` at its end or at
+    /// anything out of bounds.
+    fn next_toc(&mut self) -> Option<Entry<'a>> {
+        let data = self.data;
+        let t = self.toc.as_mut()?;
+        if t.left == 0 {
+            return None;
+        }
+        let r = t.at;
+        let mode = half(t.table, r)?;
+        let mtime = half(t.table, r + 4)?;
+        let nlen = half(t.table, r + 8)? as usize;
+        let off = usize::try_from(word(t.table, r + 16)?).ok()?;
+        let len = usize::try_from(word(t.table, r + 24)?).ok()?;
+        let name = t.table.get(r + 32..(r + 32).checked_add(nlen)?)?;
+        let body = data.get(off..off.checked_add(len)?)?;
+        t.at = (r + 32 + nlen).next_multiple_of(8);
+        t.left -= 1;
+        Some(Entry {
+            name,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime,
+            ino: 0,
+            data: body,
+        })
+    }
 }
 
 impl<'a> Iterator for Entries<'a> {
     type Item = Entry<'a>;
 
     fn next(&mut self) -> Option<Entry<'a>> {
+        if self.toc.is_some() {
+            return self.next_toc();
+        }
+        self.next_raw()
+    }
+}
+
+impl<'a> Entries<'a> {
+    /// The next member by its cpio header.
+    fn next_raw(&mut self) -> Option<Entry<'a>> {
         let h = self.data.get(self.pos..self.pos.checked_add(110)?)?;
         if &h[..6] != b"070701" && &h[..6] != b"070702" {
             return None;

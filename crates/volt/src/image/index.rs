@@ -29,7 +29,7 @@ fn stamp(p: &Path) -> String {
 /// The index's name for `binary` with `include`.
 pub fn name(exec: &Path, include: &[PathBuf]) -> String {
     let mut h = Sha256::new();
-    h.update(concat!("optivolt-index-2-", env!("CARGO_PKG_VERSION")).as_bytes());
+    h.update(concat!("optivolt-index-3-", env!("CARGO_PKG_VERSION")).as_bytes());
     for p in std::iter::once(&exec.to_path_buf()).chain(include) {
         let abs = std::path::absolute(p).unwrap_or_else(|_| p.clone());
         h.update(abs.as_os_str().as_encoded_bytes());

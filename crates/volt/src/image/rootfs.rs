@@ -14,6 +14,8 @@ pub struct CpioWriter {
     ino: u32,
     /// Archive bytes emitted before `buf` (alignment is relative to the archive).
     base: usize,
+    /// Where the data of the member written last starts (archive offset).
+    last_data: usize,
 }
 
 impl CpioWriter {
@@ -28,6 +30,7 @@ impl CpioWriter {
             buf: Vec::with_capacity(bytes + 512),
             ino: 0,
             base: 0,
+            last_data: 0,
         }
     }
 
@@ -39,6 +42,7 @@ impl CpioWriter {
 
     fn entry(&mut self, path: &str, mode: u32, mtime: u32, data: &[u8]) {
         self.entry_header(path, mode, mtime, data.len());
+        self.last_data = self.base + self.buf.len();
         self.buf.extend_from_slice(data);
         self.pad();
     }
@@ -94,6 +98,7 @@ impl CpioWriter {
         data: &[u8],
     ) -> &mut Self {
         self.entry_header_padded(path, S_IFREG | (perm & 0o7777), mtime, data.len(), 4096);
+        self.last_data = self.base + self.buf.len();
         self.buf.extend_from_slice(data);
         self.pad();
         self
@@ -118,6 +123,17 @@ impl CpioWriter {
     }
 
     /// Appends the trailer and returns the bytes.
+    /// Where the data of the member written last starts in the archive.
+    pub fn last_data_offset(&self) -> usize {
+        self.last_data
+    }
+
+    /// Overwrites bytes written before, at archive offset `at`.
+    pub fn patch(&mut self, at: usize, bytes: &[u8]) {
+        let i = at - self.base;
+        self.buf[i..i + bytes.len()].copy_from_slice(bytes);
+    }
+
     /// The members so far, without the trailer: more follow (see
     /// [`single_file_after`]).
     pub fn unfinished(self) -> Vec<u8> {
