@@ -60,7 +60,7 @@ pub fn pack_dynamic(
                 }
             };
             if let (Some(idx), Some(_)) = (&index, &cached) {
-                super::index::write(idx, &key, &libraries, &looked_at(&entries));
+                super::index::write(idx, &key, &libraries, &looked_at(&entries, include));
             }
             (file, libraries)
         }
@@ -204,12 +204,19 @@ fn walk(root: &Path, out: &mut Vec<Entry>) -> Result<()> {
 /// Every host path whose change would change the image: the entries' host
 /// files and directories, the library search directories and ld.so's
 /// configuration.
-fn looked_at(entries: &[Entry]) -> Vec<PathBuf> {
+fn looked_at(entries: &[Entry], include: &[PathBuf]) -> Vec<PathBuf> {
+    // The guest's /tmp is made, not taken from the host's, unless an
+    // --include takes the host's /tmp (or what holds it) whole.
+    let tmp_taken = include.iter().any(|i| {
+        let abs = std::path::absolute(i).unwrap_or_else(|_| i.clone());
+        Path::new("/tmp").starts_with(abs)
+    });
     let mut v: Vec<PathBuf> = entries
         .iter()
-        .map(|e| match e {
-            Entry::Dir(p) | Entry::Link(p, _) => p.clone(),
-            Entry::File(_, host, _) => host.clone(),
+        .filter_map(|e| match e {
+            Entry::Dir(p) if p == Path::new("/tmp") && !tmp_taken => None,
+            Entry::Dir(p) | Entry::Link(p, _) => Some(p.clone()),
+            Entry::File(_, host, _) => Some(host.clone()),
         })
         .collect();
     v.extend(
