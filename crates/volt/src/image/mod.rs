@@ -359,8 +359,8 @@ fn add_tree(
 /// Maps and checks `binary`, then packs it as `/<name>` in a rootfs whose
 /// file data is the mapping itself.
 pub fn pack_binary(binary: &Path, include: &[std::path::PathBuf]) -> Result<AppImage> {
-    let data =
-        MappedFile::open(binary).with_context(|| format!("cannot read {}", binary.display()))?;
+    let data = MappedFile::open_lazy(binary)
+        .with_context(|| format!("cannot read {}", binary.display()))?;
     let elf = Elf::parse(&data).map_err(|e| anyhow::anyhow!("{}: {e}", binary.display()))?;
     let (lo, hi) = elf.load_bounds();
     let load_size = (hi.div_ceil(4096) * 4096).saturating_sub(lo & !4095);
