@@ -94,17 +94,18 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     let argv = &strings[1..1 + argc];
     let envp = &strings[1 + argc..1 + argc + envc];
 
+    // SAFETY: the rootfs range was loaded by the monitor into guest RAM, is
+    // never handed to the frame allocator and lives as long as the VM; user
+    // mappings of its pages are read-only (mm::shared).
+    let rootfs: &'static [u8] = unsafe {
+        core::slice::from_raw_parts(
+            phys_to_virt(boot.rootfs.start) as *const u8,
+            boot.rootfs.len() as usize,
+        )
+    };
     let app = if boot.image.present == 1 {
         map_preloaded(&mut mem, &boot.image, boot.ram_size)
     } else {
-        // SAFETY: the rootfs range was loaded by the monitor into guest RAM and
-        // is never written afterwards.
-        let rootfs: &'static [u8] = unsafe {
-            core::slice::from_raw_parts(
-                phys_to_virt(boot.rootfs.start) as *const u8,
-                boot.rootfs.len() as usize,
-            )
-        };
         load_from_rootfs(&mut mem, rootfs, exec_path)
     };
     let app = match app {
@@ -141,15 +142,8 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     // Linux places it: top-down below the stack. The libraries it maps go
     // below it, so a second pool of trampolines just under it keeps their
     // system-call sites in reach of a `jmp rel32`.
-    // SAFETY: as above, the rootfs range is loaded and never written.
-    let rootfs_now: &'static [u8] = unsafe {
-        core::slice::from_raw_parts(
-            phys_to_virt(boot.rootfs.start) as *const u8,
-            boot.rootfs.len() as usize,
-        )
-    };
     let mut sites = crate::kernel::sites::Sites::new(site_table(&boot));
-    let interp = match load_interpreter(&mut mem, rootfs_now, exec_path) {
+    let interp = match load_interpreter(&mut mem, rootfs, exec_path) {
         Ok(Some((i, name))) => {
             trampolines.extend(reserve_trampolines(&mut mem, i.start));
             sites.note_loaded(name, i.start, i.end, i.bias);
@@ -203,14 +197,6 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     }
 
     // The file system is unpacked from the rootfs on first use.
-    // SAFETY: the rootfs range was loaded by the monitor into guest RAM, is
-    // never handed to the frame allocator and lives as long as the VM.
-    let rootfs: &'static [u8] = unsafe {
-        core::slice::from_raw_parts(
-            phys_to_virt(boot.rootfs.start) as *const u8,
-            boot.rootfs.len() as usize,
-        )
-    };
     let fs = crate::kernel::LazyVfs::new(
         rootfs,
         exec_path,

@@ -239,7 +239,7 @@ pub fn pack(
     let (lo, hi) = elf.load_bounds();
     let load_size = (hi.div_ceil(4096) * 4096).saturating_sub(lo & !4095);
     let mut w = CpioWriter::new();
-    add_tree(&mut w, root, Path::new(""), &|_| false)?;
+    add_tree(&mut w, root, Path::new(""))?;
     if add_binary {
         w.file(&exec_path, 0o755, mtime_of(&host_file), &data);
     }
@@ -307,14 +307,8 @@ fn mtime_of(p: &Path) -> u32 {
         .unwrap_or(0)
 }
 
-/// Adds the directory `root/rel` recursively (sorted, so images are
-/// reproducible), leaving out the entries `skip` names (by `rel` path).
-fn add_tree(
-    w: &mut CpioWriter,
-    root: &Path,
-    rel: &Path,
-    skip: &dyn Fn(&Path) -> bool,
-) -> Result<()> {
+/// Adds the directory `root/rel` recursively (sorted, so images are reproducible).
+fn add_tree(w: &mut CpioWriter, root: &Path, rel: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = root.join(rel);
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
@@ -324,9 +318,6 @@ fn add_tree(
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = rel.join(e.file_name());
-        if skip(&path) {
-            continue;
-        }
         let host = root.join(&path);
         let name = format!("/{}", path.to_string_lossy());
         let m = std::fs::symlink_metadata(&host)
@@ -339,7 +330,7 @@ fn add_tree(
             w.symlink(&name, &t.to_string_lossy());
         } else if ft.is_dir() {
             w.dir(&name, perm);
-            add_tree(w, root, &path, skip)?;
+            add_tree(w, root, &path)?;
         } else if ft.is_file() {
             if m.len() > u32::MAX as u64 {
                 anyhow::bail!(
