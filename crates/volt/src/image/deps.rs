@@ -110,6 +110,8 @@ pub fn dynamic(elf: &Elf<'_>) -> Result<Dynamic> {
 /// Where guest paths are on the host: the host's own `/` or a rootfs.
 pub struct Tree {
     root: PathBuf,
+    /// The system's library directories, read once (see [`Tree::system_dirs`]).
+    system: std::cell::OnceCell<Vec<String>>,
 }
 
 /// A guest path resolved on the host: the symbolic links walked through
@@ -122,11 +124,24 @@ pub struct Resolved {
 
 impl Tree {
     pub fn host() -> Tree {
-        Tree { root: "/".into() }
+        Self::rootfs(Path::new("/"))
     }
 
     pub fn rootfs(root: &Path) -> Tree {
-        Tree { root: root.into() }
+        Tree {
+            root: root.into(),
+            system: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Where ld.so looks after a library's own paths: the directories of
+    /// `/etc/ld.so.conf` (with its `include`s), then the default ones.
+    pub fn system_dirs(&self) -> &[String] {
+        self.system.get_or_init(|| {
+            let mut dirs = self.ld_so_conf();
+            dirs.extend(DEFAULT_DIRS.iter().map(|s| s.to_string()));
+            dirs
+        })
     }
 
     /// The host path of guest path `p` (no links followed).
@@ -300,7 +315,6 @@ impl Closure {
         top_rpath: &[String],
         strict: bool,
     ) -> Result<()> {
-        let conf = tree.ld_so_conf();
         let dir = by.parent().unwrap_or(Path::new("/")).to_path_buf();
         // (needed name, the object that needs it, its lists, its directory)
         let mut todo: Vec<(String, PathBuf, Dynamic, PathBuf)> = d
@@ -319,8 +333,7 @@ impl Closure {
                 dirs.extend(top_rpath.iter().cloned());
             }
             dirs.extend(origin(&d.runpath, &dir));
-            dirs.extend(conf.iter().cloned());
-            dirs.extend(DEFAULT_DIRS.iter().map(|s| s.to_string()));
+            dirs.extend(tree.system_dirs().iter().cloned());
             let candidates: Vec<PathBuf> = if name.contains('/') {
                 vec![PathBuf::from(&name)]
             } else {

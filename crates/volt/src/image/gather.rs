@@ -60,7 +60,12 @@ pub fn pack_dynamic(
                 }
             };
             if let (Some(idx), Some(_)) = (&index, &cached) {
-                super::index::write(idx, &key, &libraries, &looked_at(&entries, include));
+                super::index::write(
+                    idx,
+                    &key,
+                    &libraries,
+                    &looked_at(&deps::Tree::host(), &entries, include),
+                );
             }
             (file, libraries)
         }
@@ -204,7 +209,7 @@ fn walk(root: &Path, out: &mut Vec<Entry>) -> Result<()> {
 /// Every host path whose change would change the image: the entries' host
 /// files and directories, the library search directories and ld.so's
 /// configuration.
-fn looked_at(entries: &[Entry], include: &[PathBuf]) -> Vec<PathBuf> {
+fn looked_at(tree: &deps::Tree, entries: &[Entry], include: &[PathBuf]) -> Vec<PathBuf> {
     // The guest's /tmp is made, not taken from the host's, unless an
     // --include takes the host's /tmp (or what holds it) whole.
     let tmp_taken = include.iter().any(|i| {
@@ -219,20 +224,8 @@ fn looked_at(entries: &[Entry], include: &[PathBuf]) -> Vec<PathBuf> {
             Entry::File(_, host, _) => Some(host.clone()),
         })
         .collect();
-    v.extend(
-        [
-            "/etc/ld.so.conf",
-            "/etc/ld.so.conf.d",
-            "/etc/ld.so.cache",
-            "/lib/x86_64-linux-gnu",
-            "/usr/lib/x86_64-linux-gnu",
-            "/lib64",
-            "/usr/lib64",
-            "/lib",
-            "/usr/lib",
-        ]
-        .map(PathBuf::from),
-    );
+    v.extend(["/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/ld.so.cache"].map(PathBuf::from));
+    v.extend(tree.system_dirs().iter().map(PathBuf::from));
     v
 }
 

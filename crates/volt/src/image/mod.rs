@@ -255,47 +255,8 @@ pub fn pack(
 /// Resolves `path` (absolute, inside the guest) against the rootfs on the
 /// host, following symlinks as the guest would, never leaving `root`.
 fn resolve_inside(root: &Path, path: &Path) -> Option<std::path::PathBuf> {
-    let mut cur = std::path::PathBuf::new();
-    let mut todo: Vec<std::ffi::OsString> = path
-        .components()
-        .rev()
-        .filter_map(|c| match c {
-            std::path::Component::Normal(n) => Some(n.to_os_string()),
-            std::path::Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
-    let mut hops = 0;
-    while let Some(c) = todo.pop() {
-        if c == ".." {
-            cur.pop();
-            continue;
-        }
-        let next = cur.join(&c);
-        let host = root.join(&next);
-        match std::fs::symlink_metadata(&host) {
-            Ok(m) if m.file_type().is_symlink() => {
-                hops += 1;
-                if hops > 40 {
-                    return None;
-                }
-                let target = std::fs::read_link(&host).ok()?;
-                if target.is_absolute() {
-                    cur = std::path::PathBuf::new();
-                }
-                for t in target.components().rev() {
-                    match t {
-                        std::path::Component::Normal(n) => todo.push(n.to_os_string()),
-                        std::path::Component::ParentDir => todo.push("..".into()),
-                        _ => {}
-                    }
-                }
-            }
-            Ok(_) => cur = next,
-            Err(_) => return None,
-        }
-    }
-    Some(root.join(cur))
+    let tree = deps::Tree::rootfs(root);
+    tree.resolve(path).map(|r| tree.host_path(&r.real))
 }
 
 fn mtime_of(p: &Path) -> u32 {
