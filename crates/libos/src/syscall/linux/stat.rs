@@ -76,46 +76,37 @@ fn meta_fd(k: &Kernel, fd: u64) -> Result<Meta, i64> {
             Ok(m)
         }
         FileKind::Inode(ino) => meta_inode(k, *ino),
-        FileKind::PipeRead(p) | FileKind::PipeWrite(p) => Ok(Meta {
-            ino: 0x1000 + (Arc::as_ptr(p) as u64 & 0xffff),
-            mode: vfs::S_IFIFO | 0o600,
-            nlink: 1,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            size: 0,
-            mtime: (k.boot.wallclock_ns / 1_000_000_000) as i64,
-        }),
-        FileKind::Udp(_) | FileKind::Tcp(_) => Ok(Meta {
-            ino: 0x4000,
-            mode: 0o140777, // S_IFSOCK
-            nlink: 1,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            size: 0,
-            mtime: (k.boot.wallclock_ns / 1_000_000_000) as i64,
-        }),
-        FileKind::UnixStream { rx, .. } => Ok(Meta {
-            ino: 0x3000 + (Arc::as_ptr(rx) as u64 & 0xffff),
-            mode: 0o140777, // S_IFSOCK
-            nlink: 1,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            size: 0,
-            mtime: (k.boot.wallclock_ns / 1_000_000_000) as i64,
-        }),
-        FileKind::EventFd(_) | FileKind::Epoll(_) | FileKind::TimerFd(_) => Ok(Meta {
-            ino: 0x2000,
-            mode: 0o600,
-            nlink: 1,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            size: 0,
-            mtime: (k.boot.wallclock_ns / 1_000_000_000) as i64,
-        }),
+        FileKind::PipeRead(p) | FileKind::PipeWrite(p) => Ok(anonymous(
+            k,
+            0x1000 + (Arc::as_ptr(p) as u64 & 0xffff),
+            vfs::S_IFIFO | 0o600,
+        )),
+        FileKind::Udp(_) | FileKind::Tcp(_) => Ok(anonymous(k, 0x4000, S_IFSOCK | 0o777)),
+        FileKind::UnixStream { rx, .. } => Ok(anonymous(
+            k,
+            0x3000 + (Arc::as_ptr(rx) as u64 & 0xffff),
+            S_IFSOCK | 0o777,
+        )),
+        FileKind::EventFd(_) | FileKind::Epoll(_) | FileKind::TimerFd(_) => {
+            Ok(anonymous(k, 0x2000, 0o600))
+        }
+    }
+}
+
+const S_IFSOCK: u32 = 0o140000;
+
+/// Metadata of an object with no inode (pipes, sockets, eventfds…): root's,
+/// empty, made at boot.
+fn anonymous(k: &Kernel, ino: u64, mode: u32) -> Meta {
+    Meta {
+        ino,
+        mode,
+        nlink: 1,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        size: 0,
+        mtime: (k.boot.wallclock_ns / 1_000_000_000) as i64,
     }
 }
 
