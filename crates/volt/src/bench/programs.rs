@@ -120,20 +120,37 @@ fn python_start(a: &ProgramsArgs) -> Result<()> {
     };
     // The first run packs the image into the cache; it is not measured.
     time(volt_cmd(&[PYTHON])?.args(args))?;
+    side_by_side(
+        a.runs,
+        "python3 -c 'print(1)', start to exit with its line",
+        "as a unikernel (image cached)",
+        " (target <= 2x)",
+        || time(Command::new(PYTHON).args(args)),
+        || time(volt_cmd(&[PYTHON])?.args(args)),
+    )
+}
+
+/// Times `native` and `unikernel` `runs` times each, alternating, and
+/// prints both and their ratio under `title`.
+fn side_by_side(
+    runs: usize,
+    title: &str,
+    uk_label: &str,
+    target: &str,
+    mut native: impl FnMut() -> Result<Duration>,
+    mut unikernel: impl FnMut() -> Result<Duration>,
+) -> Result<()> {
     let (mut n, mut u) = (Vec::new(), Vec::new());
-    for _ in 0..a.runs {
-        n.push(time(Command::new(PYTHON).args(args))?);
-        u.push(time(volt_cmd(&[PYTHON])?.args(args))?);
+    for _ in 0..runs {
+        n.push(native()?);
+        u.push(unikernel()?);
     }
     let (n, u) = (Summary::of(&n), Summary::of(&u));
-    println!(
-        "python3 -c 'print(1)', start to exit with its line, ms: median (min..max) of {}",
-        a.runs
-    );
+    println!("{title}, ms: median (min..max) of {runs}");
     line("as a process", &n);
-    line("as a unikernel (image cached)", &u);
+    line(uk_label, &u);
     println!(
-        "  unikernel / process: {:.2}x (target <= 2x)",
+        "  unikernel / process: {:.2}x{target}",
         u.median.as_secs_f64() / n.median.as_secs_f64()
     );
     Ok(())
@@ -198,23 +215,14 @@ fn python_first_200(a: &ProgramsArgs, dir: &Path) -> Result<()> {
         ])
     };
     first_200(&mut uk()?, "127.0.0.1:18001".parse()?)?; // packs the image
-    let (mut n, mut u) = (Vec::new(), Vec::new());
-    for _ in 0..a.runs {
-        n.push(first_200(&mut native("18000"), "127.0.0.1:18000".parse()?)?);
-        u.push(first_200(&mut uk()?, "127.0.0.1:18001".parse()?)?);
-    }
-    let (n, u) = (Summary::of(&n), Summary::of(&u));
-    println!(
-        "python3 -m http.server, start to the first HTTP 200, ms: median (min..max) of {}",
-        a.runs
-    );
-    line("as a process", &n);
-    line("as a unikernel, through -p", &u);
-    println!(
-        "  unikernel / process: {:.2}x",
-        u.median.as_secs_f64() / n.median.as_secs_f64()
-    );
-    Ok(())
+    side_by_side(
+        a.runs,
+        "python3 -m http.server, start to the first HTTP 200",
+        "as a unikernel, through -p",
+        "",
+        || first_200(&mut native("18000"), "127.0.0.1:18000".parse()?),
+        || first_200(&mut uk()?, "127.0.0.1:18001".parse()?),
+    )
 }
 
 /// PSS of `pid`, KiB.
