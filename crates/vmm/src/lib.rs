@@ -24,6 +24,7 @@ mod cpuid;
 pub mod devices;
 mod error;
 pub mod hypercall;
+pub mod kvm_stats;
 pub mod memory;
 pub mod outcome;
 mod placement;

@@ -16,6 +16,9 @@ pub struct ExitStats {
     /// Ticks that came while the guest was in the library OS (it takes them
     /// at the end of the system call in progress).
     pub ticks_deferred: u64,
+    /// KVM's own counters for the vCPU (shadow-paging faults and the like),
+    /// where the host kernel exports them.
+    pub host: Vec<(&'static str, u64)>,
 }
 
 impl ExitStats {
@@ -67,7 +70,15 @@ impl fmt::Display for ExitStats {
             f,
             "  {:<20}{} ({} more taken at the end of a system call)",
             "ticks injected", self.ticks_injected, self.ticks_deferred
-        )
+        )?;
+        if !self.host.is_empty() {
+            write!(f, "  {:<20}", "host (KVM)")?;
+            for (i, (name, v)) in self.host.iter().enumerate() {
+                write!(f, "{}{name} {v}", if i == 0 { "" } else { ", " })?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
     }
 }
 

@@ -113,6 +113,9 @@ impl Vm {
         let outcome = self.run_loop(&expired, &ticks);
         ticks.set(false);
         self.timing.mark_vm_exit();
+        self.stats.host = crate::kvm_stats::KvmStats::open(&self.vcpu)
+            .map(|k| k.shown())
+            .unwrap_or_default();
         if let Ok(ts) = self
             .mem
             .read_obj::<Pod<Timestamps>>(GuestAddress(BOOT_INFO_PA + TIMESTAMPS_OFFSET as u64))

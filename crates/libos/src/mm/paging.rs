@@ -10,6 +10,14 @@ pub const PTE_P: u64 = 1 << 0;
 pub const PTE_W: u64 = 1 << 1;
 /// User-accessible (everything is: the guest runs at CPL 3).
 pub const PTE_U: u64 = 1 << 2;
+/// Accessed. Set by us on every entry we create: a shadow MMU (PVM) then
+/// never has to write it back into our tables on the first touch, and KVM's
+/// shadow-fault prefetch, which skips guest entries without it, can fill a
+/// page's neighbours in the same host fault.
+pub const PTE_A: u64 = 1 << 5;
+/// Dirty. Set with [`PTE_A`] on writable entries, for the same reason: a
+/// clean writable entry costs a second host fault on its first write.
+pub const PTE_D: u64 = 1 << 6;
 /// Large page (in a PD or PDPT entry).
 pub const PTE_PS: u64 = 1 << 7;
 /// No-execute.
@@ -78,7 +86,7 @@ impl<M: TableMemory> PageTables<M> {
                     return Ok(None);
                 }
                 let new = self.mem.alloc_table().ok_or(MapError::NoMemory)?;
-                *e = new | PTE_P | PTE_W | PTE_U;
+                *e = new | PTE_P | PTE_W | PTE_U | PTE_A;
             } else if *e & PTE_PS != 0 {
                 return Err(MapError::LargePage);
             }

@@ -11,7 +11,7 @@ use crate::arch::hypercall;
 use crate::errno::{EFAULT, EINVAL, ENOMEM};
 use crate::mm::frame::FrameAllocator;
 use crate::mm::paging::{
-    PageTables, TableMemory, PTE_ADDR, PTE_NX, PTE_P, PTE_SOFT_NONE, PTE_U, PTE_W,
+    PageTables, TableMemory, PTE_A, PTE_ADDR, PTE_D, PTE_NX, PTE_P, PTE_SOFT_NONE, PTE_U, PTE_W,
 };
 use crate::mm::vma::{Vma, VmaError, VmaKind, VmaMap, PROT_EXEC, PROT_WRITE};
 use crate::mm::{page_down, page_up, PAGE};
@@ -52,9 +52,9 @@ pub fn pte_flags(prot: u32) -> u64 {
     if prot == 0 {
         return PTE_SOFT_NONE;
     }
-    let mut f = PTE_P | PTE_U;
+    let mut f = PTE_P | PTE_U | PTE_A;
     if prot & PROT_WRITE != 0 {
-        f |= PTE_W;
+        f |= PTE_W | PTE_D;
     }
     if prot & PROT_EXEC == 0 {
         f |= PTE_NX;
