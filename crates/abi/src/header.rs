@@ -34,6 +34,11 @@ pub struct LibosHeader {
     /// Handler of the timer interrupt ([`crate::layout::TIMER_VECTOR`], IST3).
     /// The monitor injects it only while the guest executes application code.
     pub timer_entry: u64,
+    /// The CPL-0 page-fault stub (vector 14's gate, IST1): it only stores
+    /// CR2 where the library OS reads it (CR2 cannot be read at CPL 3) and
+    /// `iretq`s to the CPL-3 handler of the exception table, with the
+    /// hardware frame where a CPL-3 gate would have left it.
+    pub page_fault_entry: u64,
 }
 
 /// Size of the header as stored in the image.
@@ -65,6 +70,7 @@ impl LibosHeader {
             exception_table: q(40),
             interrupt_entry: q(48),
             timer_entry: q(56),
+            page_fault_entry: q(64),
         })
     }
 
@@ -91,6 +97,6 @@ mod tests {
         assert!(h.is_valid());
         assert_eq!(h.entry, 0x1234);
         assert!(LibosHeader::from_bytes(&b[..10]).is_none());
-        assert_eq!(HEADER_SIZE, 64);
+        assert_eq!(HEADER_SIZE, 72);
     }
 }

@@ -23,9 +23,8 @@ pub const ABORT: u16 = 2;
 /// The guest took an unhandled fault. Value: address of [`FaultReport`].
 pub const FAULT: u16 = 3;
 
-/// Read the faulting address of the last page fault (CR2 is not readable at
-/// CPL 3). Value: address of a [`Cr2`] the monitor fills in.
-pub const READ_CR2: u16 = 4;
+// 4 was READ_CR2 (ABI 3): the page-fault stub now reads CR2 at CPL 0
+// without an exit (see `header::LibosHeader::page_fault_entry`).
 /// Flush the guest TLB after the library OS changed or removed present
 /// page-table entries. Value: ignored.
 pub const TLB_FLUSH: u16 = 5;
@@ -84,14 +83,6 @@ pub struct Block {
     pub deadline_tsc: u64,
     /// [`BLOCK_WAKE_ON_STDIN`], or 0.
     pub flags: u64,
-}
-
-/// Arguments of [`READ_CR2`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Cr2 {
-    /// Filled in by the monitor.
-    pub value: u64,
 }
 
 /// Maximum segments in one [`ConsoleWrite`].

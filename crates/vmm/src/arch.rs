@@ -25,6 +25,8 @@ const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 const EFER_NXE: u64 = 1 << 11;
 
+/// The page-fault vector (#PF).
+const PAGE_FAULT_VECTOR: usize = 14;
 const MSR_STAR: u32 = 0xc000_0081;
 const MSR_LSTAR: u32 = 0xc000_0082;
 const MSR_SFMASK: u32 = 0xc000_0084;
@@ -69,7 +71,7 @@ pub fn tss() -> [u8; TSS_SIZE] {
     let mut t = [0xffu8; TSS_SIZE];
     t[..104].fill(0);
     let ist = |i: u64| phys_to_virt(IST_PA + IST_SIZE * i);
-    t[4..12].copy_from_slice(&ist(1).to_le_bytes()); // RSP0 (never used: no CPL3→0 gates)
+    t[4..12].copy_from_slice(&ist(1).to_le_bytes()); // RSP0 (never used: the one CPL-0 gate has IST1)
     t[0x24..0x2c].copy_from_slice(&ist(1).to_le_bytes()); // IST1
     t[0x2c..0x34].copy_from_slice(&ist(2).to_le_bytes()); // IST2
     t[0x34..0x3c].copy_from_slice(&ist(3).to_le_bytes()); // IST3: timer
@@ -94,19 +96,30 @@ fn gate(handler: u64, ist: u8) -> [u8; 16] {
     e
 }
 
-/// 256 IDT gates, all to CPL-3 handlers on IST stacks.
-pub fn idt(
-    exception_handlers: &[u64; EXCEPTION_VECTORS],
-    interrupt_entry: u64,
-    timer_entry: u64,
-) -> Vec<u8> {
+/// The page-fault gate: to the library OS's CPL-0 stub (kernel code), DPL 0
+/// (an `int 14` from CPL 3 is a #GP, as on Linux), an *interrupt* gate so
+/// that no tick lands in the stub; the stub's `iretq` from CPL 0 restores IF.
+fn page_fault_gate(stub: u64) -> [u8; 16] {
+    let mut e = gate(stub, 1);
+    e[2..4].copy_from_slice(&KERNEL_CS.to_le_bytes());
+    e[5] = 0x80 | 0xe;
+    e
+}
+
+/// 256 IDT gates: the page fault to the CPL-0 stub that reads CR2, all
+/// others to CPL-3 handlers on IST stacks.
+pub fn idt(exception_handlers: &[u64; EXCEPTION_VECTORS], header: &LibosHeader) -> Vec<u8> {
     let mut v = Vec::with_capacity(4096);
     for vec in 0..256usize {
+        if vec == PAGE_FAULT_VECTOR {
+            v.extend_from_slice(&page_fault_gate(header.page_fault_entry));
+            continue;
+        }
         let (h, ist) = match (vec, exception_handlers.get(vec)) {
             (2 | 8 | 18, Some(&h)) => (h, 2),
             (_, Some(&h)) => (h, 1),
-            _ if vec == TIMER_VECTOR as usize => (timer_entry, 3),
-            (_, None) => (interrupt_entry, 1),
+            _ if vec == TIMER_VECTOR as usize => (header.timer_entry, 3),
+            (_, None) => (header.interrupt_entry, 1),
         };
         v.extend_from_slice(&gate(h, ist));
     }
@@ -164,11 +177,7 @@ pub fn write_descriptor_tables(
     let g: Vec<u8> = gdt().iter().flat_map(|d| d.to_le_bytes()).collect();
     write_bytes(mem, GDT_PA, &g)?;
     write_bytes(mem, TSS_PA, &tss())?;
-    write_bytes(
-        mem,
-        IDT_PA,
-        &idt(exceptions, header.interrupt_entry, header.timer_entry),
-    )?;
+    write_bytes(mem, IDT_PA, &idt(exceptions, header))?;
     Ok(())
 }
 
@@ -261,20 +270,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gates_are_dpl3_user_code() {
+    fn gates_are_dpl3_user_code_but_the_page_fault_stub() {
         let h = [0x7e00_0010_1234u64; EXCEPTION_VECTORS];
-        let t = idt(&h, 0x7e00_0010_5678, 0x7e00_0010_9abc);
+        let header = LibosHeader {
+            interrupt_entry: 0x7e00_0010_5678,
+            timer_entry: 0x7e00_0010_9abc,
+            page_fault_entry: 0x7e00_0010_def0,
+            ..Default::default()
+        };
+        let t = idt(&h, &header);
         assert_eq!(t.len(), 4096);
-        let g14 = &t[14 * 16..15 * 16];
-        assert_eq!(u16::from_le_bytes([g14[2], g14[3]]), USER_CS);
-        assert_eq!(g14[5], 0xef);
+        let handler = |g: &[u8]| {
+            let lo = u16::from_le_bytes([g[0], g[1]]) as u64;
+            let mid = u16::from_le_bytes([g[6], g[7]]) as u64;
+            let hi = u32::from_le_bytes(g[8..12].try_into().unwrap()) as u64;
+            lo | mid << 16 | hi << 32
+        };
+        let g13 = &t[13 * 16..14 * 16];
+        assert_eq!(u16::from_le_bytes([g13[2], g13[3]]), USER_CS);
+        assert_eq!(g13[5], 0xef);
+        assert_eq!(g13[4], 1);
+        assert_eq!(handler(g13), 0x7e00_0010_1234);
         assert_eq!(t[32 * 16 + 4], 3);
-        assert_eq!(g14[4], 1);
         assert_eq!(t[8 * 16 + 4], 2);
-        let lo = u16::from_le_bytes([g14[0], g14[1]]) as u64;
-        let mid = u16::from_le_bytes([g14[6], g14[7]]) as u64;
-        let hi = u32::from_le_bytes(g14[8..12].try_into().unwrap()) as u64;
-        assert_eq!(lo | mid << 16 | hi << 32, 0x7e00_0010_1234);
+        let g14 = &t[14 * 16..15 * 16];
+        assert_eq!(u16::from_le_bytes([g14[2], g14[3]]), KERNEL_CS);
+        assert_eq!(g14[5], 0x8e);
+        assert_eq!(g14[4], 1);
+        assert_eq!(handler(g14), 0x7e00_0010_def0);
     }
 
     #[test]

@@ -169,6 +169,7 @@ pub fn inspect_libos(image: &[u8]) -> Result<(LibosHeader, u64)> {
         h.exception_table,
         h.interrupt_entry,
         h.timer_entry,
+        h.page_fault_entry,
     ]
     .iter()
     .all(|&a| inside(a))

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use optivolt_abi::hypercall::{
-    self as hc, Abort, ConsoleWrite, Cr2, FaultReport, ABORT_MSG_MAX, CONSOLE_MAX_SEGS,
+    self as hc, Abort, ConsoleWrite, FaultReport, ABORT_MSG_MAX, CONSOLE_MAX_SEGS,
 };
 use vm_memory::{Bytes, GuestAddress};
 
@@ -111,13 +111,6 @@ pub fn abort_message(mem: &GuestRam, pa: u64) -> Result<String, BadHypercall> {
 /// FAULT: the guest's register dump.
 pub fn fault_report(mem: &GuestRam, pa: u64) -> Result<FaultReport, BadHypercall> {
     read_args(mem, pa, "fault report")
-}
-
-/// READ_CR2: stores `cr2` into the guest's [`Cr2`].
-pub fn store_cr2(mem: &GuestRam, pa: u64, cr2: u64) -> Result<(), BadHypercall> {
-    let _: Cr2 = read_args(mem, pa, "read CR2")?;
-    mem.write_obj(Pod(Cr2 { value: cr2 }), GuestAddress(pa))
-        .map_err(|_| BadHypercall("read CR2".into()))
 }
 
 /// RELEASE: drops the host pages behind the guest's ranges (they read back
@@ -318,10 +311,6 @@ mod tests {
         .unwrap();
         assert!(abort_message(&mem, 0x1000).is_err());
         assert!(fault_report(&mem, RAM - 16).is_err());
-        assert!(store_cr2(&mem, RAM, 5).is_err());
-        store_cr2(&mem, 0x1000, 0xdead).unwrap();
-        let c: Cr2 = read_args(&mem, 0x1000, "x").unwrap();
-        assert_eq!(c.value, 0xdead);
     }
 
     #[test]

@@ -75,7 +75,7 @@ impl KvmStats {
             let name = d.get(base + DESC_LEN..base + stride)?;
             let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
             let name = String::from_utf8_lossy(&name[..end]).into_owned();
-            if offset % 8 != 0 {
+            if !offset.is_multiple_of(8) {
                 return None;
             }
             words = words.max(offset / 8 + size);

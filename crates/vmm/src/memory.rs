@@ -79,7 +79,6 @@ pod!(
     optivolt_abi::hypercall::ConsoleRead,
     optivolt_abi::hypercall::Abort,
     optivolt_abi::hypercall::FaultReport,
-    optivolt_abi::hypercall::Cr2,
     optivolt_abi::hypercall::Block,
     optivolt_abi::hypercall::Release,
     optivolt_abi::boot::SchedShared

@@ -34,7 +34,6 @@ fn hypercall_name(nr: u16) -> &'static str {
         hc::EXIT => "exit",
         hc::ABORT => "abort",
         hc::FAULT => "fault",
-        hc::READ_CR2 => "read cr2",
         hc::TLB_FLUSH => "tlb flush",
         hc::BLOCK => "block",
         hc::RELEASE => "release",

@@ -390,14 +390,6 @@ impl Vm {
                 let cr2 = self.vcpu.get_sregs().map(|s| s.cr2).unwrap_or(0);
                 Ok(Some(Outcome::Fault(GuestFault { report, cr2 })))
             }
-            hc::READ_CR2 => {
-                let cr2 = self
-                    .vcpu
-                    .get_sregs()
-                    .map_err(|e| BadHypercall(format!("get sregs: {e}")))?
-                    .cr2;
-                hypercall::store_cr2(&self.mem, pa, cr2).map(|_| None)
-            }
             hc::TLB_FLUSH => {
                 // Changing CR4.PGE makes KVM drop every cached translation.
                 let mut s = self

@@ -1,5 +1,6 @@
 //! Entry code. The only instructions that ever run at CPL 0 are the three of
-//! `ov_syscall_entry`; everything else here runs at CPL 3.
+//! `ov_syscall_entry` and the seven of `ov_page_fault_entry`; everything
+//! else here runs at CPL 3.
 //!
 //! Flow of a system call from the application:
 //! 1. `syscall` → CPU switches to CPL 0 (CS=0x08), RCX = return RIP, R11 = RFLAGS,
@@ -13,7 +14,12 @@
 //!    restores, and returns to the application with `iretq` (CPL 3 → CPL 3),
 //!    leaving RCX and R11 as Linux does.
 //!
-//! Exceptions arrive through DPL-3 IDT gates on IST1 (IST2 for #DF/NMI/#MC).
+//! Exceptions arrive through DPL-3 IDT gates on IST1 (IST2 for #DF/NMI/#MC),
+//! except the page fault: its faulting address is in CR2, which only CPL 0
+//! can read, so its gate enters `ov_page_fault_entry` at CPL 0 (on IST1),
+//! which stores CR2 in `ov_fault_cr2` and `iretq`s to `ov_exc_14` at CPL 3
+//! with RSP at the hardware frame — what a DPL-3 gate would have done. That
+//! costs a few emulated instructions instead of an exit to the monitor.
 use core::arch::global_asm;
 
 use optivolt_abi::header::{HEADER_SIZE, LIBOS_MAGIC};
@@ -174,6 +180,7 @@ global_asm!(
     ".quad ov_exception_table",
     ".quad ov_interrupt_entry",
     ".quad ov_timer_entry",
+    ".quad ov_page_fault_entry",
     // ---------------------------------------------------------------- stacks
     ".section .bss.ov_stacks, \"aw\", @nobits",
     ".balign 64",
@@ -194,6 +201,18 @@ global_asm!(
     "ov_stub_frame_rsp: .quad 0",
     ".quad {user_ss}",
     "ov_irq_scratch: .quad 0",
+    // The page-fault stub's iretq frame, prebuilt like ov_stub_frame.
+    ".balign 16",
+    "ov_pf_frame:",
+    ".quad ov_exc_14",
+    ".quad {user_cs}",
+    ".quad 0x202",
+    "ov_pf_frame_rsp: .quad 0",
+    ".quad {user_ss}",
+    "ov_pf_rax: .quad 0",
+    // CR2 of the last page fault, for ov_exception_dispatch.
+    ".global ov_fault_cr2",
+    "ov_fault_cr2: .quad 0",
     // Where the system-call return jumps (see the end of ov_syscall_handler).
     "ov_return_rip: .quad 0",
     // Set by the jump entry, read and cleared by the dispatcher: whether the
@@ -217,6 +236,20 @@ global_asm!(
     "ov_syscall_entry:",
     "    mov [rip + ov_stub_frame_rsp], rsp",
     "    lea rsp, [rip + ov_stub_frame]",
+    "    iretq",
+    // ------------------------------------------- CPL 0: page-fault entry
+    // RSP is IST1 with the hardware frame (error code first). No tick can
+    // land here (interrupt gate), and the library OS takes no page fault of
+    // its own before ov_exception_dispatch has read ov_fault_cr2.
+    ".balign 16",
+    ".global ov_page_fault_entry",
+    "ov_page_fault_entry:",
+    "    mov [rip + ov_pf_rax], rax",
+    "    mov rax, cr2",
+    "    mov [rip + ov_fault_cr2], rax",
+    "    mov [rip + ov_pf_frame_rsp], rsp",
+    "    mov rax, [rip + ov_pf_rax]",
+    "    lea rsp, [rip + ov_pf_frame]",
     "    iretq",
     // ------------------------ CPL 3: entry from a patched site's trampoline
     // RCX, R11 and RAX hold what `syscall` would have left (see arch::patch);

@@ -1,6 +1,6 @@
 //! Exceptions: demand paging for areas that were not populated eagerly, and
 //! a clear report to the monitor for everything else.
-use optivolt_abi::hypercall::{self as hc, Cr2, FaultReport};
+use optivolt_abi::hypercall::{self as hc, FaultReport};
 use optivolt_abi::layout::USER_TOP;
 
 use crate::arch::entry::ExceptionFrame;
@@ -8,12 +8,16 @@ use crate::arch::hypercall;
 
 const PAGE_FAULT: u64 = 14;
 
-/// The faulting address of the last page fault (from the monitor: CR2 is not
-/// readable at CPL 3). One exit; only taken for pages we did not populate.
+/// The faulting address of the last page fault, as the CPL-0 page-fault
+/// stub found it in CR2 (see `arch::entry`).
 fn read_cr2() -> u64 {
-    let mut a = Cr2::default();
-    hypercall::call_with(hc::READ_CR2, &mut a);
-    a.value
+    extern "C" {
+        static ov_fault_cr2: u64;
+    }
+    // SAFETY: the stub writes the slot at CPL 0 before entering the CPL-3
+    // handler that calls us; nothing else writes it, and a volatile read
+    // sees that write.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(ov_fault_cr2)) }
 }
 
 /// Reports an unrecoverable fault; the monitor ends the VM.
@@ -56,13 +60,12 @@ extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
     let mut addr = frame.rip;
     if frame.vector == PAGE_FAULT {
         addr = read_cr2();
-        let write = frame.error_code & 2 != 0;
         // The library OS never faults while holding the lock (it reaches user
         // memory only through checked physmap copies), so a held lock here
         // means a library-OS bug: report it rather than deadlock.
         if let Some(mut guard) = crate::kernel::KERNEL.try_lock() {
             if let Some(k) = guard.as_mut() {
-                match k.mem.handle_fault(addr, write) {
+                match k.mem.handle_app_fault(addr, frame.error_code) {
                     crate::mm::space::Fault::Handled => {
                         PAGE_FAULTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
                         return;

@@ -49,8 +49,9 @@ impl Memory {
     }
 
     /// Gives page `va` (mapped to a rootfs frame) a frame of its own with
-    /// the same bytes, mapped with `prot`.
-    pub(super) fn copy_shared(&mut self, va: u64, prot: u32) -> Result<(), i64> {
+    /// the same bytes, mapped with `prot`; flushes the TLB if `flush` (not
+    /// needed when the application's own write faulted on the page).
+    pub(super) fn copy_shared(&mut self, va: u64, prot: u32, flush: bool) -> Result<(), i64> {
         let va = page_down(va);
         let old = self.pt.entry(va) & PTE_ADDR;
         let new = self.pt.memory().alloc_zeroed().ok_or(ENOMEM)?;
@@ -67,8 +68,10 @@ impl Memory {
             self.pt.memory().frames.free(new);
             return Err(ENOMEM);
         }
-        self.flush_pending = true;
-        self.flush_tlb_if_needed();
+        if flush {
+            self.flush_pending = true;
+            self.flush_tlb_if_needed();
+        }
         Ok(())
     }
 
@@ -81,7 +84,7 @@ impl Memory {
             let e = self.pt.entry(p);
             if e & PTE_P != 0 && self.is_shared(e & PTE_ADDR) {
                 let prot = self.vmas.find(p).map(|v| v.prot).ok_or(EFAULT)?;
-                self.copy_shared(p, prot)?;
+                self.copy_shared(p, prot, true)?;
             }
             p += PAGE;
         }

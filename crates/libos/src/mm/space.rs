@@ -95,7 +95,7 @@ pub enum Fault {
 }
 
 /// Pages mapped together on a demand fault (each demand fault costs a #PF
-/// delivery and a READ_CR2 exit, ~40 µs here: a Go hello takes ~14 with
+/// delivery, ~40 µs here: a Go hello takes ~14 with
 /// 256 KiB, ~56 with 64 KiB).
 pub const FAULT_AROUND: u64 = 256 * 1024;
 
@@ -434,10 +434,34 @@ impl Memory {
         Ok(a)
     }
 
-    /// Handles a page fault at `addr`: backs the page if an area allows the
-    /// access, and its neighbours in the same FAULT_AROUND block (each fault is a
-    /// monitor exit for CR2, so faulting around saves most of them).
+    /// Handles the application's page fault at `addr` with the CPU's
+    /// error code: as [`Self::handle_fault`], and an instruction fetch from
+    /// an area without PROT_EXEC (or a reserved-bit fault) is a SIGSEGV.
+    pub fn handle_app_fault(&mut self, addr: u64, error_code: u64) -> Fault {
+        const WRITE: u64 = 1 << 1;
+        const RESERVED: u64 = 1 << 3;
+        const FETCH: u64 = 1 << 4;
+        if error_code & RESERVED != 0 {
+            return Fault::Segv;
+        }
+        if error_code & FETCH != 0 && self.vmas.find(addr).is_none_or(|v| v.prot & PROT_EXEC == 0) {
+            return Fault::Segv;
+        }
+        // The faulting access dropped the TLB's entry for `addr`, so a
+        // copy-on-write needs no flush: the retried write finds the new entry.
+        self.fault_in(addr, error_code & WRITE != 0, false)
+    }
+
+    /// Makes `addr` accessible for a write (`write`) or a read by the
+    /// library OS, through the physmap: backs the page if an area allows the
+    /// access, and its neighbours in the same FAULT_AROUND block.
     pub fn handle_fault(&mut self, addr: u64, write: bool) -> Fault {
+        // A page copied here may still be in the TLB with its old frame,
+        // which the application would read instead of what we write: flush.
+        self.fault_in(addr, write, true)
+    }
+
+    fn fault_in(&mut self, addr: u64, write: bool, flush_copies: bool) -> Fault {
         let Some(v) = self.vmas.find(addr).copied() else {
             return Fault::Segv;
         };
@@ -448,7 +472,7 @@ impl Memory {
         let e = self.pt.entry(va);
         if e & PTE_P != 0 && write && self.is_shared(e & PTE_ADDR) {
             // A write to a rootfs page mapped from a file: copy it first.
-            return match self.copy_shared(va, v.prot) {
+            return match self.copy_shared(va, v.prot, flush_copies) {
                 Ok(()) => Fault::Handled,
                 Err(_) => Fault::OutOfMemory,
             };

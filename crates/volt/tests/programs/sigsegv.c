@@ -1,5 +1,7 @@
-/* mmap/munmap/mprotect and a SIGSEGV handler that recovers with siglongjmp;
- * also a SIGUSR1 sent to itself and an alternate signal stack. */
+/* mmap/munmap/mprotect and a SIGSEGV handler that recovers with siglongjmp
+ * (a write to a read-only page, a read of an unmapped one, a jump into a
+ * page without PROT_EXEC, then into the same page made executable); also a
+ * SIGUSR1 sent to itself and an alternate signal stack. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <signal.h>
@@ -55,6 +57,23 @@ int main(void) {
         printf("caught signal %d reading the unmapped page at offset %ld\n", sig, (long)((char *)fault_addr - p));
     }
     printf("neighbours intact: %c %c\n", p[pg - 1], p[3 * pg]);
+
+    p[0] = (char)0xc3; /* ret */
+    sig = sigsetjmp(env, 1);
+    if (sig == 0) {
+        ((void (*)(void))p)();
+        printf("a jump into a page without PROT_EXEC did not fault\n");
+    } else {
+        printf("caught signal %d jumping into a page without PROT_EXEC\n", sig);
+    }
+    if (mprotect(p, pg, PROT_READ | PROT_EXEC) != 0) { perror("mprotect"); return 1; }
+    sig = sigsetjmp(env, 1);
+    if (sig == 0) {
+        ((void (*)(void))p)();
+        printf("the page made executable runs\n");
+    } else {
+        printf("caught signal %d in the page made executable\n", sig);
+    }
 
     signal(SIGUSR1, on_usr1);
     raise(SIGUSR1);
