@@ -10,13 +10,12 @@ pub const PTE_P: u64 = 1 << 0;
 pub const PTE_W: u64 = 1 << 1;
 /// User-accessible (everything is: the guest runs at CPL 3).
 pub const PTE_U: u64 = 1 << 2;
-/// Accessed. Set by us on every entry we create: a shadow MMU (PVM) then
-/// never has to write it back into our tables on the first touch, and KVM's
-/// shadow-fault prefetch, which skips guest entries without it, can fill a
-/// page's neighbours in the same host fault.
+/// Accessed. Set on the tables we create; leaf entries start without it, so
+/// that an entry the CPU never used is known not to be in the TLB (see
+/// `mm::space`).
 pub const PTE_A: u64 = 1 << 5;
-/// Dirty. Set with [`PTE_A`] on writable entries, for the same reason: a
-/// clean writable entry costs a second host fault on its first write.
+/// Dirty. Set on writable leaf entries when they are made: a clean writable
+/// entry would cost a shadow MMU (PVM) a second host fault on its first write.
 pub const PTE_D: u64 = 1 << 6;
 /// Large page (in a PD or PDPT entry).
 pub const PTE_PS: u64 = 1 << 7;

@@ -52,7 +52,7 @@ pub fn pte_flags(prot: u32) -> u64 {
     if prot == 0 {
         return PTE_SOFT_NONE;
     }
-    let mut f = PTE_P | PTE_U | PTE_A;
+    let mut f = PTE_P | PTE_U;
     if prot & PROT_WRITE != 0 {
         f |= PTE_W | PTE_D;
     }
@@ -60,6 +60,16 @@ pub fn pte_flags(prot: u32) -> u64 {
         f |= PTE_NX;
     }
     f
+}
+
+/// Whether the TLB may hold a translation for entry `e`: it is present and
+/// was used. Entries are created without the Accessed bit, which the CPU
+/// (under PVM, the shadow MMU, which caches nothing for an entry without it)
+/// sets before it caches the translation; so changing or removing an entry
+/// never used needs no flush. ld.so's reservation of a library's whole span
+/// is mostly replaced before it is touched.
+fn may_be_cached(e: u64) -> bool {
+    e & PTE_P != 0 && e & PTE_A != 0
 }
 
 /// See the module documentation.
@@ -235,7 +245,7 @@ impl Memory {
                     if !self.is_shared(e & PTE_ADDR) {
                         freed.push(e & PTE_ADDR);
                     }
-                    if e & PTE_P != 0 {
+                    if may_be_cached(e) {
                         self.flush_pending = true;
                     }
                 }
@@ -273,7 +283,7 @@ impl Memory {
                         if e & PTE_P != 0 && !self.is_shared(e & PTE_ADDR) {
                             let _ = self.pt.set_entry(va, 0);
                             freed.push(e & PTE_ADDR);
-                            self.flush_pending = true;
+                            self.flush_pending |= may_be_cached(e);
                         }
                         va += PAGE;
                     }
@@ -326,7 +336,7 @@ impl Memory {
                         flags &= !PTE_W; // written only after a copy
                     }
                     let _ = self.pt.set_entry(va, (e & PTE_ADDR) | flags);
-                    if e & PTE_P != 0 {
+                    if may_be_cached(e) {
                         self.flush_pending = true;
                     }
                 }
@@ -401,7 +411,7 @@ impl Memory {
             if e & (PTE_P | PTE_SOFT_NONE) != 0 {
                 let _ = self.pt.set_entry(va, 0);
                 moved.push((va - old, e));
-                if e & PTE_P != 0 {
+                if may_be_cached(e) {
                     self.flush_pending = true;
                 }
             }
