@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use optivolt_abi::elf::Elf;
 use sha2::{Digest, Sha256};
 
-use super::rootfs::CpioWriter;
+use super::archive::{Member, Source};
 use super::{deps, mtime_of, AppImage, MappedFile, Part, Program};
 
 /// One member of the image, in archive order.
@@ -273,100 +273,32 @@ fn key_of(entries: &[Entry]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A member's table-of-contents record (see the library OS's `fs::cpio`).
-fn toc_record(out: &mut Vec<u8>, name: &str, mode: u32, mtime: u32, off: usize, len: usize) {
-    let name = name.trim_start_matches('/');
-    out.extend_from_slice(&mode.to_le_bytes());
-    out.extend_from_slice(&mtime.to_le_bytes());
-    out.extend_from_slice(&(name.len() as u32).to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&(off as u64).to_le_bytes());
-    out.extend_from_slice(&(len as u64).to_le_bytes());
-    out.extend_from_slice(name.as_bytes());
-    out.resize(out.len().next_multiple_of(8), 0);
-}
-
+/// The archive of `entries` (see [`super::archive`]).
 fn write_cpio(entries: &[Entry]) -> Result<Vec<u8>> {
-    use super::rootfs::{S_IFDIR, S_IFLNK, S_IFREG};
-    const MAGIC: &[u8] = b"OVTOC001";
-    // The table of contents comes first; its size depends only on the
-    // names, so it is reserved now and filled in at the end.
-    let toc_len = MAGIC.len()
-        + 8
-        + entries
-            .iter()
-            .map(|e| {
-                let p = match e {
-                    Entry::Dir(p) | Entry::Link(p, _) | Entry::File(p, ..) => p,
-                };
-                32 + p
-                    .to_string_lossy()
-                    .trim_start_matches('/')
-                    .len()
-                    .next_multiple_of(8)
-            })
-            .sum::<usize>();
-    let mut w = CpioWriter::new();
-    w.file(".optivolt-toc", 0o444, 0, &vec![0u8; toc_len]);
-    let toc_at = w.last_data_offset();
-    let mut toc = MAGIC.to_vec();
-    toc.extend_from_slice(&(entries.len() as u64).to_le_bytes());
-    for e in entries {
-        match e {
-            Entry::Dir(p) => {
-                let perm = if p == Path::new("/tmp") {
+    let members: Vec<Member> = entries
+        .iter()
+        .map(|e| match e {
+            Entry::Dir(p) => Member::Dir {
+                path: p.to_string_lossy().into_owned(),
+                perm: if p == Path::new("/tmp") {
                     0o1777
                 } else {
                     0o755
-                };
-                w.dir(&p.to_string_lossy(), perm);
-                toc_record(
-                    &mut toc,
-                    &p.to_string_lossy(),
-                    S_IFDIR | perm,
-                    0,
-                    w.last_data_offset(),
-                    0,
-                );
-            }
-            Entry::Link(p, t) => {
-                let t = t.to_string_lossy();
-                w.symlink(&p.to_string_lossy(), &t);
-                let at = w.last_data_offset();
-                toc_record(
-                    &mut toc,
-                    &p.to_string_lossy(),
-                    S_IFLNK | 0o777,
-                    0,
-                    at,
-                    t.len(),
-                );
-            }
-            Entry::File(p, host, perm) => {
-                let bytes = std::fs::read(host)
-                    .with_context(|| format!("cannot read {}", host.display()))?;
-                // Shared objects start on a page: the library OS maps
-                // their pages from the archive (shared by every instance).
-                if bytes.starts_with(b"\x7fELF") && bytes.len() >= 16 << 10 {
-                    w.file_page_aligned(&p.to_string_lossy(), *perm, mtime_of(host), &bytes);
-                } else {
-                    w.file(&p.to_string_lossy(), *perm, mtime_of(host), &bytes);
-                }
-                let (at, mode) = (w.last_data_offset(), S_IFREG | (*perm & 0o7777));
-                toc_record(
-                    &mut toc,
-                    &p.to_string_lossy(),
-                    mode,
-                    mtime_of(host),
-                    at,
-                    bytes.len(),
-                );
-            }
-        }
-    }
-    debug_assert_eq!(toc.len(), toc_len);
-    w.patch(toc_at, &toc);
-    Ok(w.finish())
+                },
+            },
+            Entry::Link(p, t) => Member::Link {
+                path: p.to_string_lossy().into_owned(),
+                target: t.to_string_lossy().into_owned(),
+            },
+            Entry::File(p, host, perm) => Member::File {
+                path: p.to_string_lossy().into_owned(),
+                perm: *perm,
+                mtime: mtime_of(host),
+                data: Source::Host(host.clone()),
+            },
+        })
+        .collect();
+    super::archive::write(&members)
 }
 
 fn cache_dir() -> Option<PathBuf> {
@@ -453,52 +385,6 @@ mod tests {
         assert!(!skip_in_interpreter_tree(Path::new(
             "/usr/lib/python3.11/lib-dynload"
         )));
-    }
-
-    #[test]
-    fn the_archive_s_table_of_contents_lists_every_member_as_its_headers_do() {
-        use optivolt_libos::fs::cpio::Archive;
-        let d = std::env::temp_dir().join(format!("volt-toc-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        let f = d.join("lib.so");
-        let elf: Vec<u8> = b"\x7fELF"
-            .iter()
-            .copied()
-            .chain(std::iter::repeat_n(7, 20_000))
-            .collect();
-        std::fs::write(&f, &elf).unwrap();
-        let small = d.join("a.txt");
-        std::fs::write(&small, b"hello").unwrap();
-        let entries = vec![
-            Entry::Dir(d.clone()),
-            Entry::Link(d.join("link"), PathBuf::from("a.txt")),
-            Entry::File(f.clone(), f.clone(), 0o755),
-            Entry::File(small.clone(), small.clone(), 0o644),
-        ];
-        let bytes = write_cpio(&entries).unwrap();
-        let a = Archive::new(&bytes);
-        let got: Vec<_> = a
-            .entries()
-            .map(|e| (e.name.to_vec(), e.mode, e.data.to_vec()))
-            .collect();
-        let name = |p: &Path| {
-            p.to_string_lossy()
-                .trim_start_matches('/')
-                .as_bytes()
-                .to_vec()
-        };
-        assert_eq!(got.len(), 4, "the table itself is not a member");
-        assert_eq!(got[0], (name(&d), 0o040755, vec![]));
-        assert_eq!(got[1], (name(&d.join("link")), 0o120777, b"a.txt".to_vec()));
-        assert_eq!(got[2], (name(&f), 0o100755, elf.clone()));
-        assert_eq!(got[3], (name(&small), 0o100644, b"hello".to_vec()));
-        // The shared object's data still starts on a page.
-        let e = a.find(&name(&f)).unwrap();
-        assert_eq!(
-            (e.data.as_ptr() as usize - bytes.as_ptr() as usize) % 4096,
-            0
-        );
-        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! exists), then the rootfs ([`rootfs`]: the cpio writer; [`size`]: the
 //! `--memory` sizes).
 
+pub mod archive;
 pub mod deps;
 pub mod gather;
 mod index;
