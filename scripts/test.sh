@@ -18,6 +18,9 @@ command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
 [ -x /usr/bin/redis-server ] || need="$need redis-server"
 [ -x /usr/bin/redis-benchmark ] || need="$need redis-tools"
 [ -d /usr/lib/python3/dist-packages/prometheus_client ] || need="$need python3-prometheus-client"
+# OCI images made by other tools, imported and read back by tests/images.rs.
+command -v skopeo >/dev/null 2>&1 || need="$need skopeo"
+command -v umoci >/dev/null 2>&1 || need="$need umoci"
 if [ -n "$need" ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq

@@ -41,10 +41,12 @@ pub struct VmConfig<'a> {
     /// mapped into guest RAM from the host's page cache (private,
     /// copy-on-write), not copied, so instances share its pages.
     pub rootfs_file: Option<(usize, &'a std::fs::File)>,
-    /// The file `program`'s bytes are: its read-only segments are then
-    /// mapped from the host's page cache (shared by every instance) rather
-    /// than copied.
-    pub program_file: Option<&'a std::fs::File>,
+    /// The file `program`'s bytes are in, and where they start in it (a
+    /// page-aligned offset: 0 for the program's own file, or where an
+    /// image's archive holds it): its read-only segments are then mapped
+    /// from the host's page cache (shared by every instance) rather than
+    /// copied.
+    pub program_file: Option<(&'a std::fs::File, u64)>,
     /// The program's patchable `syscall` sites, as volt's scanner encodes them.
     pub sites: &'a [u8],
     /// The program's argv (argv[0] included).

@@ -19,7 +19,7 @@ use crate::{Error, Result};
 pub fn place_program(
     mem: &GuestRam,
     program: &[u8],
-    file: Option<&std::fs::File>,
+    file: Option<(&std::fs::File, u64)>,
     pa: u64,
 ) -> Result<(PreloadedImage, u64)> {
     let (elf, plan) = plan_program(program)?;
@@ -60,11 +60,11 @@ pub fn place_program(
             && ph.p_offset % PAGE_SIZE == ph.p_vaddr % PAGE_SIZE
             && alone;
         let mapped = match file {
-            Some(f) if shareable => map_file_range(
+            Some((f, base)) if shareable && base % PAGE_SIZE == 0 => map_file_range(
                 mem,
                 f,
                 at & !(PAGE_SIZE - 1),
-                ph.p_offset & !(PAGE_SIZE - 1),
+                base + (ph.p_offset & !(PAGE_SIZE - 1)),
                 e - s,
                 true,
             )?,
@@ -243,7 +243,7 @@ fn map_file_range(
 pub(crate) fn load_program(
     mem: &GuestRam,
     program: Option<&[u8]>,
-    file: Option<&std::fs::File>,
+    file: Option<(&std::fs::File, u64)>,
     rootfs_end: u64,
     ram: u64,
 ) -> Result<(PreloadedImage, u64)> {

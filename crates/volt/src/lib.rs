@@ -6,8 +6,12 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod image;
+pub mod images;
 pub mod publish;
+pub mod restart;
 pub mod run;
+pub mod store;
+pub mod voltfile;
 
 /// The library OS image with the network (smoltcp, virtio-net, sockets),
 /// built by build.rs.
@@ -38,8 +42,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Boot a static x86-64 Linux binary as a unikernel and wait for it.
+    /// Boot an x86-64 Linux binary or an image as a unikernel and wait for it.
     Run(run::RunArgs),
+    /// Build an image from a Voltfile.
+    Build(images::BuildArgs),
+    /// List images.
+    Images(images::ListArgs),
+    /// Remove images (a name removes that tag, an ID every tag).
+    Rmi(images::RmiArgs),
+    /// Give an image another name.
+    Tag(images::TagArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(images::ImageCommand),
     /// Benchmarks (boot time against a process and the bare-KVM floor).
     Bench(bench::BenchArgs),
 }
@@ -51,6 +66,11 @@ pub fn real_main(started: Instant) -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::run(a, started),
+        Command::Build(a) => images::build(a),
+        Command::Images(a) => images::list(a),
+        Command::Rmi(a) => images::rmi(a),
+        Command::Tag(a) => images::tag(a),
+        Command::Image(c) => images::image(c),
         Command::Bench(a) => bench::bench(a),
     };
     match result {

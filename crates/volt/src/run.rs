@@ -9,16 +9,18 @@ use optivolt_vmm::{NetConfig, Outcome, Vm, VmConfig};
 
 use crate::image::{self, size};
 use crate::publish::{self, hostnet, proxy, PortMapping};
+use crate::store::{Image, Reference, Store};
 
 #[derive(Args, Debug)]
 #[command(trailing_var_arg = true)]
 pub struct RunArgs {
-    /// Guest memory, e.g. 4M, 128M, 1G (a bare number is MiB). The host
-    /// backs only what the guest touches, so the generous default costs
-    /// nothing measurable at boot (see docs/benchmarks.md); what a program
-    /// never uses is never allocated.
-    #[arg(short, long, default_value = "512M", value_parser = size::parse)]
-    pub memory: u64,
+    /// Guest memory, e.g. 4M, 128M, 1G (a bare number is MiB); default
+    /// 512M, or what the image asks for. The host backs only what the guest
+    /// touches, so the generous default costs nothing measurable at boot
+    /// (see docs/benchmarks.md); what a program never uses is never
+    /// allocated.
+    #[arg(short, long, value_parser = size::parse)]
+    pub memory: Option<u64>,
     /// Set an environment variable in the guest (KEY=VALUE, or KEY to copy it from here).
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -82,13 +84,14 @@ pub struct RunArgs {
     pub publish: Vec<String>,
     /// The x86-64 Linux executable to run (static, or dynamically linked:
     /// its loader and libraries are gathered from this host, or must be in
-    /// --rootfs), then its arguments. Everything after BINARY goes to the
-    /// program, options included (`volt run python3 -m http.server`).
+    /// --rootfs), or an image from `volt images`, then its arguments (for
+    /// an image they replace its command). Everything after BINARY goes to
+    /// the program, options included (`volt run python3 -m http.server`).
     #[arg(
         required = true,
         trailing_var_arg = true,
         allow_hyphen_values = true,
-        value_name = "BINARY [ARGS]..."
+        value_name = "BINARY|IMAGE [ARGS]..."
     )]
     pub command: Vec<std::ffi::OsString>,
 }
@@ -123,15 +126,80 @@ fn guest_env(specs: &[String]) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
+/// The default `--memory`.
+pub const DEFAULT_MEMORY: u64 = 512 << 20;
+
+/// The stored image `volt run` names, if it names one rather than a file:
+/// an existing host path always wins, and names that look like paths are
+/// left to the file checks.
+fn find_image(a: &RunArgs) -> Result<Option<(Store, Image)>> {
+    let b = a.binary();
+    let name = b.to_string_lossy();
+    if a.rootfs.is_some()
+        || !a.include.is_empty()
+        || name.starts_with('.')
+        || name.starts_with('/')
+        || std::fs::symlink_metadata(&b).is_ok()
+    {
+        return Ok(None);
+    }
+    let data = crate::store::data_dir();
+    if !data.join("images/index.json").exists() {
+        if Reference::parse(&name).is_ok() && !name.contains('/') {
+            bail!("{name}: no such file, and no such image (volt images lists them)");
+        }
+        return Ok(None);
+    }
+    let store = Store::open(&data)?;
+    match store.find(&name)? {
+        Some(img) => Ok(Some((store, img))),
+        None if Reference::parse(&name).is_ok() => {
+            bail!("{name}: no such file, and no such image (volt images lists them)")
+        }
+        None => Ok(None),
+    }
+}
+
+/// `KEY=VALUE` list `over` applied on top of `base`.
+fn merge_env(base: Vec<String>, over: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let key = |e: &[u8]| e.split(|&b| b == b'=').next().map(<[u8]>::to_vec);
+    let mut out: Vec<Vec<u8>> = base.into_iter().map(String::into_bytes).collect();
+    for e in over {
+        let k = key(&e);
+        out.retain(|b| key(b) != k);
+        out.push(e);
+    }
+    out
+}
+
 pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     let timeout = match a.timeout {
         Some(t) if !(t > 0.0 && t < 1e9) => bail!("invalid --timeout {t} (expected seconds > 0)"),
         Some(t) => Some(Duration::from_secs_f64(t)),
         None => None,
     };
-    let env = guest_env(&a.env)?;
+    let user_env = guest_env(&a.env)?;
     // Everything the user can get wrong is checked before a VM exists.
-    let app = image::pack(&a.binary(), a.rootfs.as_deref(), &a.include)?;
+    let stored = match find_image(&a)? {
+        Some((store, img)) => Some(image::stored::pack_image(&store, &img, a.args())?),
+        None => None,
+    };
+    let (app, argv, env, image_memory, image_sites) = match stored {
+        Some(s) => (
+            s.app,
+            s.argv.into_iter().map(String::into_bytes).collect(),
+            merge_env(s.env, user_env),
+            s.memory,
+            Some(s.sites),
+        ),
+        None => {
+            let mut argv = vec![a.binary().as_os_str().as_bytes().to_vec()];
+            argv.extend(a.args().iter().map(|s| s.as_bytes().to_vec()));
+            let app = image::pack(&a.binary(), a.rootfs.as_deref(), &a.include)?;
+            (app, argv, user_env, None, None)
+        }
+    };
+    let memory = a.memory.or(image_memory).unwrap_or(DEFAULT_MEMORY);
     // Packing may have read and freed megabytes (libraries, trees): give
     // the heap's free pages back, as every instance would keep them.
     // SAFETY: malloc_trim only returns free memory to the kernel.
@@ -154,10 +222,10 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     if tap.is_some() || !a.publish.is_empty() {
         need += optivolt_vmm::builder::net_region_size();
     }
-    if a.memory < need {
+    if memory < need {
         bail!(
             "--memory {} is too small for {}: it needs at least {} MiB",
-            human(a.memory),
+            human(memory),
             a.binary().display(),
             need.div_ceil(1 << 20)
         );
@@ -208,24 +276,22 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     }
 
     // The sites the library OS may patch, found ahead of time (cached).
-    let sites = if a.syscalls == "patch" {
-        site_table(&a, &app.program, &app.libraries)
-    } else {
-        Vec::new()
+    let sites = match (a.syscalls == "patch", image_sites) {
+        (false, _) => Vec::new(),
+        (true, Some(s)) => s,
+        (true, None) => site_table(&a, app.program_bytes(), &app.libraries),
     };
-    let mut argv = vec![a.binary().as_os_str().as_bytes().to_vec()];
-    argv.extend(a.args().iter().map(|s| s.as_bytes().to_vec()));
     let cfg = VmConfig {
         libos,
         rootfs: app.rootfs_slices(),
         rootfs_file: app.mapped_part(),
         program_file: app.program_file(),
         exec_path: app.exec_path.clone(),
-        program: (!a.guest_loader).then_some(&app.program[..]),
+        program: (!a.guest_loader).then_some(app.program_bytes()),
         sites: &sites,
         argv,
         env,
-        memory: a.memory,
+        memory,
         trace_syscalls: a.trace_syscalls,
         syscalls_trap: a.syscalls == "trap",
         stats: match a.stats.as_deref() {

@@ -124,6 +124,57 @@ pub fn write(members: &[Member]) -> Result<Vec<u8>> {
     Ok(w.finish())
 }
 
+/// One member as the table of contents lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TocEntry {
+    pub mode: u32,
+    /// Where its data starts in the archive, and its length.
+    pub offset: usize,
+    pub len: usize,
+}
+
+/// The table of contents of an archive [`write`] made, by relative path.
+pub fn read_toc(a: &[u8]) -> Option<std::collections::HashMap<String, TocEntry>> {
+    let hexfield = |i: usize| -> Option<usize> {
+        let s = a.get(6 + i * 8..14 + i * 8)?;
+        usize::from_str_radix(std::str::from_utf8(s).ok()?, 16).ok()
+    };
+    if a.get(..6) != Some(b"070701") {
+        return None;
+    }
+    let namesize = hexfield(11)?;
+    if a.get(110..110 + namesize)? != b".optivolt-toc\0" {
+        return None;
+    }
+    let size = hexfield(6)?;
+    let at = (110 + namesize).next_multiple_of(4);
+    let toc = a.get(at..at.checked_add(size)?)?;
+    if toc.get(..8)? != MAGIC {
+        return None;
+    }
+    let word =
+        |o: usize| -> Option<u64> { Some(u64::from_le_bytes(toc.get(o..o + 8)?.try_into().ok()?)) };
+    let half =
+        |o: usize| -> Option<u32> { Some(u32::from_le_bytes(toc.get(o..o + 4)?.try_into().ok()?)) };
+    let n = word(8)? as usize;
+    let mut out = std::collections::HashMap::with_capacity(n.min(1 << 20));
+    let mut o = 16;
+    for _ in 0..n {
+        let mode = half(o)?;
+        let nlen = half(o + 8)? as usize;
+        let offset = word(o + 16)? as usize;
+        let len = word(o + 24)? as usize;
+        let name = toc.get(o + 32..o + 32 + nlen)?;
+        offset.checked_add(len).filter(|&e| e <= a.len())?;
+        out.insert(
+            String::from_utf8_lossy(name).into_owned(),
+            TocEntry { mode, offset, len },
+        );
+        o += 32 + nlen.next_multiple_of(8);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +230,17 @@ mod tests {
             (e.data.as_ptr() as usize - bytes.as_ptr() as usize) % 4096,
             0
         );
+        let toc = read_toc(&bytes).unwrap();
+        assert_eq!(toc.len(), 4);
+        let t = toc["d/lib.so"];
+        assert_eq!((t.mode, t.len, t.offset % 4096), (0o100755, elf.len(), 0));
+        assert_eq!(&bytes[t.offset..t.offset + t.len], &elf[..]);
+        assert_eq!(
+            &bytes[toc["d/link"].offset..][..5],
+            b"a.txt",
+            "a link's data is its target"
+        );
+        assert!(read_toc(b"070701 not an archive").is_none());
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -9,6 +9,7 @@ mod index;
 pub mod rootfs;
 pub mod sites;
 pub mod size;
+pub mod stored;
 
 use std::path::Path;
 
@@ -106,16 +107,9 @@ pub enum Program {
     Owned(Vec<u8>),
     /// Mapped (a lone binary: no copy before it reaches guest memory).
     Mapped(MappedFile),
-}
-
-impl std::ops::Deref for Program {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Program::Owned(v) => v,
-            Program::Mapped(m) => m,
-        }
-    }
+    /// A member of the rootfs archive (the mapped file that is the first
+    /// rootfs part: an image's), at this offset with this length.
+    InRootfs { offset: usize, len: usize },
 }
 
 /// A piece of the rootfs.
@@ -165,11 +159,28 @@ impl AppImage {
         Some((i, m.file()))
     }
 
-    /// The file the program's bytes are mapped from, if they are.
-    pub fn program_file(&self) -> Option<&std::fs::File> {
+    /// The file the program's bytes are mapped from, if they are, and
+    /// where in it they start.
+    pub fn program_file(&self) -> Option<(&std::fs::File, u64)> {
         match &self.program {
-            Program::Mapped(m) => Some(m.file()),
+            Program::Mapped(m) => Some((m.file(), 0)),
             Program::Owned(_) => None,
+            Program::InRootfs { offset, .. } => match self.rootfs.first() {
+                Some(Part::File(f)) => Some((f.file(), *offset as u64)),
+                _ => None,
+            },
+        }
+    }
+
+    /// The program's bytes.
+    pub fn program_bytes(&self) -> &[u8] {
+        match &self.program {
+            Program::Owned(v) => v,
+            Program::Mapped(m) => m,
+            Program::InRootfs { offset, len } => match self.rootfs.first() {
+                Some(Part::File(f)) => f.get(*offset..offset.saturating_add(*len)).unwrap_or(&[]),
+                _ => &[],
+            },
         }
     }
 
@@ -179,7 +190,7 @@ impl AppImage {
             .iter()
             .map(|p| match p {
                 Part::Bytes(b) => b.as_slice(),
-                Part::Program => &self.program[..],
+                Part::Program => self.program_bytes(),
                 Part::File(f) => &f[..],
             })
             .collect()
