@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 
+use crate::store::registry::Progress;
 use crate::store::{build, Image, Reference, Store, CREATED};
 
 /// How listings print.
@@ -66,6 +67,28 @@ pub struct InspectArgs {
     pub images: Vec<String>,
 }
 
+#[derive(Args, Debug)]
+pub struct TransferArgs {
+    /// The image, with its registry: HOST[:PORT]/NAME[:TAG] (localhost
+    /// registries are spoken to over plain HTTP, others over HTTPS).
+    pub image: String,
+    /// Print only the manifest digest.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The registry, HOST[:PORT].
+    pub registry: String,
+    /// The user name.
+    #[arg(short, long)]
+    pub username: String,
+    /// Read the password from stdin (it never goes on the command line).
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
     /// List images (as `volt images`).
@@ -90,6 +113,85 @@ fn progress() -> (indicatif::ProgressBar, impl Fn(&str)) {
     bar.enable_steady_tick(std::time::Duration::from_millis(100));
     let b = bar.clone();
     (bar, move |m: &str| b.set_message(m.to_string()))
+}
+
+/// A progress bar for a registry transfer.
+struct Bar(indicatif::ProgressBar);
+
+impl Progress for Bar {
+    fn step(&self, msg: &str) {
+        self.0.set_message(msg.to_string());
+    }
+    fn bytes(&self, done: u64, total: u64) {
+        self.0.set_length(total);
+        self.0.set_position(done);
+    }
+}
+
+fn transfer_bar() -> Bar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(0),
+        indicatif::ProgressDrawTarget::stderr_with_hz(10),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Bar(bar)
+}
+
+fn parse_remote(s: &str) -> Result<Reference> {
+    let r = Reference::parse(s).map_err(anyhow::Error::msg)?;
+    if r.registry.is_none() {
+        bail!("{s} names no registry: use HOST[:PORT]/{}", r.repository);
+    }
+    Ok(r)
+}
+
+pub fn push(a: TransferArgs) -> Result<i32> {
+    let store = Store::open_default()?;
+    let r = parse_remote(&a.image)?;
+    let bar = transfer_bar();
+    let res = crate::store::registry::push(&store, &r, &bar);
+    bar.0.finish_and_clear();
+    let digest = res?;
+    if a.quiet {
+        println!("{digest}");
+    } else {
+        println!("pushed {r} {digest}");
+    }
+    Ok(0)
+}
+
+pub fn pull(a: TransferArgs) -> Result<i32> {
+    let store = Store::open_default()?;
+    let r = parse_remote(&a.image)?;
+    let bar = transfer_bar();
+    let res = crate::store::registry::pull(&store, &r, &bar);
+    bar.0.finish_and_clear();
+    let digest = res?;
+    if a.quiet {
+        println!("{digest}");
+    } else {
+        println!("pulled {r} {digest}");
+    }
+    Ok(0)
+}
+
+pub fn login(a: LoginArgs) -> Result<i32> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("cannot read the password from stdin")?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        bail!("no password on stdin");
+    }
+    crate::store::registry::login(&a.registry, &a.username, password)?;
+    println!("login succeeded for {}", a.registry);
+    Ok(0)
 }
 
 pub fn build(a: BuildArgs) -> Result<i32> {

@@ -52,6 +52,12 @@ enum Command {
     Rmi(images::RmiArgs),
     /// Give an image another name.
     Tag(images::TagArgs),
+    /// Send an image to a registry.
+    Push(images::TransferArgs),
+    /// Fetch an image from a registry.
+    Pull(images::TransferArgs),
+    /// Store credentials for a registry (checked first).
+    Login(images::LoginArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(images::ImageCommand),
@@ -70,6 +76,9 @@ pub fn real_main(started: Instant) -> i32 {
         Command::Images(a) => images::list(a),
         Command::Rmi(a) => images::rmi(a),
         Command::Tag(a) => images::tag(a),
+        Command::Push(a) => images::push(a),
+        Command::Pull(a) => images::pull(a),
+        Command::Login(a) => images::login(a),
         Command::Image(c) => images::image(c),
         Command::Bench(a) => bench::bench(a),
     };

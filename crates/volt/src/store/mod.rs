@@ -10,6 +10,7 @@
 pub mod build;
 pub mod derive;
 pub mod reference;
+pub mod registry;
 pub mod tree;
 
 use std::collections::HashMap;
@@ -349,7 +350,8 @@ impl Store {
                 let Ok(meta) = e.metadata() else {
                     continue;
                 };
-                if !keep.contains(&stem) {
+                // Partial downloads stay, for the next pull to resume.
+                if !keep.contains(&stem) && !name.ends_with(".partial") {
                     freed += meta.len();
                     let _ = std::fs::remove_file(e.path());
                 }
