@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 pub mod bench;
 pub mod image;
 pub mod images;
+pub mod instance;
+pub mod instances;
 pub mod publish;
 pub mod restart;
 pub mod run;
@@ -61,8 +63,25 @@ enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(images::ImageCommand),
+    /// List instances (running ones; -a for all).
+    Ps(instances::PsArgs),
+    /// Print an instance's output.
+    Logs(instances::LogsArgs),
+    /// Stop instances: SIGTERM, then SIGKILL after -t seconds.
+    Stop(instances::StopArgs),
+    /// Start stopped instances again.
+    Start(instances::NamesArgs),
+    /// Stop, then start instances.
+    Restart(instances::StopArgs),
+    /// Remove instances (-f: running ones too).
+    Rm(instances::RmArgs),
+    /// Print instances as JSON.
+    Inspect(instances::NamesArgs),
     /// Benchmarks (boot time against a process and the bare-KVM floor).
     Bench(bench::BenchArgs),
+    /// The supervisor of a detached instance (started by volt itself).
+    #[command(name = "__supervise", hide = true)]
+    Supervise { id: String },
 }
 
 /// Parses the command line and runs the command; returns the exit status.
@@ -80,7 +99,15 @@ pub fn real_main(started: Instant) -> i32 {
         Command::Pull(a) => images::pull(a),
         Command::Login(a) => images::login(a),
         Command::Image(c) => images::image(c),
+        Command::Ps(a) => instances::ps(a),
+        Command::Logs(a) => instances::logs_cmd(a),
+        Command::Stop(a) => instances::stop(a),
+        Command::Start(a) => instances::start(a),
+        Command::Restart(a) => instances::restart(a),
+        Command::Rm(a) => instances::rm(a),
+        Command::Inspect(a) => instances::inspect(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Supervise { id } => instance::supervise::supervise(&id),
     };
     match result {
         Ok(code) => code & 0xff,

@@ -14,6 +14,18 @@ use crate::store::{Image, Reference, Store};
 #[derive(Args, Debug)]
 #[command(trailing_var_arg = true)]
 pub struct RunArgs {
+    /// Run in the background, supervised by a volt process of its own;
+    /// prints the instance's ID (see `volt ps`, `volt logs`, `volt stop`).
+    #[arg(short, long)]
+    pub detach: bool,
+    /// The instance's name (with -d; default: the image's name and six hex digits).
+    #[arg(long, requires = "detach")]
+    pub name: Option<String>,
+    /// With -d: start the program again when it ends: `no` (default),
+    /// `on-failure[:N]` (after a non-zero exit, at most N times), `always`;
+    /// waits 0, 5, 10, 20, 40 s … (at most 5 minutes) between attempts.
+    #[arg(long, requires = "detach", value_name = "POLICY", value_parser = crate::restart::Policy::parse)]
+    pub restart: Option<crate::restart::Policy>,
     /// Guest memory, e.g. 4M, 128M, 1G (a bare number is MiB); default
     /// 512M, or what the image asks for. The host backs only what the guest
     /// touches, so the generous default costs nothing measurable at boot
@@ -97,6 +109,67 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// The `volt run` arguments that run the same thing in the foreground
+    /// (what a detached instance's supervisor runs): every option but
+    /// -d, --name and --restart, then the command.
+    pub fn foreground_args(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        let mut opt = |k: &str, val: String| {
+            v.push(k.to_string());
+            v.push(val);
+        };
+        if let Some(m) = self.memory {
+            opt("--memory", format!("{}K", m >> 10));
+        }
+        for e in &self.env {
+            opt("--env", e.clone());
+        }
+        if self.syscalls != "patch" {
+            opt("--syscalls", self.syscalls.clone());
+        }
+        if let Some(t) = self.timeout {
+            opt("--timeout", t.to_string());
+        }
+        if let Some(r) = &self.rootfs {
+            opt("--rootfs", r.to_string_lossy().into_owned());
+        }
+        for i in &self.include {
+            opt("--include", i.to_string_lossy().into_owned());
+        }
+        match &self.net {
+            Some(NetArg::Tap(t)) => opt("--net", format!("tap:{t}")),
+            Some(NetArg::None) => opt("--net", "none".into()),
+            None => {}
+        }
+        if let Some((ip, prefix)) = self.ip {
+            opt("--ip", format!("{}/{prefix}", std::net::Ipv4Addr::from(ip)));
+        }
+        if let Some(g) = self.gateway {
+            opt("--gateway", g.to_string());
+        }
+        for p in &self.publish {
+            opt("--publish", p.clone());
+        }
+        if self.timing {
+            v.push("--timing".into());
+        }
+        if self.trace_syscalls {
+            v.push("--trace-syscalls".into());
+        }
+        if let Some(s) = &self.stats {
+            v.push(if s == "all" { "--stats=all" } else { "--stats" }.into());
+        }
+        if self.guest_loader {
+            v.push("--guest-loader".into());
+        }
+        v.extend(
+            self.command
+                .iter()
+                .map(|c| c.to_string_lossy().into_owned()),
+        );
+        v
+    }
+
     /// The program (the first word of the command).
     pub fn binary(&self) -> PathBuf {
         self.command.first().map(PathBuf::from).unwrap_or_default()
@@ -173,6 +246,14 @@ fn merge_env(base: Vec<String>, over: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 }
 
 pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
+    if a.detach {
+        // Checked here, so that a typo fails now rather than in the log.
+        let image = find_image(&a)?.map(|(_, img)| img.reference.to_string());
+        if image.is_none() && a.rootfs.is_none() && std::fs::metadata(a.binary()).is_err() {
+            bail!("{}: no such file", a.binary().display());
+        }
+        return crate::instances::detach(&a, image);
+    }
     let timeout = match a.timeout {
         Some(t) if !(t > 0.0 && t < 1e9) => bail!("invalid --timeout {t} (expected seconds > 0)"),
         Some(t) => Some(Duration::from_secs_f64(t)),

@@ -1,0 +1,162 @@
+//! The supervisor of one detached instance (`volt __supervise ID`, started
+//! by `volt run -d` or `volt start` in a session of its own): it runs
+//! `volt run` as its child (which dies with it: PR_SET_PDEATHSIG), writes
+//! the child's output to the log, records starts and ends, and applies the
+//! restart policy with its backoff. SIGTERM (from `volt stop`) means: pass
+//! it to the child, and do not restart.
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::{logs, start_time, Db, State};
+use crate::restart::backoff;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// A run of this long resets the backoff (Unikraft Cloud: 10 minutes).
+const HEALTHY: Duration = Duration::from_secs(600);
+
+/// The exit status a shell would show for `s`.
+fn code_of(s: std::process::ExitStatus) -> i32 {
+    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+}
+
+/// Runs the instance `id` until it ends for good.
+pub fn supervise(id: &str) -> Result<i32> {
+    // SAFETY: installs an async-signal-safe handler (one atomic store).
+    unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
+    let db = Db::open_default()?;
+    let me = std::process::id() as i32;
+    db.set_supervisor(id, me, start_time(me).unwrap_or(0))?;
+    let mut log = logs::Writer::open(&db.dir(id))?;
+    let exe = std::env::current_exe().context("cannot find the volt executable")?;
+    let mut attempt = 0u32;
+    loop {
+        let Some(inst) = db.get(id)? else {
+            return Ok(0); // removed
+        };
+        if inst.stopping || STOP.load(Ordering::SeqCst) {
+            db.set_exited(id, inst.exit_code.unwrap_or(0), State::Exited)?;
+            return Ok(0);
+        }
+        let mut cmd = Command::new(&exe);
+        cmd.arg("run")
+            .args(&inst.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(cwd) = inst_cwd(&db, id) {
+            cmd.current_dir(cwd);
+        }
+        // SAFETY: prctl in the child before exec only asks the kernel to
+        // kill it when this supervisor dies; it touches no memory of ours.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            })
+        };
+        let began = Instant::now();
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                log.write(
+                    1,
+                    format!("volt: cannot start the instance: {e}\n").as_bytes(),
+                )?;
+                db.set_exited(id, 125, State::Exited)?;
+                return Ok(125);
+            }
+        };
+        let pid = child.id() as i32;
+        db.set_running(id, pid, start_time(pid).unwrap_or(0))?;
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<u8>)>();
+        let mut pumps = Vec::new();
+        let outs: [Option<Box<dyn Read + Send>>; 2] = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ];
+        for (n, out) in outs.into_iter().enumerate() {
+            let Some(mut out) = out else { continue };
+            let tx = tx.clone();
+            pumps.push(std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 << 10];
+                while let Ok(k) = out.read(&mut buf) {
+                    if k == 0 || tx.send((n, buf[..k].to_vec())).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        drop(tx);
+        let mut forwarded = false;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok((n, bytes)) => log.write(n, &bytes)?,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if STOP.load(Ordering::SeqCst) && !forwarded {
+                // SAFETY: kill(2) on our own child's PID (it is not reaped yet).
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                forwarded = true;
+            }
+        }
+        for p in pumps {
+            let _ = p.join();
+        }
+        let status = child.wait().context("cannot wait for the instance")?;
+        log.flush()?;
+        let code = code_of(status);
+        let inst = db.get(id)?.context("the instance vanished")?;
+        if began.elapsed() >= HEALTHY {
+            attempt = 0;
+        }
+        if inst.stopping
+            || STOP.load(Ordering::SeqCst)
+            || !inst.restart.restarts_after(code, inst.restarts)
+        {
+            db.set_exited(id, code, State::Exited)?;
+            return Ok(0);
+        }
+        db.set_exited(id, code, State::Restarting)?;
+        db.set(
+            id,
+            "UPDATE instances SET restarts = restarts + 1 WHERE id = ?1",
+            None,
+        )?;
+        let wait = backoff(attempt);
+        attempt += 1;
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            if STOP.load(Ordering::SeqCst) || db.get(id)?.is_none_or(|i| i.stopping) {
+                db.set_exited(id, code, State::Exited)?;
+                return Ok(0);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn inst_cwd(db: &Db, id: &str) -> Option<std::path::PathBuf> {
+    let p = db.dir(id).join("cwd");
+    std::fs::read(p).ok().map(|b| {
+        std::path::PathBuf::from(std::ffi::OsString::from(
+            String::from_utf8_lossy(&b).into_owned(),
+        ))
+    })
+}

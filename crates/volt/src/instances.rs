@@ -1,0 +1,443 @@
+//! The instance commands: `volt run -d`, `ps`, `logs`, `stop`, `start`,
+//! `restart`, `rm`, `inspect` (see [`crate::instance`] for how instances
+//! are kept and supervised).
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::images::Output;
+use crate::instance::{alive, logs, new_id, now, Db, Instance, State};
+use crate::restart::Policy;
+use crate::run::RunArgs;
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Also instances that are not running.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Print only the IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// table or json.
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Keep printing what the program writes, until the instance ends.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// Only lines written in the last DURATION (e.g. 30s, 5m, 2h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// Show when each line was written.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// The instance (name or ID prefix).
+    pub instance: String,
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Seconds to wait after SIGTERM before killing.
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    pub time: u64,
+    /// Instances (name or ID prefix).
+    #[arg(required = true)]
+    pub instances: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct NamesArgs {
+    /// Instances (name or ID prefix).
+    #[arg(required = true)]
+    pub instances: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Stop running instances first (killing them).
+    #[arg(short, long)]
+    pub force: bool,
+    /// Instances (name or ID prefix).
+    #[arg(required = true)]
+    pub instances: Vec<String>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 30s, 5m, 2h)"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("invalid duration {s:?} (e.g. 30s, 5m, 2h)")),
+    };
+    Ok(Duration::from_secs(n * mult))
+}
+
+/// Starts the supervisor of instance `id` in a session of its own.
+fn spawn_supervisor(db: &Db, id: &str) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the volt executable")?;
+    let dir = db.dir(id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("supervisor.log"))
+        .context("cannot open the supervisor's log")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("__supervise")
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err);
+    // SAFETY: setsid in the child before exec: a new session, so that the
+    // terminal's signals (Ctrl-C) do not reach the supervisor.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        })
+    };
+    cmd.spawn().context("cannot start the supervisor")?;
+    Ok(())
+}
+
+/// Waits until instance `id` has started (or ended); what it became.
+fn wait_started(db: &mut Db, id: &str) -> Result<Option<Instance>> {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        if let Some(i) = db.get(id)? {
+            if i.child.is_some() || matches!(i.state, State::Exited | State::Dead) {
+                return Ok(Some(i));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    db.get(id)
+}
+
+/// `volt run -d`: records the instance and starts its supervisor.
+pub fn detach(a: &RunArgs, image: Option<String>) -> Result<i32> {
+    let id = new_id();
+    let what = image.unwrap_or_else(|| a.binary().to_string_lossy().into_owned());
+    let name = match &a.name {
+        Some(n) if crate::instance::valid_name(n) => n.clone(),
+        Some(n) => bail!("invalid instance name {n:?} (letters, digits, . _ -; at most 64)"),
+        None => crate::instance::default_name(&what, &id),
+    };
+    let mut db = Db::open_default()?;
+    let inst = Instance {
+        id: id.clone(),
+        name,
+        image: what,
+        args: a.foreground_args(),
+        restart: a.restart.unwrap_or(Policy::No),
+        ports: a.publish.clone(),
+        created: now(),
+        state: State::Created,
+        supervisor: None,
+        child: None,
+        started: None,
+        finished: None,
+        exit_code: None,
+        restarts: 0,
+        stopping: false,
+    };
+    db.insert(&inst)?;
+    let dir = db.dir(&id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    std::fs::write(dir.join("cwd"), cwd.as_os_str().as_encoded_bytes())?;
+    if let Err(e) = spawn_supervisor(&db, &id) {
+        db.remove(&id)?;
+        return Err(e);
+    }
+    wait_started(&mut db, &id)?;
+    println!("{id}");
+    Ok(0)
+}
+
+fn ago(secs: i64) -> String {
+    let d = (now() - secs).max(0);
+    match d {
+        0..=1 => "Less than a second".into(),
+        2..=59 => format!("{d} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", d / 60),
+        3600..=7199 => "About an hour".into(),
+        7200..=172_799 => format!("{} hours", d / 3600),
+        _ => format!("{} days", d / 86_400),
+    }
+}
+
+fn status(i: &Instance) -> String {
+    match i.state {
+        State::Created => "Created".into(),
+        State::Running => format!("Up {}", ago(i.started.unwrap_or(i.created))),
+        State::Restarting => format!(
+            "Restarting ({}) {} ago",
+            i.exit_code.unwrap_or(0),
+            ago(i.finished.unwrap_or(i.created))
+        ),
+        State::Exited => format!(
+            "Exited ({}) {} ago",
+            i.exit_code.unwrap_or(0),
+            ago(i.finished.unwrap_or(i.created))
+        ),
+        State::Dead => "Dead (its supervisor was killed)".into(),
+    }
+}
+
+/// CPU seconds and resident memory of the running `volt run`.
+fn usage(i: &Instance) -> Option<(f64, u64)> {
+    let (pid, _) = i.child.filter(|_| alive(i.child))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let rss: u64 = statm.split(' ').nth(1)?.parse().ok()?;
+    Some((ticks / hz, rss * 4096))
+}
+
+pub fn ps(a: PsArgs) -> Result<i32> {
+    let mut db = Db::open_default()?;
+    let list: Vec<Instance> = db
+        .list()?
+        .into_iter()
+        .filter(|i| a.all || matches!(i.state, State::Running | State::Restarting))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if a.quiet {
+        for i in &list {
+            writeln!(out, "{}", &i.id[..12])?;
+        }
+        return Ok(0);
+    }
+    if a.output == Output::Json {
+        let v: Vec<serde_json::Value> = list.iter().map(|i| json(i, usage(i))).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(0);
+    }
+    let w = list.iter().map(|i| i.name.len()).max().unwrap_or(0).max(4);
+    let wi = list.iter().map(|i| i.image.len()).max().unwrap_or(0).max(5);
+    writeln!(
+        out,
+        "{:<12}  {:<w$}  {:<wi$}  {:<28}  {:<22}  {:>8}  {:>9}  UPTIME",
+        "ID", "NAME", "IMAGE", "STATUS", "PORTS", "CPU", "MEM"
+    )?;
+    for i in &list {
+        let (cpu, mem) = match usage(i) {
+            Some((c, m)) => (format!("{c:.2}s"), crate::images::human_size(m)),
+            None => ("-".into(), "-".into()),
+        };
+        let uptime = match i.state {
+            State::Running => ago(i.started.unwrap_or(i.created)),
+            _ => "-".into(),
+        };
+        writeln!(
+            out,
+            "{:<12}  {:<w$}  {:<wi$}  {:<28}  {:<22}  {:>8}  {:>9}  {}",
+            &i.id[..12],
+            i.name,
+            i.image,
+            status(i),
+            i.ports.join(","),
+            cpu,
+            mem,
+            uptime
+        )?;
+    }
+    Ok(0)
+}
+
+fn json(i: &Instance, usage: Option<(f64, u64)>) -> serde_json::Value {
+    serde_json::json!({
+        "id": i.id,
+        "name": i.name,
+        "image": i.image,
+        "args": i.args,
+        "state": i.state.as_str(),
+        "status": status(i),
+        "restart": i.restart.to_string(),
+        "restarts": i.restarts,
+        "ports": i.ports,
+        "created": crate::store::build::rfc3339(i.created),
+        "started": i.started.map(crate::store::build::rfc3339),
+        "finished": i.finished.map(crate::store::build::rfc3339),
+        "exit_code": i.exit_code,
+        "supervisor_pid": i.supervisor.filter(|_| alive(i.supervisor)).map(|p| p.0),
+        "pid": i.child.filter(|_| alive(i.child)).map(|p| p.0),
+        "cpu_seconds": usage.map(|u| u.0),
+        "memory_bytes": usage.map(|u| u.1),
+    })
+}
+
+pub fn inspect(a: NamesArgs) -> Result<i32> {
+    let mut db = Db::open_default()?;
+    let v = a
+        .instances
+        .iter()
+        .map(|n| db.find(n).map(|i| json(&i, usage(&i))))
+        .collect::<Result<Vec<_>>>()?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(0)
+}
+
+pub fn logs_cmd(a: LogsArgs) -> Result<i32> {
+    let mut db = Db::open_default()?;
+    let i = db.find(&a.instance)?;
+    let dir = db.dir(&i.id);
+    let (mut entries, mut at) = logs::read_from(&dir, 0);
+    if let Some(s) = a.since {
+        let from = (now() - s.as_secs() as i64) * 1_000_000_000;
+        entries.retain(|e| e.t >= from);
+    }
+    if let Some(n) = a.tail {
+        let skip = entries.len().saturating_sub(n);
+        entries.drain(..skip);
+    }
+    logs::print(&entries, a.timestamps)?;
+    if !a.follow {
+        return Ok(0);
+    }
+    loop {
+        let (more, end) = logs::read_from(&dir, at);
+        at = end;
+        logs::print(&more, a.timestamps)?;
+        let Some(now_i) = db.get(&i.id)? else {
+            return Ok(0);
+        };
+        // Following ends with the instance (and its supervisor).
+        if more.is_empty() && !alive(now_i.supervisor) {
+            let (last, _) = logs::read_from(&dir, at);
+            logs::print(&last, a.timestamps)?;
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Stops `i`: no more restarts, SIGTERM to the program's monitor, SIGKILL
+/// after `grace`.
+fn stop_one(db: &mut Db, i: &Instance, grace: Duration) -> Result<()> {
+    db.set(
+        &i.id,
+        "UPDATE instances SET stopping = 1 WHERE id = ?1",
+        None,
+    )?;
+    let kill = |p: Option<(i32, u64)>, sig| {
+        if alive(p) {
+            if let Some((pid, _)) = p {
+                // SAFETY: kill(2) on a PID just checked to be that process.
+                unsafe { libc::kill(pid, sig) };
+            }
+        }
+    };
+    kill(i.supervisor, libc::SIGTERM);
+    kill(i.child, libc::SIGTERM);
+    let t = Instant::now();
+    while alive(i.supervisor) && t.elapsed() < grace {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if alive(i.supervisor) || alive(i.child) {
+        kill(i.child, libc::SIGKILL);
+        let t = Instant::now();
+        while alive(i.supervisor) && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        kill(i.supervisor, libc::SIGKILL);
+    }
+    if let Some(now_i) = db.get(&i.id)? {
+        if now_i.state != State::Exited {
+            db.set_exited(&i.id, now_i.exit_code.unwrap_or(137), State::Exited)?;
+        }
+    }
+    Ok(())
+}
+
+fn each(names: &[String], mut f: impl FnMut(&mut Db, &Instance) -> Result<()>) -> Result<i32> {
+    let mut db = Db::open_default()?;
+    // Every name is checked before anything changes.
+    let found = names
+        .iter()
+        .map(|n| db.find(n))
+        .collect::<Result<Vec<_>>>()?;
+    for i in found {
+        f(&mut db, &i)?;
+        println!("{}", i.name);
+    }
+    Ok(0)
+}
+
+pub fn stop(a: StopArgs) -> Result<i32> {
+    let grace = Duration::from_secs(a.time);
+    each(&a.instances, |db, i| stop_one(db, i, grace))
+}
+
+fn start_one(db: &mut Db, i: &Instance) -> Result<()> {
+    if alive(i.supervisor) {
+        return Ok(()); // already running (or restarting)
+    }
+    db.set(
+        &i.id,
+        "UPDATE instances SET stopping = 0, restarts = 0, state = 'created' WHERE id = ?1",
+        None,
+    )?;
+    spawn_supervisor(db, &i.id)?;
+    wait_started(db, &i.id)?;
+    Ok(())
+}
+
+pub fn start(a: NamesArgs) -> Result<i32> {
+    each(&a.instances, start_one)
+}
+
+pub fn restart(a: StopArgs) -> Result<i32> {
+    let grace = Duration::from_secs(a.time);
+    each(&a.instances, |db, i| {
+        stop_one(db, i, grace)?;
+        let fresh = db.get(&i.id)?.context("the instance vanished")?;
+        start_one(db, &fresh)
+    })
+}
+
+pub fn rm(a: RmArgs) -> Result<i32> {
+    let mut db = Db::open_default()?;
+    let found = a
+        .instances
+        .iter()
+        .map(|n| db.find(n))
+        .collect::<Result<Vec<_>>>()?;
+    if !a.force {
+        if let Some(i) = found.iter().find(|i| alive(i.supervisor)) {
+            bail!(
+                "{} is running: stop it first (volt stop {}) or use rm -f",
+                i.name,
+                i.name
+            );
+        }
+    }
+    for i in found {
+        if alive(i.supervisor) || alive(i.child) {
+            stop_one(&mut db, &i, Duration::ZERO)?;
+        }
+        db.remove(&i.id)?;
+        println!("{}", i.name);
+    }
+    Ok(0)
+}
