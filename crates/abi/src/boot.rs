@@ -113,6 +113,13 @@ pub struct SchedShared {
     /// library OS (it is never interrupted there): the guest yields at the
     /// end of the system call in progress and clears it.
     pub tick_missed: u32,
+    /// Signals sent to `volt run` from the host (bit N = signal N: SIGTERM
+    /// from `volt stop`, SIGINT from a terminal), ORed in by the monitor
+    /// while the vCPU is out of the guest; the guest takes and clears them
+    /// when it next schedules and sends them to the program.
+    pub host_signals: u32,
+    /// Reserved, zero.
+    pub _reserved: u32,
 }
 
 /// Guest TSC readings taken at boot milestones (0 = not reached). Written by
@@ -297,6 +304,8 @@ impl BootInfo {
             sched: SchedShared {
                 want_tick: 0,
                 tick_missed: 0,
+                host_signals: 0,
+                _reserved: 0,
             },
             net: NetInfo {
                 present: 0,

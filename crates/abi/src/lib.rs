@@ -23,4 +23,4 @@ pub mod sites;
 pub mod virtio;
 
 /// Version of the boot contract; bumped on every incompatible change.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;

@@ -23,6 +23,7 @@ pub mod builder;
 mod cpuid;
 pub mod devices;
 mod error;
+pub mod host_signals;
 pub mod hypercall;
 pub mod kvm_stats;
 pub mod memory;

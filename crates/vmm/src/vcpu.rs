@@ -183,18 +183,34 @@ impl Vm {
         }
     }
 
-    /// On a tick: inject the timer interrupt if the guest wants preemption,
-    /// can take an interrupt, and is executing application code (the library
-    /// OS is never interrupted, so its interrupt stacks never nest).
+    /// Hands signals the host sent to the guest, and makes it schedule soon
+    /// (see [`crate::host_signals`]).
+    fn post_host_signals(&mut self, sigs: u32) {
+        let at = BOOT_INFO_PA
+            + SCHED_OFFSET as u64
+            + core::mem::offset_of!(SchedShared, host_signals) as u64;
+        let old: u32 = self.mem.read_obj(GuestAddress(at)).unwrap_or(0);
+        let _ = self.mem.write_obj(old | sigs, GuestAddress(at));
+        self.inject_tick();
+    }
+
+    /// On a tick: inject the timer interrupt if the guest wants preemption.
     fn maybe_inject_tick(&mut self) {
         let want = self
             .mem
             .read_obj::<Pod<SchedShared>>(GuestAddress(BOOT_INFO_PA + SCHED_OFFSET as u64))
             .map(|p| p.0.want_tick != 0)
             .unwrap_or(false);
-        if !want {
-            return;
+        if want {
+            self.inject_tick();
         }
+    }
+
+    /// Injects the timer interrupt if the guest can take an interrupt and
+    /// is executing application code (the library OS is never interrupted,
+    /// so its interrupt stacks never nest: it is told to yield at the end
+    /// of its system call instead).
+    fn inject_tick(&mut self) {
         // PVM reports IF clear after its emulated `iretq` to CPL 3 although
         // user mode is always interruptible there; the guest can never set IF
         // itself. Application code is interruptible by our contract, so set
@@ -260,8 +276,10 @@ impl Vm {
                 None => Duration::from_millis(100),
             };
             // A device that has work for the guest wakes it early, and so
-            // does stdin when the guest waits for it.
-            if self.wait_for_device(nap, b.flags & BLOCK_WAKE_ON_STDIN != 0) {
+            // do stdin when the guest waits for it and a signal for it.
+            if crate::host_signals::pending()
+                || self.wait_for_device(nap, b.flags & BLOCK_WAKE_ON_STDIN != 0)
+            {
                 break;
             }
         }
@@ -272,14 +290,13 @@ impl Vm {
     /// Sleeps up to `nap` on the device wake-up eventfd (and on stdin when
     /// `stdin`); `true` if woken.
     fn wait_for_device(&self, nap: Duration, stdin: bool) -> bool {
-        let mut fds = Vec::with_capacity(2);
-        if self.net.is_some() {
-            fds.push(libc::pollfd {
-                fd: self.wake.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
+        // The wake-up eventfd: the network thread's, and the signal
+        // handler's (crate::host_signals).
+        let mut fds = vec![libc::pollfd {
+            fd: self.wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
         if stdin {
             fds.push(libc::pollfd {
                 fd: 0,
@@ -287,17 +304,13 @@ impl Vm {
                 revents: 0,
             });
         }
-        if fds.is_empty() {
-            std::thread::sleep(nap);
-            return false;
-        }
         let ms = nap.as_millis().clamp(1, i32::MAX as u128) as i32;
         // SAFETY: `fds` is a live array of `fds.len()` pollfd structures.
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
         if rc <= 0 {
             return false;
         }
-        if self.net.is_some() && fds[0].revents != 0 {
+        if fds[0].revents != 0 {
             let _ = self.wake.read();
         }
         true
@@ -307,6 +320,10 @@ impl Vm {
         loop {
             if expired.load(Ordering::Relaxed) {
                 return Ok(Outcome::TimedOut(self.regs_summary()));
+            }
+            let sigs = crate::host_signals::take();
+            if sigs != 0 {
+                self.post_host_signals(sigs);
             }
             let exit = self.next_exit()?;
             match exit {

@@ -49,4 +49,11 @@ impl Vm {
     pub fn stats(&self) -> &ExitStats {
         &self.stats
     }
+
+    /// Passes the signals of [`crate::host_signals::FORWARDED`] that this
+    /// process receives on to the guest program from now on.
+    pub fn forward_signals(&self) {
+        use std::os::fd::AsRawFd;
+        crate::host_signals::forward(self.wake.as_raw_fd());
+    }
 }

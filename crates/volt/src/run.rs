@@ -398,6 +398,8 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     if let (Some(b), Some(n)) = (bound, &cfg.net) {
         proxy::spawn(b, std::net::Ipv4Addr::from(n.ipv4))?;
     }
+    // SIGTERM (volt stop), SIGINT (a terminal) and the like go to the program.
+    vm.forward_signals();
     let outcome = vm.run()?;
     drop(cfg);
     if !matches!(outcome, Outcome::Exited(_)) {

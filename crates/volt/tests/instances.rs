@@ -142,6 +142,25 @@ fn a_detached_instance_lives_logs_stops_starts_and_is_removed() {
 }
 
 #[test]
+fn stop_sends_sigterm_to_the_program_which_may_end_cleanly() {
+    if !kvm_available("stop_sends_sigterm_to_the_program_which_may_end_cleanly") {
+        return;
+    }
+    let c = Ctx::new("graceful");
+    let p = program("sigterm", "musl");
+    c.ok(&["run", "-d", "--name", "g", p.to_str().unwrap(), "sleep"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.out(&["logs", "g"]).contains("ready") {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.ok(&["stop", "g"]);
+    let i = c.inspect("g");
+    assert_eq!(i["exit_code"], 3, "the program's own status: {i}");
+    assert_eq!(c.out(&["logs", "g"]), "ready\ngot signal 15, cleaning up\n");
+}
+
+#[test]
 fn logs_follow_prints_everything_until_the_instance_ends() {
     if !kvm_available("logs_follow_prints_everything_until_the_instance_ends") {
         return;

@@ -333,3 +333,49 @@ fn abort_ends_with_134_and_the_shells_words() {
         }
     }
 }
+
+/// Starts `cmd`, waits for its "ready" line, sends SIGTERM; its output and status.
+fn terminated(mut cmd: std::process::Command) -> (String, Option<i32>) {
+    use std::io::{BufRead, Read};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    out.read_line(&mut first).expect("read");
+    assert_eq!(first, "ready\n");
+    // SAFETY: kill(2) of the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).expect("read");
+    let st = child.wait().expect("wait");
+    (first + &rest, st.code())
+}
+
+#[test]
+fn sigterm_to_volt_reaches_the_program_as_natively() {
+    if !kvm_available("sigterm_to_volt_reaches_the_program_as_natively") {
+        return;
+    }
+    let p = program("sigterm", "musl");
+    for mode in ["sleep", "spin"] {
+        let mut n = std::process::Command::new(&p);
+        n.arg(mode);
+        let native = terminated(n);
+        assert_eq!(
+            native,
+            ("ready\ngot signal 15, cleaning up\n".into(), Some(3))
+        );
+        for extra in [&[][..], &["--syscalls", "trap"][..]] {
+            let mut u = volt();
+            u.arg("run").args(extra).arg(&p).arg(mode);
+            assert_eq!(terminated(u), native, "{mode} {extra:?}");
+        }
+    }
+    // Without a handler, SIGTERM's default action ends it: 143, as natively.
+    let mut u = volt();
+    u.arg("run").arg(&p).arg("default");
+    assert_eq!(terminated(u), ("ready\n".into(), Some(143)));
+}

@@ -93,6 +93,7 @@ pub fn schedule() {
             s.wake_expired(now);
             s.fire_timers(now);
             s.fire_real_timer(now);
+            s.take_host_signals();
             let prev = s.current;
             let prev_runnable = s
                 .threads

@@ -2,6 +2,7 @@
 //! baselines measured in the same run (never pass/fail timings).
 mod abi;
 mod boot;
+mod images;
 mod net;
 mod programs;
 mod runstats;
@@ -29,6 +30,10 @@ enum Bench {
     /// processes vs. unikernels: Python's start, http.server's first
     /// answer, PSS of idle instances, redis-benchmark (root).
     Programs(programs::ProgramsArgs),
+    /// Images and instances: `volt run [-d] IMAGE` to the first HTTP 200
+    /// against the bare binary, `volt ps` with hundreds of instances, `volt
+    /// pull` of 50 MiB against skopeo (root; go, skopeo, docker-registry).
+    Images(images::ImagesArgs),
 }
 
 pub fn bench(a: BenchArgs) -> Result<i32> {
@@ -37,5 +42,6 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
         Bench::Abi(b) => abi::run(b),
         Bench::Net(b) => net::run(b),
         Bench::Programs(b) => programs::run(b),
+        Bench::Images(b) => images::run(b),
     }
 }
