@@ -79,6 +79,13 @@ enum Command {
     Inspect(instances::NamesArgs),
     /// Benchmarks (boot time against a process and the bare-KVM floor).
     Bench(bench::BenchArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print volt's manual page (roff: `volt man | man -l -`).
+    Man,
     /// The supervisor of a detached instance (started by volt itself).
     #[command(name = "__supervise", hide = true)]
     Supervise { id: String },
@@ -107,6 +114,18 @@ pub fn real_main(started: Instant) -> i32 {
         Command::Rm(a) => instances::rm(a),
         Command::Inspect(a) => instances::inspect(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "volt", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map(|_| 0)
+                .map_err(anyhow::Error::from)
+        }
         Command::Supervise { id } => instance::supervise::supervise(&id),
     };
     match result {
