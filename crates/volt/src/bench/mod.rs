@@ -7,6 +7,7 @@ mod net;
 mod programs;
 mod runstats;
 mod stats;
+mod suite;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -34,6 +35,10 @@ enum Bench {
     /// against the bare binary, `volt ps` with hundreds of instances, `volt
     /// pull` of 50 MiB against skopeo (root; go, skopeo, docker-registry).
     Images(images::ImagesArgs),
+    /// The OptiVolt report: the same workloads as a process, a container
+    /// (runc) and a unikernel — boot, a web server, the seed's Python
+    /// workload, idle cost, density — charts in OUT/index.html (root).
+    Suite(suite::SuiteArgs),
 }
 
 pub fn bench(a: BenchArgs) -> Result<i32> {
@@ -43,5 +48,6 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
         Bench::Net(b) => net::run(b),
         Bench::Programs(b) => programs::run(b),
         Bench::Images(b) => images::run(b),
+        Bench::Suite(b) => suite::run(b),
     }
 }

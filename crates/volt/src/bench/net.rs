@@ -250,7 +250,7 @@ fn wrk(a: &NetArgs, addr: SocketAddr, pid: u32) -> Result<Round> {
 }
 
 /// wrk's "123.45us", "1.20ms", "2.00s".
-fn parse_wrk_time(v: &str) -> Option<Duration> {
+pub(super) fn parse_wrk_time(v: &str) -> Option<Duration> {
     let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
     let x: f64 = num.parse().ok()?;
     let secs = match unit {

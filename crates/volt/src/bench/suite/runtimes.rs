@@ -1,0 +1,359 @@
+//! The runtimes the suite compares, each started the same way: a command
+//! that runs one program with its arguments (and, for servers, listens on a
+//! host port on 127.0.0.1). A runtime that is missing is listed with the
+//! reason, never invented.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use super::report::RuntimeInfo;
+
+/// A runtime the suite can drive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runtime {
+    /// A plain Linux process.
+    Process,
+    /// `runc run` of a bundle the suite makes (the binary alone in its rootfs).
+    Runc,
+    /// `volt run` (its `-p` relay for servers).
+    Unikernel,
+}
+
+impl Runtime {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Runtime::Process => "process",
+            Runtime::Runc => "runc",
+            Runtime::Unikernel => "unikernel",
+        }
+    }
+}
+
+fn version(cmd: &str, arg: &str) -> Option<String> {
+    let o = Command::new(cmd).arg(arg).output().ok()?;
+    if !o.status.success() {
+        return None;
+    }
+    let t = String::from_utf8_lossy(&o.stdout);
+    t.lines().next().map(|l| l.trim().to_string())
+}
+
+/// Which of the requested runtimes can run here; the others with a reason.
+pub fn detect(wanted: &[String]) -> (Vec<Runtime>, Vec<RuntimeInfo>) {
+    let mut ok = Vec::new();
+    let mut info = Vec::new();
+    for w in wanted {
+        let (rt, what, skipped) = match w.as_str() {
+            "process" => (Some(Runtime::Process), "a Linux process".to_string(), None),
+            "runc" => match version("runc", "--version") {
+                Some(v) => (Some(Runtime::Runc), format!("{v}, a bundle with the binary alone"), None),
+                None => (None, String::new(), Some("runc is not installed (apt-get install runc)".to_string())),
+            },
+            "crun" => (
+                None,
+                String::new(),
+                Some(match version("crun", "--version") {
+                    Some(_) => "crun refuses this host's hybrid cgroup layout (../shared/components.md); runc runs instead".into(),
+                    None => "crun is not installed".into(),
+                }),
+            ),
+            "podman" | "docker" => (
+                None,
+                String::new(),
+                Some(match version(w, "--version") {
+                    Some(v) if w == "docker" && Command::new("docker").arg("info").output().map(|o| !o.status.success()).unwrap_or(true) => {
+                        format!("{v}: its daemon is not running here")
+                    }
+                    Some(v) => format!("{v}: not driven by this version of the suite (runc runs the same bundle)"),
+                    None => format!("{w} is not installed"),
+                }),
+            ),
+            "unikernel" => (Some(Runtime::Unikernel), "volt run (OptiVolt unikernel, -p for servers)".to_string(), None),
+            "firecracker" | "qemu" => (
+                None,
+                String::new(),
+                Some(format!(
+                    "needs a guest kernel (--{w} BIN --kernel VMLINUX, not in Debian); on these nested-PVM hosts a Linux guest had not reached init after minutes (../shared/platform.md), so no figure is given"
+                )),
+            ),
+            other => (None, String::new(), Some(format!("unknown runtime {other:?}"))),
+        };
+        if let Some(r) = rt.clone() {
+            ok.push(r);
+        }
+        info.push(RuntimeInfo {
+            name: w.clone(),
+            what,
+            skipped,
+        });
+    }
+    (ok, info)
+}
+
+/// Starts programs under a runtime; keeps what it made (runc bundles).
+pub struct Launcher {
+    pub runtime: Runtime,
+    work: PathBuf,
+    volt: PathBuf,
+    count: u32,
+}
+
+/// A started program, stopped (and its container deleted) when dropped.
+pub struct Running {
+    pub child: Child,
+    runc_id: Option<(PathBuf, String)>,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for it to end by itself.
+    pub fn wait(mut self) -> Result<std::process::ExitStatus> {
+        let st = self.child.wait().context("wait")?;
+        Ok(st)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some((root, id)) = &self.runc_id {
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(root)
+                .args(["kill", id, "KILL"])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some((root, id)) = &self.runc_id {
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(root)
+                .args(["delete", "-f", id])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Launcher {
+    pub fn new(runtime: Runtime, work: &Path) -> Result<Launcher> {
+        std::fs::create_dir_all(work)?;
+        Ok(Launcher {
+            runtime,
+            work: work.to_path_buf(),
+            volt: std::env::current_exe().context("cannot find volt")?,
+            count: 0,
+        })
+    }
+
+    /// A bundle whose rootfs holds `bin` as /app/bin, running it with `args`.
+    fn bundle(&self, bin: &Path, args: &[String], memory: u64) -> Result<PathBuf> {
+        let name = bin
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "bin".into());
+        let b = self.work.join(format!("bundle-{name}-{}", self.count));
+        let _ = std::fs::remove_dir_all(&b);
+        std::fs::create_dir_all(b.join("rootfs/app"))?;
+        std::fs::create_dir_all(b.join("rootfs/tmp"))?;
+        std::fs::copy(bin, b.join("rootfs/app/bin"))?;
+        let st = Command::new("runc")
+            .args(["spec"])
+            .current_dir(&b)
+            .status()
+            .context("cannot run runc spec")?;
+        if !st.success() {
+            bail!("runc spec failed");
+        }
+        let p = b.join("config.json");
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p)?)?;
+        let mut argv = vec!["/app/bin".to_string()];
+        argv.extend(args.iter().cloned());
+        v["process"]["args"] = serde_json::json!(argv);
+        v["process"]["terminal"] = serde_json::json!(false);
+        v["root"]["readonly"] = serde_json::json!(false);
+        // The suite's own network namespace (so 127.0.0.1 is shared), and
+        // the same memory limit as the unikernel gets.
+        if let Some(ns) = v["linux"]["namespaces"].as_array_mut() {
+            ns.retain(|n| n["type"] != "network");
+        }
+        v["linux"]["resources"]["memory"] = serde_json::json!({ "limit": memory });
+        std::fs::write(&p, serde_json::to_vec_pretty(&v)?)?;
+        Ok(b)
+    }
+
+    /// Starts `bin args`; a server listens on 127.0.0.1:`port` (the
+    /// unikernel through `-p port:guest_port`, `args` then say `:guest_port`).
+    pub fn start(
+        &mut self,
+        bin: &Path,
+        args: &[String],
+        server: Option<(u16, u16)>,
+        memory: u64,
+        quiet: bool,
+    ) -> Result<Running> {
+        self.count += 1;
+        let out = || {
+            if quiet {
+                Stdio::null()
+            } else {
+                Stdio::inherit()
+            }
+        };
+        let (mut cmd, runc_id) = match self.runtime {
+            Runtime::Process => {
+                let mut c = Command::new(bin);
+                c.args(host_args(args, server));
+                (c, None)
+            }
+            Runtime::Runc => {
+                let b = self.bundle(bin, &host_args(args, server), memory)?;
+                let root = self.work.join("runc-root");
+                let id = format!("suite-{}-{}", std::process::id(), self.count);
+                let mut c = Command::new("runc");
+                c.arg("--root")
+                    .arg(&root)
+                    .args(["run", "--bundle"])
+                    .arg(&b)
+                    .arg(&id);
+                (c, Some((root, id)))
+            }
+            Runtime::Unikernel => {
+                let mut c = Command::new(&self.volt);
+                c.arg("run")
+                    .arg("--memory")
+                    .arg(format!("{}K", memory >> 10));
+                if let Some((host, guest)) = server {
+                    c.arg("-p").arg(format!("127.0.0.1:{host}:{guest}"));
+                }
+                c.arg(bin).args(args);
+                (c, None)
+            }
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot start {} under {}",
+                    bin.display(),
+                    self.runtime.name()
+                )
+            })?;
+        Ok(Running { child, runc_id })
+    }
+}
+
+/// The arguments as a host process gets them: the guest port's `:P`
+/// becomes `127.0.0.1:HOST`.
+fn host_args(args: &[String], server: Option<(u16, u16)>) -> Vec<String> {
+    args.iter()
+        .map(|a| match server {
+            Some((host, guest)) if *a == format!(":{guest}") => format!("127.0.0.1:{host}"),
+            _ => a.clone(),
+        })
+        .collect()
+}
+
+/// The process and its descendants (from /proc).
+pub fn tree(root: u32) -> Vec<u32> {
+    let mut kids: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some(close) = stat.rfind(')') else {
+                continue;
+            };
+            let ppid = stat[close + 2..]
+                .split(' ')
+                .nth(1)
+                .and_then(|p| p.parse::<u32>().ok())
+                .unwrap_or(0);
+            kids.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        if let Some(k) = kids.get(&out[i]) {
+            out.extend(k.iter().copied());
+        }
+        i += 1;
+    }
+    out
+}
+
+/// CPU seconds (user + system) used by `pids` so far.
+pub fn cpu_seconds(pids: &[u32]) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    pids.iter()
+        .filter_map(|p| {
+            let s = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let f: Vec<&str> = s[s.rfind(')')? + 2..].split(' ').collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .sum::<f64>()
+        / hz
+}
+
+/// Proportional set size of `pids`, MiB.
+pub fn pss_mib(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|p| {
+            let s = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok()?;
+            s.lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .sum::<f64>()
+        / 1024.0
+}
+
+/// Resident set size of `pids`, MiB.
+pub fn rss_mib(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|p| {
+            let s = std::fs::read_to_string(format!("/proc/{p}/statm")).ok()?;
+            s.split(' ').nth(1)?.parse::<f64>().ok()
+        })
+        .sum::<f64>()
+        * 4096.0
+        / (1 << 20) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_runtimes_say_why_and_host_arguments_take_the_host_port() {
+        let (ok, info) = detect(&["process".into(), "firecracker".into(), "nosuch".into()]);
+        assert_eq!(ok, [Runtime::Process]);
+        assert!(info[1].skipped.as_deref().unwrap().contains("guest kernel"));
+        assert!(info[2]
+            .skipped
+            .as_deref()
+            .unwrap()
+            .contains("unknown runtime"));
+        assert_eq!(
+            host_args(&["serve".into(), ":8080".into()], Some((18000, 8080))),
+            ["serve", "127.0.0.1:18000"]
+        );
+        let me = std::process::id();
+        assert!(tree(me).contains(&me));
+        assert!(cpu_seconds(&[me]) >= 0.0 && pss_mib(&[me]) > 0.0 && rss_mib(&[me]) > 0.0);
+    }
+}

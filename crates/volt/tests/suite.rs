@@ -1,0 +1,45 @@
+//! The benchmark suite's harness (not its figures): a short run writes the
+//! four report files, with a row per runtime that ran and the reason for
+//! each that did not.
+mod common;
+
+use common::*;
+
+#[test]
+fn a_short_suite_run_writes_the_report() {
+    if !kvm_available("a_short_suite_run_writes_the_report") {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("=== SKIPPED a_short_suite_run_writes_the_report: volt bench suite needs root (a network namespace) ===");
+        return;
+    }
+    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("suite-report");
+    let _ = std::fs::remove_dir_all(&out);
+    let o = volt()
+        .args(["bench", "suite", "--only", "hello", "--runs", "2"])
+        .args(["--runtimes", "process,unikernel,firecracker", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let m = json["measurements"].as_array().unwrap();
+    assert_eq!(m.len(), 2, "hello on two runtimes");
+    for x in m {
+        assert_eq!(x["samples"].as_array().unwrap().len(), 2);
+        assert!(x["median"].as_f64().unwrap() > 0.0);
+    }
+    let fc = &json["runtimes"][2];
+    assert_eq!(fc["name"], "firecracker");
+    assert!(fc["skipped"].as_str().unwrap().contains("guest kernel"));
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(md.contains("| boot to exit (ms) |"), "{md}");
+    assert!(md.contains("\"Boot time < 50 ms\""), "{md}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3);
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 1);
+}
