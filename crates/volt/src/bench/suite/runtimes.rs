@@ -74,7 +74,7 @@ pub fn detect(wanted: &[String]) -> (Vec<Runtime>, Vec<RuntimeInfo>) {
                 None,
                 String::new(),
                 Some(format!(
-                    "needs a guest kernel (--{w} BIN --kernel VMLINUX, not in Debian); on these nested-PVM hosts a Linux guest had not reached init after minutes (../shared/platform.md), so no figure is given"
+                    "not driven by this version of the suite: {w} needs a Linux guest kernel (not in Debian), and on these nested-PVM hosts such a guest had not reached init after minutes (../shared/platform.md), so no figure is given"
                 )),
             ),
             other => (None, String::new(), Some(format!("unknown runtime {other:?}"))),
