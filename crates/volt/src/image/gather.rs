@@ -44,7 +44,10 @@ pub fn pack_dynamic(
         .and_then(super::index::check)
         .and_then(|f| {
             let p = cache_dir()?.join(format!("{}.cpio", f.key));
-            Some((MappedFile::open_lazy(&p).ok()?, f.libraries))
+            let m = MappedFile::open_lazy(&p).ok()?;
+            // Used now: the cache's eviction goes by modification time.
+            let _ = m.file().set_modified(std::time::SystemTime::now());
+            Some((m, f.libraries))
         });
     let (file, libraries) = match quick {
         Some(x) => x,
@@ -56,7 +59,11 @@ pub fn pack_dynamic(
                 Some(f) => f,
                 None => {
                     let bytes = write_cpio(&entries)?;
-                    store(cached.as_deref(), &bytes)?
+                    let f = store(cached.as_deref(), &bytes)?;
+                    if let (Some(dir), Some(p)) = (cache_dir(), cached.as_deref()) {
+                        prune(&dir, p, cache_limit());
+                    }
+                    f
                 }
             };
             if let (Some(idx), Some(_)) = (&index, &cached) {
@@ -311,6 +318,42 @@ fn cache_dir() -> Option<PathBuf> {
 /// Writes the packed rootfs to the cache (atomically: a temporary file
 /// renamed) and maps it; without a usable cache, to an unlinked temporary
 /// file.
+/// The most the rootfs cache may hold: `$VOLT_CACHE_MAX` (a size such as
+/// `2G`), else 4 GiB.
+fn cache_limit() -> u64 {
+    std::env::var("VOLT_CACHE_MAX")
+        .ok()
+        .and_then(|s| super::size::parse(&s).ok())
+        .unwrap_or(4 << 30)
+}
+
+/// Deletes the least recently used archives of the cache in `dir` until
+/// it holds at most `limit` bytes, never `keep` (just written). An index
+/// whose archive is gone only makes the next run gather again.
+fn prune(dir: &Path, keep: &Path, limit: u64) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = rd
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cpio"))
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((m.modified().ok()?, m.len(), e.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    files.sort();
+    for (_, len, p) in files {
+        if total <= limit {
+            break;
+        }
+        if p != keep && std::fs::remove_file(&p).is_ok() {
+            total -= len;
+        }
+    }
+}
+
 fn store(path: Option<&Path>, bytes: &[u8]) -> Result<MappedFile> {
     if let Some(p) = path {
         if let Some(dir) = p.parent() {
@@ -385,6 +428,34 @@ mod tests {
         assert!(!skip_in_interpreter_tree(Path::new(
             "/usr/lib/python3.11/lib-dynload"
         )));
+    }
+
+    #[test]
+    fn the_cache_keeps_the_most_recently_used_archives_within_its_limit() {
+        let d = std::env::temp_dir().join(format!("volt-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let t0 = std::time::SystemTime::now() - std::time::Duration::from_secs(100);
+        for (i, name) in ["old.cpio", "mid.cpio", "new.cpio", "kept.cpio"]
+            .iter()
+            .enumerate()
+        {
+            let p = d.join(name);
+            std::fs::write(&p, vec![0u8; 1000]).unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(t0 + std::time::Duration::from_secs(10 * i as u64))
+                .unwrap();
+        }
+        std::fs::write(d.join("x.index"), b"not an archive").unwrap();
+        // "old" is the oldest but it was just written: it stays.
+        prune(&d, &d.join("old.cpio"), 2500);
+        let mut left: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["kept.cpio", "old.cpio", "x.index"]);
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
