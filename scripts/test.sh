@@ -21,6 +21,7 @@ command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
 # OCI images made by other tools, imported and read back by tests/images.rs.
 command -v skopeo >/dev/null 2>&1 || need="$need skopeo"
 command -v umoci >/dev/null 2>&1 || need="$need umoci"
+command -v buildah >/dev/null 2>&1 || need="$need buildah"
 # A registry on 127.0.0.1 for tests/registry.rs.
 command -v docker-registry >/dev/null 2>&1 || need="$need docker-registry"
 if [ -n "$need" ]; then

@@ -321,6 +321,37 @@ fn an_oci_image_made_by_umoci_and_skopeo_is_imported_runs_and_our_store_reads_ba
 }
 
 #[test]
+fn a_dockerfile_is_built_with_buildah() {
+    let name = "a_dockerfile_is_built_with_buildah";
+    if !kvm_available(name) || !have("buildah", name) {
+        return;
+    }
+    let c = Ctx::new("dockerfile");
+    copy_exec(&program("hello", "musl"), &c.dir.join("hello"));
+    c.write(
+        "Dockerfile",
+        "FROM scratch\nCOPY hello /app/hello\nCMD [\"/app/hello\", \"dockerfile\"]\n",
+    );
+    c.write(
+        "Voltfile",
+        "spec: v1\nname: fromdf\nrootfs: ./Dockerfile\nenv: {A: b}\n",
+    );
+    c.ok(&["build", "."]);
+    assert_eq!(
+        String::from_utf8_lossy(&c.volt(&["run", "fromdf"]).stdout),
+        "hello, dockerfile\n"
+    );
+    // buildah's storage is volt's, in the data directory.
+    assert!(c.dir.join("data/buildah/root").is_dir());
+    // A Dockerfile that does not build says so in one line.
+    c.write("Dockerfile", "FROM scratch\nCOPY nothere /x\n");
+    one_line_error(
+        &c.volt(&["build", "-t", "bad", "."]),
+        "buildah could not build",
+    );
+}
+
+#[test]
 fn a_dynamically_linked_program_runs_from_an_image_with_its_loader() {
     if !kvm_available("a_dynamically_linked_program_runs_from_an_image_with_its_loader") {
         return;

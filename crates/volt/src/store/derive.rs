@@ -312,31 +312,38 @@ pub fn buildah(dockerfile: &Path, out: &Path, progress: &dyn Fn(&str)) -> Result
     }
     let ctx = dockerfile.parent().unwrap_or(Path::new("."));
     let tag = format!("localhost/volt-build-{}", std::process::id());
+    // buildah's own storage lives in volt's data directory, not in the
+    // machine's container storage.
+    let storage = super::data_dir().join("buildah");
+    let buildah = || {
+        let mut c = std::process::Command::new("buildah");
+        c.arg("--root")
+            .arg(storage.join("root"))
+            .arg("--runroot")
+            .arg(storage.join("run"))
+            .args(["--storage-driver", "vfs"]);
+        c
+    };
     progress(&format!("buildah bud {}", dockerfile.display()));
-    let status = std::process::Command::new("buildah")
-        .args([
-            "--storage-driver",
-            "vfs",
-            "bud",
-            "--quiet",
-            "--layers=false",
-            "-f",
-        ])
+    let status = buildah()
+        .args(["bud", "--quiet", "--layers=false", "-f"])
         .arg(dockerfile)
         .args(["-t", &tag])
         .arg(ctx)
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .status()
         .context("cannot run buildah")?;
     if !status.success() {
         bail!("buildah could not build {}", dockerfile.display());
     }
-    let pushed = std::process::Command::new("buildah")
-        .args(["--storage-driver", "vfs", "push", "--quiet", &tag])
+    let pushed = buildah()
+        .args(["push", "--quiet", &tag])
         .arg(format!("oci-archive:{}", out.display()))
+        .stderr(std::process::Stdio::null())
         .status();
-    let _ = std::process::Command::new("buildah")
-        .args(["--storage-driver", "vfs", "rmi", &tag])
+    let _ = buildah()
+        .args(["rmi", &tag])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status();
