@@ -24,6 +24,7 @@ command -v umoci >/dev/null 2>&1 || need="$need umoci"
 command -v buildah >/dev/null 2>&1 || need="$need buildah"
 # A registry on 127.0.0.1 for tests/registry.rs.
 command -v docker-registry >/dev/null 2>&1 || need="$need docker-registry"
+command -v htpasswd >/dev/null 2>&1 || need="$need apache2-utils"
 if [ -n "$need" ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq

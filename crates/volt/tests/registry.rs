@@ -34,13 +34,18 @@ fn free_port() -> u16 {
 }
 
 fn start_registry(dir: &std::path::Path) -> Option<Registry> {
+    start_registry_with(dir, "")
+}
+
+/// A registry whose config ends with `extra` (an `auth:` section).
+fn start_registry_with(dir: &std::path::Path, extra: &str) -> Option<Registry> {
     let port = free_port();
     std::fs::create_dir_all(dir.join("data")).unwrap();
     let cfg = dir.join("config.yml");
     std::fs::write(
         &cfg,
         format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
             dir.join("data").display()
         ),
     )
@@ -89,6 +94,17 @@ impl Ctx {
             .args(args)
             .output()
             .expect("run volt")
+    }
+
+    fn cmd_stdin(&self, args: &[&str]) -> Command {
+        let mut c = volt();
+        c.current_dir(&self.dir)
+            .env("VOLT_DATA_DIR", self.dir.join("data"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -291,4 +307,67 @@ fn a_pull_resumes_a_partial_download_and_refuses_a_corrupt_one() {
     assert_eq!(c.ok(&["images", "-q"]), "");
     c.ok(&["pull", &image]);
     assert_eq!(std::fs::read(blobs.join(&layer)).unwrap(), bytes);
+}
+
+#[test]
+fn login_checks_credentials_and_push_and_pull_use_them() {
+    let name = "login_checks_credentials_and_push_and_pull_use_them";
+    if !needs(name) {
+        return;
+    }
+    let c = Ctx::new("login");
+    let regdir = c.dir.join("registry");
+    std::fs::create_dir_all(&regdir).unwrap();
+    let Ok(o) = Command::new("htpasswd")
+        .args(["-Bbn", "alice", "s3cret"])
+        .output()
+    else {
+        eprintln!("=== SKIPPED {name}: htpasswd is not installed (the README's test command installs apache2-utils) ===");
+        return;
+    };
+    std::fs::write(regdir.join("htpasswd"), &o.stdout).unwrap();
+    let auth = format!(
+        "auth:\n  htpasswd:\n    realm: volt-test\n    path: {}\n",
+        regdir.join("htpasswd").display()
+    );
+    let reg = start_registry_with(&regdir, &auth).unwrap();
+    let registry = format!("localhost:{}", reg.port);
+    let image = format!("{registry}/private/hello:1");
+    c.hello_image(&image, "private");
+    // Without credentials: refused, in one line.
+    let o = c.volt(&["push", &image]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("not authorized") && err.lines().count() == 1,
+        "{err}"
+    );
+    let login = |password: &str| {
+        let mut ch = c
+            .cmd_stdin(&["login", &registry, "-u", "alice", "--password-stdin"])
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(ch.stdin.take().unwrap(), "{password}").unwrap();
+        ch.wait_with_output().unwrap()
+    };
+    let o = login("wrong");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("login refused"));
+    assert!(
+        !c.dir.join("data/auth.json").exists(),
+        "nothing stored for a refused login"
+    );
+    assert!(login("s3cret").status.success());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(c.dir.join("data/auth.json"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    c.ok(&["push", &image]);
+    c.ok(&["rmi", &image]);
+    c.ok(&["pull", &image]);
+    assert_eq!(
+        String::from_utf8_lossy(&c.volt(&["run", &image]).stdout),
+        "hello, private\n"
+    );
 }

@@ -105,10 +105,22 @@ pub fn login(registry: &str, user: &str, password: &str) -> Result<()> {
     let rt = runtime()?;
     let auth = RegistryAuth::Basic(user.to_string(), password.to_string());
     rt.block_on(async {
-        client_for(&r)
-            .auth(&remote(&r)?, &auth, oci_client::RegistryOperation::Pull)
+        // Basic credentials are only sent with a request: ask for a
+        // manifest that need not exist; only an authorisation error refuses.
+        use oci_client::errors::OciDistributionError as E;
+        let client = client_for(&r);
+        let rem = remote(&r)?;
+        client
+            .auth(&rem, &auth, oci_client::RegistryOperation::Pull)
             .await
-            .map_err(|e| anyhow::anyhow!("{registry}: login refused: {e}"))
+            .map_err(|e| anyhow::anyhow!("{registry}: login refused: {e}"))?;
+        match client.pull_manifest_raw(&rem, &auth, MANIFEST_TYPES).await {
+            Err(e @ (E::UnauthorizedError { .. } | E::AuthenticationFailure(_))) => {
+                Err(anyhow::anyhow!("{registry}: login refused: {e}"))
+            }
+            Err(e) if e.to_string().contains("error sending request") => Err(say_error(&r, e)),
+            _ => Ok(()),
+        }
     })?;
     let path = auth_file();
     let mut v: serde_json::Value = std::fs::read(&path)
@@ -149,6 +161,11 @@ fn say_error(r: &Reference, e: oci_client::errors::OciDistributionError) -> anyh
     let registry = r.registry.as_deref().unwrap_or("");
     if text.contains("error sending request") || text.contains("connect") {
         anyhow::anyhow!("{registry}: the registry cannot be reached ({text})")
+    } else if text.contains("401")
+        || text.contains("Not authorized")
+        || text.contains("nauthorized")
+    {
+        anyhow::anyhow!("{r}: not authorized by {registry} (volt login {registry}): {text}")
     } else {
         anyhow::anyhow!("{r}: {text}")
     }
