@@ -236,11 +236,13 @@ fn rows(store: &Store) -> Result<Vec<Row>> {
             id: m.config().digest().to_string()[7..].to_string(),
             digest: img.digest(),
             size,
+            // Images made elsewhere may carry the time in their config only.
             created: m
                 .annotations()
                 .as_ref()
                 .and_then(|a| a.get(CREATED))
                 .cloned()
+                .or_else(|| store.config(&m).ok().and_then(|c| c.created().clone()))
                 .unwrap_or_default(),
             reference: img.reference,
         });

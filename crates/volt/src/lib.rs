@@ -38,8 +38,32 @@ pub fn libos_variant(network: bool) -> (&'static str, &'static [u8]) {
     propagate_version = true
 )]
 struct Cli {
+    /// Log what volt does on stderr (-v: steps, -vv: details); RUST_LOG
+    /// (e.g. `RUST_LOG=optivolt_volt=debug`) overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Sets up `tracing` on stderr when asked for (-v or RUST_LOG): otherwise
+/// nothing is installed, and log calls cost next to nothing.
+fn init_logging(verbose: u8) {
+    let from_env = std::env::var_os("RUST_LOG").is_some();
+    if verbose == 0 && !from_env {
+        return;
+    }
+    let filter = if from_env {
+        tracing_subscriber::EnvFilter::from_default_env()
+    } else {
+        tracing_subscriber::EnvFilter::new(if verbose == 1 { "info" } else { "debug" })
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
 }
 
 #[derive(Subcommand)]
@@ -96,6 +120,7 @@ pub fn real_main(started: Instant) -> i32 {
     // std::env::args works without the Rust runtime: glibc hands argv to std's
     // .init_array hook.
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     let result = match cli.command {
         Command::Run(a) => run::run(a, started),
         Command::Build(a) => images::build(a),

@@ -262,7 +262,10 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     let user_env = guest_env(&a.env)?;
     // Everything the user can get wrong is checked before a VM exists.
     let stored = match find_image(&a)? {
-        Some((store, img)) => Some(image::stored::pack_image(&store, &img, a.args())?),
+        Some((store, img)) => {
+            tracing::info!(image = %img.reference, digest = %img.digest(), "running an image");
+            Some(image::stored::pack_image(&store, &img, a.args())?)
+        }
         None => None,
     };
     let (app, argv, env, image_memory, image_sites) = match stored {

@@ -158,6 +158,10 @@ fn images_lists_tags_and_rmi_frees_the_blobs() {
         String::from_utf8_lossy(&c.volt(&["run", "localhost:5000/team/hello:2"]).stdout),
         "hello, image\n"
     );
+    // -v logs the steps on stderr (and nothing else changes).
+    let o = c.volt(&["-v", "run", "hello:1"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello, image\n");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("running an image"));
     // By ID prefix too.
     assert_eq!(
         String::from_utf8_lossy(&c.volt(&["run", &id[..8]]).stdout),

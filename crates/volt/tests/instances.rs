@@ -220,6 +220,60 @@ fn on_failure_restarts_with_backoff_and_gives_up_after_n() {
 }
 
 #[test]
+fn always_restarts_even_after_success_and_restart_starts_it_again() {
+    if !kvm_available("always_restarts_even_after_success_and_restart_starts_it_again") {
+        return;
+    }
+    let c = Ctx::new("always");
+    let e = program("exit", "musl");
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a",
+        "--restart",
+        "always",
+        e.to_str().unwrap(),
+        "0",
+    ]);
+    // Run once at once, then again after the 0 s backoff: two runs logged.
+    let t = Instant::now();
+    while c.out(&["logs", "a"]).lines().count() < 2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "always did not restart"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(c.inspect("a")["restarts"].as_u64().unwrap() >= 1);
+    c.ok(&["stop", "a"]);
+    assert_eq!(c.inspect("a")["state"], "exited");
+    // --since and --tail pick lines out of what was logged.
+    assert_eq!(c.out(&["logs", "--tail", "1", "a"]).lines().count(), 1);
+    assert!(c
+        .out(&["logs", "--since", "1h", "a"])
+        .starts_with("exiting with 0\n"));
+    let stamped = c.out(&["logs", "-t", "a"]);
+    assert!(
+        stamped
+            .lines()
+            .all(|l| l.starts_with("20") && l.contains("Z exiting with 0")),
+        "{stamped}"
+    );
+    // restart: a long-running instance is stopped and started again.
+    let s = program("sleeper", "musl");
+    c.ok(&["run", "-d", "--name", "r", s.to_str().unwrap(), "30"]);
+    let first = c.wait_state("r", "running", Duration::from_secs(10))["pid"]
+        .as_i64()
+        .unwrap();
+    c.ok(&["restart", "-t", "1", "r"]);
+    let i = c.wait_state("r", "running", Duration::from_secs(10));
+    assert_ne!(i["pid"].as_i64().unwrap(), first, "a new monitor process");
+    assert!(!pid_alive(first));
+    c.ok(&["rm", "-f", "a", "r"]);
+}
+
+#[test]
 fn concurrent_cli_calls_leave_a_consistent_state() {
     if !kvm_available("concurrent_cli_calls_leave_a_consistent_state") {
         return;

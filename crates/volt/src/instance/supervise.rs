@@ -77,6 +77,7 @@ pub fn supervise(id: &str) -> Result<i32> {
             }
         };
         let pid = child.id() as i32;
+        tracing::info!(instance = %inst.name, pid, "started volt run");
         db.set_running(id, pid, start_time(pid).unwrap_or(0))?;
         let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<u8>)>();
         let mut pumps = Vec::new();
@@ -122,6 +123,7 @@ pub fn supervise(id: &str) -> Result<i32> {
         let status = child.wait().context("cannot wait for the instance")?;
         log.flush()?;
         let code = code_of(status);
+        tracing::info!(instance = %inst.name, code, "the program ended");
         let inst = db.get(id)?.context("the instance vanished")?;
         if began.elapsed() >= HEALTHY {
             attempt = 0;
@@ -140,6 +142,7 @@ pub fn supervise(id: &str) -> Result<i32> {
             None,
         )?;
         let wait = backoff(attempt);
+        tracing::info!(instance = %inst.name, restart = inst.restarts + 1, wait_s = wait.as_secs(), "restarting after the backoff");
         attempt += 1;
         let until = Instant::now() + wait;
         while Instant::now() < until {

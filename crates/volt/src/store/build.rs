@@ -293,7 +293,9 @@ pub fn build(
     }
     let dir = file.parent().unwrap_or(Path::new("."));
     let _lease = store.lease()?;
-    let mut base = base_of(store, &vf.rootfs_source(dir), progress)?;
+    let source = vf.rootfs_source(dir);
+    tracing::info!(voltfile = %file.display(), ?source, "building");
+    let mut base = base_of(store, &source, progress)?;
 
     // The configuration: the base's, with the Voltfile's settings on top.
     let mut cfg = base

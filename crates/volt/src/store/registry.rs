@@ -197,11 +197,14 @@ pub fn push(store: &Store, r: &Reference, progress: &dyn Progress) -> Result<Str
         let mut done = 0;
         for d in blobs {
             let digest = d.digest().to_string();
-            if !client
+            if client
                 .blob_exists(&rem, &digest)
                 .await
                 .map_err(|e| say_error(r, e))?
             {
+                tracing::debug!(%digest, "the registry has the blob");
+            } else {
+                tracing::info!(%digest, size = d.size(), "pushing blob");
                 progress.step(&format!("pushing {}", &digest[7..19]));
                 let data = store.read_blob(&digest)?;
                 client
@@ -298,7 +301,13 @@ fn pull_leased(store: &Store, r: &Reference, progress: &dyn Progress) -> Result<
         for d in &blobs {
             let digest = d.digest().to_string();
             let path = store.blob_path(&digest)?;
-            if !path.exists() {
+            if path.exists() {
+                tracing::debug!(%digest, "blob already in the store");
+            } else {
+                let have = std::fs::metadata(path.with_extension("partial"))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                tracing::info!(%digest, size = d.size(), resume_at = have, "pulling blob");
                 progress.step(&format!("pulling {}", &digest[7..19]));
                 fetch_blob(&client, &rem, d, &path.with_extension("partial"), |n| {
                     progress.bytes(done + n, total)
