@@ -274,7 +274,9 @@ impl Results {
             let root = SVGBackend::with_string(&mut svg, (560, 60 + 44 * rows.len() as u32))
                 .into_drawing_area();
             root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let top = rows.iter().map(|m| m.max).fold(0.0f64, f64::max).max(1e-9) * 1.15;
+            let top = rows.iter().map(|m| m.max).fold(0.0f64, f64::max);
+            // All zero (an idle server's CPU): still a readable axis.
+            let top = if top > 0.0 { top * 1.15 } else { 1.0 };
             let lower = rows.first().is_none_or(|m| m.lower_is_better);
             let caption = format!(
                 "{workload}: {metric} ({unit}, {} is better)",
@@ -284,15 +286,22 @@ impl Results {
                 .caption(caption, ("sans-serif", 16))
                 .margin(10)
                 .x_label_area_size(30)
-                .y_label_area_size(110)
-                .build_cartesian_2d(0.0..top, 0..rows.len())
+                .y_label_area_size(90)
+                .build_cartesian_2d(0.0..top, (0..rows.len().saturating_sub(1)).into_segmented())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let names: Vec<String> = rows.iter().map(|m| m.runtime.clone()).collect();
             chart
                 .configure_mesh()
                 .disable_y_mesh()
                 .y_labels(rows.len())
-                .y_label_formatter(&|i| names.get(*i).cloned().unwrap_or_default())
+                .y_label_formatter(&|v| match v {
+                    SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
+                    _ => String::new(),
+                })
+                .x_label_formatter(&|x| {
+                    let t = format!("{x:.3}");
+                    t.trim_end_matches('0').trim_end_matches('.').to_string()
+                })
                 .draw()
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let colour = |r: &str| {
@@ -303,15 +312,23 @@ impl Results {
                 }
             };
             for (i, m) in rows.iter().enumerate() {
+                let mut bar = Rectangle::new(
+                    [
+                        (0.0, SegmentValue::Exact(i)),
+                        (m.median, SegmentValue::Exact(i + 1)),
+                    ],
+                    colour(&m.runtime).filled(),
+                );
+                bar.set_margin(6, 6, 0, 0);
                 chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(0.0, i), (m.median, i + 1)],
-                        colour(&m.runtime).filled(),
-                    )))
+                    .draw_series(std::iter::once(bar))
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 chart
                     .draw_series(std::iter::once(PathElement::new(
-                        vec![(m.min, i), (m.max, i)],
+                        vec![
+                            (m.min, SegmentValue::CenterOf(i)),
+                            (m.max, SegmentValue::CenterOf(i)),
+                        ],
                         BLACK.stroke_width(2),
                     )))
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
