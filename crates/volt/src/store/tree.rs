@@ -324,6 +324,8 @@ impl Tree {
             let name = b
                 .get(name_at..name_at + namesize.saturating_sub(1))
                 .context("truncated cpio name")?;
+            // volt's own archives pad names with NULs to align file data.
+            let name = name.split(|&b| b == 0).next().unwrap_or(&[]);
             let name = String::from_utf8_lossy(name).into_owned();
             let data_at = (name_at + namesize).next_multiple_of(4);
             let data = b
@@ -409,6 +411,27 @@ impl Tree {
             (k, Node::File { data, .. }) => Some((k.as_str(), data.as_slice())),
             _ => None,
         }
+    }
+
+    /// Writes the tree under `dir` (directories, files with their
+    /// permissions, links), for a container's rootfs.
+    pub fn write_to(&self, dir: &Path) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (path, node) in &self.nodes {
+            let p = dir.join(path);
+            let r = match node {
+                Node::Dir { perm, .. } => std::fs::create_dir_all(&p).and_then(|_| {
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*perm | 0o700))
+                }),
+                Node::File { perm, data, .. } => std::fs::write(&p, data).and_then(|_| {
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*perm))
+                }),
+                Node::Link { target } => std::os::unix::fs::symlink(target, &p),
+            };
+            r.with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        Ok(())
     }
 
     /// The tree as archive members, in path order (parents first), with a
@@ -565,9 +588,17 @@ mod tests {
         let mut back = Tree::default();
         back.apply_tar(&tar[..]).unwrap();
         assert_eq!(back.nodes, t.nodes);
+        // An ELF member volt aligns to a page (its name padded with NULs).
+        let elf: Vec<u8> = b"\x7fELF"
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(1, 20_000))
+            .collect();
+        t.insert("lib/x.so".into(), file(&elf));
         let cpio = crate::image::archive::write(&t.clone().into_members()).unwrap();
         let c = Tree::from_cpio(&cpio).unwrap();
         assert_eq!(c.file("/a/l").unwrap().1, b"hello");
+        assert_eq!(c.file("/lib/x.so").unwrap().1, &elf[..]);
         assert!(matches!(c.nodes["tmp"], Node::Dir { perm: 0o1777, .. }));
     }
 }

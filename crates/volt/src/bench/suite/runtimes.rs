@@ -103,11 +103,18 @@ pub struct Launcher {
 pub struct Running {
     pub child: Child,
     runc_id: Option<(PathBuf, String)>,
+    /// Reaped by the caller (wait4): not to be signalled or waited for again.
+    reaped: bool,
 }
 
 impl Running {
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Marks it as reaped by the caller.
+    pub fn reaped(&mut self) {
+        self.reaped = true;
     }
 
     /// Waits for it to end by itself.
@@ -127,8 +134,10 @@ impl Drop for Running {
                 .stderr(Stdio::null())
                 .status();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
         if let Some((root, id)) = &self.runc_id {
             let _ = Command::new("runc")
                 .arg("--root")
@@ -162,9 +171,51 @@ impl Launcher {
         std::fs::create_dir_all(b.join("rootfs/app"))?;
         std::fs::create_dir_all(b.join("rootfs/tmp"))?;
         std::fs::copy(bin, b.join("rootfs/app/bin"))?;
+        let mut argv = vec!["/app/bin".to_string()];
+        argv.extend(args.iter().cloned());
+        Self::configure(&b, argv, memory)?;
+        Ok(b)
+    }
+
+    /// `runc run` of `argv` in a bundle whose rootfs is the tree `root`.
+    pub fn runc_in_tree(
+        &mut self,
+        root: &crate::store::tree::Tree,
+        argv: Vec<String>,
+        memory: u64,
+    ) -> Result<Running> {
+        self.count += 1;
+        let b = self.work.join(format!("bundle-tree-{}", self.count));
+        let _ = std::fs::remove_dir_all(&b);
+        root.write_to(&b.join("rootfs"))?;
+        std::fs::create_dir_all(b.join("rootfs/tmp"))?;
+        Self::configure(&b, argv, memory)?;
+        let rt = self.work.join("runc-root");
+        let id = format!("suite-{}-{}", std::process::id(), self.count);
+        let child = Command::new("runc")
+            .arg("--root")
+            .arg(&rt)
+            .args(["run", "--bundle"])
+            .arg(&b)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start runc")?;
+        Ok(Running {
+            child,
+            runc_id: Some((rt, id)),
+            reaped: false,
+        })
+    }
+
+    /// Writes the bundle's config.json: `argv`, the suite's network
+    /// namespace, the memory limit.
+    fn configure(b: &Path, argv: Vec<String>, memory: u64) -> Result<()> {
         let st = Command::new("runc")
             .args(["spec"])
-            .current_dir(&b)
+            .current_dir(b)
             .status()
             .context("cannot run runc spec")?;
         if !st.success() {
@@ -172,8 +223,6 @@ impl Launcher {
         }
         let p = b.join("config.json");
         let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p)?)?;
-        let mut argv = vec!["/app/bin".to_string()];
-        argv.extend(args.iter().cloned());
         v["process"]["args"] = serde_json::json!(argv);
         v["process"]["terminal"] = serde_json::json!(false);
         v["root"]["readonly"] = serde_json::json!(false);
@@ -184,7 +233,7 @@ impl Launcher {
         }
         v["linux"]["resources"]["memory"] = serde_json::json!({ "limit": memory });
         std::fs::write(&p, serde_json::to_vec_pretty(&v)?)?;
-        Ok(b)
+        Ok(())
     }
 
     /// Starts `bin args`; a server listens on 127.0.0.1:`port` (the
@@ -247,7 +296,11 @@ impl Launcher {
                     self.runtime.name()
                 )
             })?;
-        Ok(Running { child, runc_id })
+        Ok(Running {
+            child,
+            runc_id,
+            reaped: false,
+        })
     }
 }
 
