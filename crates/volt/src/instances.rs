@@ -138,23 +138,14 @@ pub fn detach(a: &RunArgs, image: Option<String>) -> Result<i32> {
         None => crate::instance::default_name(&what, &id),
     };
     let mut db = Db::open_default()?;
-    let inst = Instance {
-        id: id.clone(),
+    let inst = Instance::new(
+        id.clone(),
         name,
-        image: what,
-        args: a.foreground_args(),
-        restart: a.restart.unwrap_or(Policy::No),
-        ports: a.publish.clone(),
-        created: now(),
-        state: State::Created,
-        supervisor: None,
-        child: None,
-        started: None,
-        finished: None,
-        exit_code: None,
-        restarts: 0,
-        stopping: false,
-    };
+        what,
+        a.foreground_args(),
+        a.restart.unwrap_or(Policy::No),
+        a.publish.clone(),
+    );
     db.insert(&inst)?;
     let dir = db.dir(&id);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

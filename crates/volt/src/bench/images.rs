@@ -46,25 +46,7 @@ fn ok(mut c: Command, what: &str) -> Result<String> {
 }
 
 fn wait_200(addr: SocketAddr, t: Instant) -> Result<Duration> {
-    use std::io::{Read, Write};
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            if s.write_all(b"GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
-                .is_ok()
-            {
-                let mut b = Vec::new();
-                let _ = s.read_to_end(&mut b);
-                if b.starts_with(b"HTTP/1.1 200") {
-                    return Ok(t.elapsed());
-                }
-            }
-        }
-        if t.elapsed() > Duration::from_secs(20) {
-            bail!("no answer from {addr} after 20 s");
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    super::net::wait_for_200(addr, t, Duration::from_secs(20))
 }
 
 fn line(what: &str, s: &Summary, base: Option<&Summary>) {

@@ -114,6 +114,18 @@ fn get_path(addr: SocketAddr, path: &str) -> std::io::Result<()> {
     }
 }
 
+/// Polls `addr` until it answers `GET /` with 200; the time since `since`.
+/// Gives up after `limit`.
+pub(super) fn wait_for_200(addr: SocketAddr, since: Instant, limit: Duration) -> Result<Duration> {
+    while get(addr).is_err() {
+        if since.elapsed() > limit {
+            bail!("no answer from {addr} after {} s", limit.as_secs());
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(since.elapsed())
+}
+
 /// Where a server's stderr goes: nowhere, or a file (for `--stats`).
 fn stderr_to(file: Option<&Path>) -> Result<Stdio> {
     Ok(match file {

@@ -79,6 +79,36 @@ pub struct Instance {
     pub stopping: bool,
 }
 
+impl Instance {
+    /// A new instance, recorded but not started.
+    pub fn new(
+        id: String,
+        name: String,
+        image: String,
+        args: Vec<String>,
+        restart: Policy,
+        ports: Vec<String>,
+    ) -> Instance {
+        Instance {
+            id,
+            name,
+            image,
+            args,
+            restart,
+            ports,
+            created: now(),
+            state: State::Created,
+            supervisor: None,
+            child: None,
+            started: None,
+            finished: None,
+            exit_code: None,
+            restarts: 0,
+            stopping: false,
+        }
+    }
+}
+
 /// The start time of process `pid` (field 22 of /proc/PID/stat), if it
 /// exists and has not ended (a zombie nobody reaped yet has ended).
 pub fn start_time(pid: i32) -> Option<u64> {
@@ -420,23 +450,14 @@ mod tests {
         let d = std::env::temp_dir().join(format!("volt-db-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         let mut db = Db::open(&d).unwrap();
-        let i = Instance {
-            id: new_id(),
-            name: "web".into(),
-            image: "web:1".into(),
-            args: vec!["web:1".into()],
-            restart: Policy::OnFailure(Some(2)),
-            ports: vec![],
-            created: now(),
-            state: State::Created,
-            supervisor: None,
-            child: None,
-            started: None,
-            finished: None,
-            exit_code: None,
-            restarts: 0,
-            stopping: false,
-        };
+        let i = Instance::new(
+            new_id(),
+            "web".into(),
+            "web:1".into(),
+            vec!["web:1".into()],
+            Policy::OnFailure(Some(2)),
+            vec![],
+        );
         db.insert(&i).unwrap();
         let mut j = i.clone();
         j.id = new_id();

@@ -18,7 +18,7 @@ use oci_spec::image::{
 };
 
 use super::tree::Tree;
-use super::{digest_of, Reference, Store, ANN_MEMORY, ANN_RESTART, CREATED};
+use super::{descriptor, digest_of, Reference, Store, ANN_MEMORY, ANN_RESTART, CREATED};
 use crate::voltfile::Voltfile;
 
 /// Where a Voltfile's `rootfs` comes from.
@@ -111,13 +111,11 @@ fn one_layer(tree: Tree) -> Result<Base> {
     let diff_id = digest_of(&tar);
     let gz = gzip(&tar)?;
     Ok(Base {
-        layers: vec![Descriptor::new(
+        layers: vec![descriptor(
             MediaType::ImageLayerGzip,
             gz.len() as u64,
-            digest_of(&gz)
-                .parse::<oci_spec::image::Digest>()
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        )],
+            &digest_of(&gz),
+        )?],
         diff_ids: vec![diff_id],
         config: None,
         pending: Some(gz),
@@ -412,13 +410,11 @@ pub fn build(
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
-        .config(Descriptor::new(
+        .config(descriptor(
             MediaType::ImageConfig,
             config_bytes.len() as u64,
-            config_digest
-                .parse::<oci_spec::image::Digest>()
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        ))
+            &config_digest,
+        )?)
         .layers(base.layers.clone())
         .annotations(ann)
         .build()
@@ -440,12 +436,7 @@ pub fn build(
 pub fn store_manifest(store: &Store, m: &ImageManifest) -> Result<Descriptor> {
     let bytes = serde_json::to_vec(m).context("cannot encode the manifest")?;
     let d = store.put_blob(&bytes)?;
-    Ok(Descriptor::new(
-        MediaType::ImageManifest,
-        bytes.len() as u64,
-        d.parse::<oci_spec::image::Digest>()
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
-    ))
+    descriptor(MediaType::ImageManifest, bytes.len() as u64, &d)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest,
 use optivolt_abi::elf::Elf;
 
 use super::tree::{Node, Tree};
-use super::{Image, Store, REF_NAME};
+use super::{ref_name, Image, Store};
 use crate::image::sites;
 
 /// The search path when an image sets none (Docker's default).
@@ -213,17 +213,11 @@ pub fn import(
         .with_context(|| format!("{}: not an OCI image layout", dir.display()))?;
     let idx: ImageIndex = serde_json::from_slice(&text)
         .with_context(|| format!("{} does not parse", idx_path.display()))?;
-    fn named(d: &Descriptor) -> Option<&str> {
-        d.annotations()
-            .as_ref()
-            .and_then(|a| a.get(REF_NAME))
-            .map(String::as_str)
-    }
     let chosen: Vec<&Descriptor> = match r {
         Some(r) => idx
             .manifests()
             .iter()
-            .filter(|d| named(d) == Some(r))
+            .filter(|d| ref_name(d) == Some(r))
             .collect(),
         None => idx.manifests().iter().collect(),
     };

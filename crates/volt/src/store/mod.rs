@@ -33,6 +33,26 @@ pub const CREATED: &str = "org.opencontainers.image.created";
 pub const ANN_MEMORY: &str = "org.optivolt.memory";
 pub const ANN_RESTART: &str = "org.optivolt.restart";
 
+/// The reference a descriptor of `index.json` names, if any.
+pub fn ref_name(d: &Descriptor) -> Option<&str> {
+    d.annotations()
+        .as_ref()
+        .and_then(|a| a.get(REF_NAME))
+        .map(String::as_str)
+}
+
+/// A descriptor of `size` bytes with digest `digest` (`sha256:…`).
+pub fn descriptor(
+    media: oci_spec::image::MediaType,
+    size: u64,
+    digest: &str,
+) -> Result<Descriptor> {
+    let d = digest
+        .parse::<oci_spec::image::Digest>()
+        .map_err(|e| anyhow::anyhow!("digest {digest}: {e}"))?;
+    Ok(Descriptor::new(media, size, d))
+}
+
 /// Where volt keeps its state: `$VOLT_DATA_DIR`, else `/var/lib/volt` for
 /// root, else `$XDG_DATA_HOME/volt` (`~/.local/share/volt`).
 pub fn data_dir() -> PathBuf {
@@ -226,7 +246,7 @@ impl Store {
             .manifests()
             .iter()
             .filter_map(|d| {
-                let name = d.annotations().as_ref()?.get(REF_NAME)?;
+                let name = ref_name(d)?;
                 Some(Image {
                     reference: Reference::parse(name).ok()?,
                     manifest: d.clone(),
@@ -271,27 +291,25 @@ impl Store {
         Ok(m.config().digest().to_string()[7..].to_string())
     }
 
+    /// The manifests of `idx` that `r` does not name.
+    fn without(idx: &ImageIndex, r: &Reference) -> Vec<Descriptor> {
+        idx.manifests()
+            .iter()
+            .filter(|d| ref_name(d).is_none_or(|n| Reference::parse(n).ok().as_ref() != Some(r)))
+            .cloned()
+            .collect()
+    }
+
     /// Points `r` at the manifest `desc` (replacing what it named).
     pub fn tag(&self, desc: &Descriptor, r: &Reference) -> Result<()> {
         let _l = self.lock()?;
-        let idx = self.index()?;
-        let mut manifests: Vec<Descriptor> = idx
-            .manifests()
-            .iter()
-            .filter(|d| {
-                d.annotations()
-                    .as_ref()
-                    .and_then(|a| a.get(REF_NAME))
-                    .is_none_or(|n| Reference::parse(n).ok().as_ref() != Some(r))
-            })
-            .cloned()
-            .collect();
+        let mut idx = self.index()?;
+        let mut manifests = Self::without(&idx, r);
         let mut d = desc.clone();
         let mut ann: HashMap<String, String> = d.annotations().clone().unwrap_or_default();
         ann.insert(REF_NAME.to_string(), r.to_string());
         d.set_annotations(Some(ann));
         manifests.push(d);
-        let mut idx = idx;
         idx.set_manifests(manifests);
         self.write_index(&idx)
     }
@@ -301,17 +319,7 @@ impl Store {
         let _l = self.lock()?;
         let mut idx = self.index()?;
         let before = idx.manifests().len();
-        let kept: Vec<Descriptor> = idx
-            .manifests()
-            .iter()
-            .filter(|d| {
-                d.annotations()
-                    .as_ref()
-                    .and_then(|a| a.get(REF_NAME))
-                    .is_none_or(|n| Reference::parse(n).ok().as_ref() != Some(r))
-            })
-            .cloned()
-            .collect();
+        let kept = Self::without(&idx, r);
         let removed = kept.len() != before;
         idx.set_manifests(kept);
         self.write_index(&idx)?;

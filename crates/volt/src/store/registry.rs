@@ -321,13 +321,7 @@ fn pull_leased(store: &Store, r: &Reference, progress: &dyn Progress) -> Result<
         }
         store.put_blob(&bytes)?;
         let media = m.media_type().clone().unwrap_or(MediaType::ImageManifest);
-        let desc = Descriptor::new(
-            media,
-            bytes.len() as u64,
-            digest
-                .parse::<oci_spec::image::Digest>()
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
+        let desc = super::descriptor(media, bytes.len() as u64, &digest)?;
         Ok((desc, m))
     })?;
     let c = store.config(&m)?;

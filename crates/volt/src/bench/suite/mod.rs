@@ -104,30 +104,8 @@ fn compile_hello(dir: &Path) -> Result<PathBuf> {
     bail!("cannot compile the C hello (apt-get install musl-tools or gcc)")
 }
 
-fn http_ok(addr: SocketAddr) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut b = Vec::new();
-    let _ = s.read_to_end(&mut b);
-    b.starts_with(b"HTTP/1.1 200")
-}
-
 fn wait_http(addr: SocketAddr, t: Instant) -> Result<Duration> {
-    while !http_ok(addr) {
-        if t.elapsed() > Duration::from_secs(30) {
-            bail!("no answer on {addr} within 30 s");
-        }
-        std::thread::sleep(Duration::from_micros(300));
-    }
-    Ok(t.elapsed())
+    super::net::wait_for_200(addr, t, Duration::from_secs(30))
 }
 
 fn hello(cx: &mut Ctx, l: &mut Launcher, bin: &Path) -> Result<()> {
@@ -290,82 +268,9 @@ fn density(cx: &mut Ctx, l: &mut Launcher, web: &Path, base: u16) -> Result<()> 
     Ok(())
 }
 
-fn python(cx: &mut Ctx, l: &mut Launcher, script: &Path) -> Result<()> {
-    let n = cx.a.python_iterations;
-    let mut cmd = match l.runtime {
-        Runtime::Process => {
-            let mut c = Command::new("/usr/bin/python3");
-            c.arg(script);
-            c
-        }
-        Runtime::Unikernel => {
-            let mut c = Command::new(std::env::current_exe()?);
-            c.arg("run")
-                .arg("--include")
-                .arg(script)
-                .arg("/usr/bin/python3")
-                .arg(script);
-            c
-        }
-        Runtime::Runc => return python_in_runc(cx, l, script),
-    };
-    cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    // One iteration first, unmeasured: the page cache (and for the
-    // unikernel the gathered rootfs, made once per program and --include)
-    // is then as warm as a user's second run finds it.
-    cmd.arg("1");
-    if !cmd.status().is_ok_and(|s| s.success()) {
-        bail!("the Python workload failed under {}", l.runtime.name());
-    }
-    let mut cmd = {
-        let mut c = Command::new(cmd.get_program());
-        let args: Vec<_> = cmd.get_args().map(|a| a.to_os_string()).collect();
-        c.args(&args[..args.len() - 1]);
-        c.arg(n.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        c
-    };
-    let t = Instant::now();
-    let child = cmd.spawn().context("cannot start python3")?;
-    // The CPU time the kernel accounts to it (its threads, and the guest's
-    // vCPU for the unikernel), from wait4's rusage: finer than /proc ticks.
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid, and wait4 writes one into it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child's PID with valid out-pointers.
-    let rc = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
-    if rc < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!("the Python workload failed under {}", l.runtime.name());
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let last = tv(ru.ru_utime) + tv(ru.ru_stime);
-    let wall = t.elapsed().as_secs_f64();
-    let rt = l.runtime.clone();
-    cx.put(
-        "python",
-        "CPU per iteration",
-        "ms",
-        &rt,
-        vec![last * 1e3 / n as f64],
-        true,
-    );
-    cx.put(
-        "python",
-        "average CPU",
-        "%",
-        &rt,
-        vec![last / wall * 100.0],
-        true,
-    );
-    cx.put("python", "wall time", "s", &rt, vec![wall], true);
-    cx.bar.inc(1);
-    Ok(())
-}
-
-/// CPU seconds a child used, from wait4's rusage (its own threads, and
-/// the descendants it reaped); fails if it did not exit with 0.
+/// CPU seconds a child used, from wait4's rusage (its own threads, the
+/// guest's vCPU for the unikernel, and the descendants it reaped: finer
+/// than /proc ticks); fails if it did not exit with 0.
 fn wait_cpu(pid: u32, what: &str) -> Result<f64> {
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid, and wait4 writes one into it.
@@ -379,30 +284,59 @@ fn wait_cpu(pid: u32, what: &str) -> Result<f64> {
     Ok(tv(ru.ru_utime) + tv(ru.ru_stime))
 }
 
-/// The Python workload under runc: the bundle's rootfs is what volt
-/// gathers for /usr/bin/python3 (its loader, libraries and stdlib) with
-/// the script, so both run the same files.
-fn python_in_runc(cx: &mut Ctx, l: &mut Launcher, script: &Path) -> Result<()> {
-    let app = crate::image::pack(Path::new("/usr/bin/python3"), None, &[script.to_path_buf()])?;
-    let bytes: Vec<u8> = app.rootfs_slices().concat();
-    let tree = crate::store::tree::Tree::from_cpio(&bytes)?;
-    let n = cx.a.python_iterations;
-    let argv = |k: usize| {
-        vec![
+/// The seed's Python workload. Under runc the bundle's rootfs is what volt
+/// gathers for /usr/bin/python3 (its loader, libraries and stdlib) with the
+/// script, so all three run the same files.
+fn python(cx: &mut Ctx, l: &mut Launcher, script: &Path) -> Result<()> {
+    let tree = match l.runtime {
+        Runtime::Runc => {
+            let app =
+                crate::image::pack(Path::new("/usr/bin/python3"), None, &[script.to_path_buf()])?;
+            Some(crate::store::tree::Tree::from_cpio(
+                &app.rootfs_slices().concat(),
+            )?)
+        }
+        _ => None,
+    };
+    let volt = std::env::current_exe()?;
+    let what = format!("the Python workload under {}", l.runtime.name());
+    // Runs `k` iterations; the CPU seconds they took.
+    let mut run = |k: usize| -> Result<f64> {
+        let argv = [
             "/usr/bin/python3".to_string(),
             script.to_string_lossy().into_owned(),
             k.to_string(),
-        ]
+        ];
+        let mut cmd = match l.runtime {
+            Runtime::Process => Command::new(&argv[0]),
+            Runtime::Unikernel => {
+                let mut c = Command::new(&volt);
+                c.arg("run").arg("--include").arg(script).arg(&argv[0]);
+                c
+            }
+            Runtime::Runc => {
+                let tree = tree.as_ref().context("no rootfs for runc")?;
+                let mut r = l.runc_in_tree(tree, argv.to_vec(), MEMORY)?;
+                let cpu = wait_cpu(r.pid(), &what);
+                r.reaped();
+                return cpu;
+            }
+        };
+        let child = cmd
+            .args(&argv[1..])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {what}"))?;
+        wait_cpu(child.id(), &what)
     };
-    // One unmeasured iteration, as for the others.
-    let mut warm = l.runc_in_tree(&tree, argv(1), MEMORY)?;
-    let pid = warm.pid();
-    wait_cpu(pid, "the Python workload under runc")?;
-    warm.reaped();
+    // One iteration first, unmeasured: the page cache (and for the
+    // unikernel the gathered rootfs, made once per program and --include)
+    // is then as warm as a user's second run finds it.
+    run(1)?;
+    let n = cx.a.python_iterations;
     let t = Instant::now();
-    let mut r = l.runc_in_tree(&tree, argv(n), MEMORY)?;
-    let cpu = wait_cpu(r.pid(), "the Python workload under runc")?;
-    r.reaped();
+    let cpu = run(n)?;
     let wall = t.elapsed().as_secs_f64();
     let rt = l.runtime.clone();
     cx.put(
