@@ -5,45 +5,14 @@
 //! nothing stored.
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use common::*;
 
-/// A scratch directory with its own image store.
-struct Ctx {
-    dir: PathBuf,
-}
+type Ctx = Scratch;
 
-impl Ctx {
-    fn new(name: &str) -> Ctx {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join("images")
-            .join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("rootfs/app")).unwrap();
-        Ctx { dir }
-    }
-
-    fn volt(&self, args: &[&str]) -> Output {
-        volt()
-            .current_dir(&self.dir)
-            .env("VOLT_DATA_DIR", self.dir.join("data"))
-            .args(args)
-            .output()
-            .expect("run volt")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.volt(args);
-        assert!(
-            o.status.success(),
-            "volt {args:?} failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
+impl Scratch {
     fn write(&self, name: &str, text: &str) {
         std::fs::write(self.dir.join(name), text).unwrap();
     }
@@ -60,16 +29,6 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 fn copy_exec(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
     std::fs::copy(from, to).unwrap();
-}
-
-fn one_line_error(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_ne!(o.status.code(), Some(0), "expected a failure: {err}");
-    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
-    assert!(
-        err.starts_with("volt: ") && err.contains(needle),
-        "expected {needle:?} in: {err}"
-    );
 }
 
 /// Runs `prog args` natively with exactly `env`, in that order (as the
@@ -101,7 +60,7 @@ fn an_image_built_from_a_directory_runs_as_the_program_runs_natively() {
     if !kvm_available("an_image_built_from_a_directory_runs_as_the_program_runs_natively") {
         return;
     }
-    let c = Ctx::new("dir");
+    let c = Ctx::new("images", "dir");
     let prog = program("args", "musl");
     copy_exec(&prog, &c.dir.join("rootfs/app/args"));
     c.write(
@@ -129,7 +88,7 @@ fn images_lists_tags_and_rmi_frees_the_blobs() {
     if !kvm_available("images_lists_tags_and_rmi_frees_the_blobs") {
         return;
     }
-    let c = Ctx::new("list");
+    let c = Ctx::new("images", "list");
     copy_exec(&program("hello", "musl"), &c.dir.join("rootfs/app/hello"));
     c.write(
         "Voltfile",
@@ -188,7 +147,7 @@ fn tarball_and_cpio_sources_build_images_that_run() {
     if !kvm_available("tarball_and_cpio_sources_build_images_that_run") {
         return;
     }
-    let c = Ctx::new("archives");
+    let c = Ctx::new("images", "archives");
     copy_exec(&program("hello", "musl"), &c.dir.join("rootfs/app/hello"));
     let st = Command::new("tar")
         .current_dir(c.dir.join("rootfs"))
@@ -240,7 +199,7 @@ fn an_oci_image_made_by_umoci_and_skopeo_is_imported_runs_and_our_store_reads_ba
     if !kvm_available(name) || !have("umoci", name) || !have("skopeo", name) {
         return;
     }
-    let c = Ctx::new("oci");
+    let c = Ctx::new("images", "oci");
     let hello = program("hello", "musl");
     let layout = c.dir.join("layout");
     let run = |cmd: &mut Command| {
@@ -330,7 +289,7 @@ fn a_dockerfile_is_built_with_buildah() {
     if !kvm_available(name) || !have("buildah", name) {
         return;
     }
-    let c = Ctx::new("dockerfile");
+    let c = Ctx::new("images", "dockerfile");
     copy_exec(&program("hello", "musl"), &c.dir.join("hello"));
     c.write(
         "Dockerfile",
@@ -360,7 +319,7 @@ fn a_dynamically_linked_program_runs_from_an_image_with_its_loader() {
     if !kvm_available("a_dynamically_linked_program_runs_from_an_image_with_its_loader") {
         return;
     }
-    let c = Ctx::new("dynamic");
+    let c = Ctx::new("images", "dynamic");
     let prog = program("args", "dyn");
     let root = c.dir.join("rootfs");
     copy_exec(&prog, &root.join("app/args"));
@@ -401,7 +360,7 @@ fn a_dynamically_linked_program_runs_from_an_image_with_its_loader() {
 
 #[test]
 fn bad_voltfiles_and_unknown_images_fail_in_one_line() {
-    let c = Ctx::new("bad");
+    let c = Ctx::new("images", "bad");
     copy_exec(&program("hello", "musl"), &c.dir.join("rootfs/app/hello"));
     std::fs::write(c.dir.join("rootfs/app/notes.txt"), "not a program").unwrap();
     let cases = [

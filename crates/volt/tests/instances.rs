@@ -4,65 +4,14 @@
 //! with SIGKILL; a published port served by a detached instance.
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::*;
 
-struct Ctx {
-    dir: PathBuf,
-}
+type Ctx = Scratch;
 
-impl Drop for Ctx {
-    fn drop(&mut self) {
-        // Nothing outlives a test.
-        if let Ok(v) =
-            serde_json::from_str::<serde_json::Value>(&self.out(&["ps", "-a", "-o", "json"]))
-        {
-            for i in v.as_array().into_iter().flatten() {
-                let _ = self.volt(&["rm", "-f", i["id"].as_str().unwrap_or("")]);
-            }
-        }
-    }
-}
-
-impl Ctx {
-    fn new(name: &str) -> Ctx {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join("instances")
-            .join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Ctx { dir }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = volt();
-        c.current_dir(&self.dir)
-            .env("VOLT_DATA_DIR", self.dir.join("data"))
-            .args(args);
-        c
-    }
-
-    fn volt(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run volt")
-    }
-
-    fn out(&self, args: &[&str]) -> String {
-        String::from_utf8_lossy(&self.volt(args).stdout).into_owned()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.volt(args);
-        assert!(
-            o.status.success(),
-            "volt {args:?} failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
+impl Scratch {
     fn inspect(&self, name: &str) -> serde_json::Value {
         let v: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
         v[0].clone()
@@ -82,13 +31,6 @@ impl Ctx {
     }
 }
 
-fn one_line_error(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_ne!(o.status.code(), Some(0), "expected a failure: {err}");
-    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
-    assert!(err.contains(needle), "expected {needle:?} in: {err}");
-}
-
 fn pid_alive(pid: i64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
@@ -100,7 +42,7 @@ fn a_detached_instance_lives_logs_stops_starts_and_is_removed() {
     if !kvm_available("a_detached_instance_lives_logs_stops_starts_and_is_removed") {
         return;
     }
-    let c = Ctx::new("life");
+    let c = Ctx::new("instances", "life");
     let t = program("ticker", "musl");
     let t = t.to_str().unwrap();
     let id = c
@@ -146,7 +88,7 @@ fn stop_sends_sigterm_to_the_program_which_may_end_cleanly() {
     if !kvm_available("stop_sends_sigterm_to_the_program_which_may_end_cleanly") {
         return;
     }
-    let c = Ctx::new("graceful");
+    let c = Ctx::new("instances", "graceful");
     let p = program("sigterm", "musl");
     c.ok(&["run", "-d", "--name", "g", p.to_str().unwrap(), "sleep"]);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -165,7 +107,7 @@ fn logs_follow_prints_everything_until_the_instance_ends() {
     if !kvm_available("logs_follow_prints_everything_until_the_instance_ends") {
         return;
     }
-    let c = Ctx::new("follow");
+    let c = Ctx::new("instances", "follow");
     let t = program("ticker", "musl");
     c.ok(&["run", "-d", "--name", "f", t.to_str().unwrap(), "6", "0"]);
     let o = c.cmd(&["logs", "-f", "f"]).output().unwrap();
@@ -181,7 +123,7 @@ fn on_failure_restarts_with_backoff_and_gives_up_after_n() {
     if !kvm_available("on_failure_restarts_with_backoff_and_gives_up_after_n") {
         return;
     }
-    let c = Ctx::new("restart");
+    let c = Ctx::new("instances", "restart");
     let e = program("exit", "musl");
     let t0 = Instant::now();
     c.ok(&[
@@ -224,7 +166,7 @@ fn always_restarts_even_after_success_and_restart_starts_it_again() {
     if !kvm_available("always_restarts_even_after_success_and_restart_starts_it_again") {
         return;
     }
-    let c = Ctx::new("always");
+    let c = Ctx::new("instances", "always");
     let e = program("exit", "musl");
     c.ok(&[
         "run",
@@ -278,7 +220,7 @@ fn concurrent_cli_calls_leave_a_consistent_state() {
     if !kvm_available("concurrent_cli_calls_leave_a_consistent_state") {
         return;
     }
-    let c = Ctx::new("concurrent");
+    let c = Ctx::new("instances", "concurrent");
     let s = program("sleeper", "musl");
     let s = s.to_str().unwrap().to_string();
     let spawn = |name: &str| {
@@ -327,7 +269,7 @@ fn a_supervisor_killed_with_sigkill_is_noticed_and_its_vm_ends() {
     if !kvm_available("a_supervisor_killed_with_sigkill_is_noticed_and_its_vm_ends") {
         return;
     }
-    let c = Ctx::new("kill9");
+    let c = Ctx::new("instances", "kill9");
     let s = program("sleeper", "musl");
     c.ok(&["run", "-d", "--name", "victim", s.to_str().unwrap(), "60"]);
     let i = c.wait_state("victim", "running", Duration::from_secs(10));
@@ -361,7 +303,7 @@ fn a_detached_instance_serves_its_published_port_until_stopped() {
     }
     let web = program("goweb", "go");
     optivolt_testnet::in_private_netns(test, move || {
-        let c = Ctx::new("publish");
+        let c = Ctx::new("instances", "publish");
         let w = web.to_str().unwrap();
         c.ok(&[
             "run",
@@ -386,7 +328,7 @@ fn a_detached_instance_serves_its_published_port_until_stopped() {
 
 #[test]
 fn bad_input_fails_in_one_line_and_records_nothing() {
-    let c = Ctx::new("bad");
+    let c = Ctx::new("instances", "bad");
     one_line_error(&c.volt(&["run", "-d", "/nonexistent/app"]), "no such file");
     one_line_error(
         &c.volt(&["run", "-d", "nosuchimage"]),

@@ -7,7 +7,7 @@ mod common;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -73,29 +73,9 @@ fn start_registry_with(dir: &std::path::Path, extra: &str) -> Option<Registry> {
     Some(r)
 }
 
-struct Ctx {
-    dir: PathBuf,
-}
+type Ctx = Scratch;
 
-impl Ctx {
-    fn new(name: &str) -> Ctx {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join("registry")
-            .join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("rootfs/app")).unwrap();
-        Ctx { dir }
-    }
-
-    fn volt(&self, args: &[&str]) -> Output {
-        volt()
-            .current_dir(&self.dir)
-            .env("VOLT_DATA_DIR", self.dir.join("data"))
-            .args(args)
-            .output()
-            .expect("run volt")
-    }
-
+impl Scratch {
     fn cmd_stdin(&self, args: &[&str]) -> Command {
         let mut c = volt();
         c.current_dir(&self.dir)
@@ -105,16 +85,6 @@ impl Ctx {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.volt(args);
-        assert!(
-            o.status.success(),
-            "volt {args:?} failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
     fn blobs(&self) -> Vec<String> {
@@ -178,7 +148,7 @@ fn push_rmi_pull_run_against_a_local_registry_with_the_digests_skopeo_reads() {
     if !needs(name) {
         return;
     }
-    let c = Ctx::new("roundtrip");
+    let c = Ctx::new("registry", "roundtrip");
     let reg = start_registry(&c.dir.join("registry")).unwrap();
     let image = format!("localhost:{}/team/hello:1", reg.port);
     c.hello_image(&image, "registry");
@@ -225,7 +195,7 @@ fn a_registry_that_is_down_or_an_unknown_image_fails_in_one_line_storing_nothing
     if !needs(name) {
         return;
     }
-    let c = Ctx::new("down");
+    let c = Ctx::new("registry", "down");
     let port = free_port();
     for (args, needle) in [
         (
@@ -262,7 +232,7 @@ fn a_pull_resumes_a_partial_download_and_refuses_a_corrupt_one() {
     if !needs(name) {
         return;
     }
-    let c = Ctx::new("resume");
+    let c = Ctx::new("registry", "resume");
     let reg = start_registry(&c.dir.join("registry")).unwrap();
     let image = format!("localhost:{}/resume:1", reg.port);
     c.hello_image(&image, "resumed");
@@ -315,7 +285,7 @@ fn login_checks_credentials_and_push_and_pull_use_them() {
     if !needs(name) {
         return;
     }
-    let c = Ctx::new("login");
+    let c = Ctx::new("registry", "login");
     let regdir = c.dir.join("registry");
     std::fs::create_dir_all(&regdir).unwrap();
     let Ok(o) = Command::new("htpasswd")

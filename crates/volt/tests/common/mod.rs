@@ -241,3 +241,77 @@ pub fn same_in_both_modes(native: &Output, run: impl Fn(&[&str]) -> Output) -> O
     assert_same(native, &patched);
     patched
 }
+
+/// A scratch directory with volt state of its own (`VOLT_DATA_DIR` in it),
+/// for the tests of images, registries and instances. Instances a test
+/// leaves behind are removed when it ends, even when it fails.
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    /// `$CARGO_TARGET_TMPDIR/GROUP/NAME`, fresh, with an empty `rootfs/app`.
+    pub fn new(group: &str, name: &str) -> Scratch {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(group)
+            .join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("rootfs/app")).expect("create the scratch directory");
+        Scratch { dir }
+    }
+
+    /// `volt ARGS` in the directory, with its state there.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = volt();
+        c.current_dir(&self.dir)
+            .env("VOLT_DATA_DIR", self.dir.join("data"))
+            .args(args);
+        c
+    }
+
+    pub fn volt(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run volt")
+    }
+
+    /// What `volt ARGS` printed on stdout, whatever its status.
+    pub fn out(&self, args: &[&str]) -> String {
+        String::from_utf8_lossy(&self.volt(args).stdout).into_owned()
+    }
+
+    /// What `volt ARGS` printed on stdout; it must succeed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.volt(args);
+        assert!(
+            o.status.success(),
+            "volt {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.dir.join("data/volt.db").exists() {
+            return;
+        }
+        if let Ok(v) =
+            serde_json::from_str::<serde_json::Value>(&self.out(&["ps", "-a", "-o", "json"]))
+        {
+            for i in v.as_array().into_iter().flatten() {
+                let _ = self.volt(&["rm", "-f", i["id"].as_str().unwrap_or("")]);
+            }
+        }
+    }
+}
+
+/// A failure with exactly one line on stderr, volt's, saying `needle`.
+pub fn one_line_error(o: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_ne!(o.status.code(), Some(0), "expected a failure: {err}");
+    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+    assert!(
+        err.starts_with("volt: ") && err.contains(needle),
+        "expected {needle:?} in: {err}"
+    );
+}
