@@ -226,6 +226,12 @@ pub struct BootInfo {
     pub sites: PhysRange,
     /// What the host's fds 0, 1 and 2 are, so that the guest's look the same.
     pub stdio: [StdioInfo; 3],
+    /// Number of volumes: after the environment, the command-line area holds
+    /// one string per volume, `r` or `w` (read-only or not) then the guest
+    /// path where it is mounted. Volume `i` is the `i`-th of them.
+    pub volumes: u32,
+    /// Reserved, zero.
+    pub _reserved1: u32,
 }
 
 /// One of the host's standard fds as the monitor found it.
@@ -327,6 +333,8 @@ impl BootInfo {
                 cols: 0,
                 _reserved: 0,
             }; 3],
+            volumes: 0,
+            _reserved1: 0,
         }
     }
 

@@ -46,6 +46,10 @@ pub const NET_KICK: u16 = 8;
 /// return at once (1) or not (`-EAGAIN`).
 pub const CONSOLE_READ: u16 = 9;
 
+/// An operation on a volume (a host directory mounted in the guest).
+/// Value: address of [`crate::volume::VolumeCall`].
+pub const VOLUME: u16 = 10;
+
 /// Arguments of [`CONSOLE_READ`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

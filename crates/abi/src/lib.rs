@@ -10,6 +10,7 @@
 //! * [`hypercall`] — the port-I/O hypercalls and their argument structs.
 //! * [`elf`] — a small bounds-checked ELF64 reader used by both sides.
 //! * [`exit`] — process exit statuses the monitor uses for guest failures.
+//! * [`volume`] — host directories served to the guest (`volt run -v`).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -21,6 +22,7 @@ pub mod hypercall;
 pub mod layout;
 pub mod sites;
 pub mod virtio;
+pub mod volume;
 
 /// Version of the boot contract; bumped on every incompatible change.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;

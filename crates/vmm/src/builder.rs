@@ -69,6 +69,8 @@ pub struct VmConfig<'a> {
     pub started: Instant,
     /// A network device on a tap, if any.
     pub net: Option<NetConfig>,
+    /// Host directories mounted in the guest.
+    pub volumes: Vec<crate::volume::VolumeConfig>,
 }
 
 /// A network device attached to a host tap.
@@ -119,6 +121,7 @@ impl<'a> VmConfig<'a> {
             timeout: None,
             started: Instant::now(),
             net: None,
+            volumes: Vec::new(),
         }
     }
 }
@@ -218,9 +221,21 @@ fn load_libos(
 /// NUL-terminated.
 fn cmdline(cfg: &VmConfig<'_>) -> Result<Vec<u8>> {
     let mut v = Vec::new();
+    let mounts: Vec<Vec<u8>> = cfg
+        .volumes
+        .iter()
+        .map(|m| {
+            [
+                if m.readonly { &b"r"[..] } else { b"w" },
+                m.guest.as_bytes(),
+            ]
+            .concat()
+        })
+        .collect();
     for s in std::iter::once(cfg.exec_path.as_bytes())
         .chain(cfg.argv.iter().map(|a| a.as_slice()))
         .chain(cfg.env.iter().map(|e| e.as_slice()))
+        .chain(mounts.iter().map(|m| m.as_slice()))
     {
         v.extend_from_slice(s);
         v.push(0);
@@ -307,6 +322,8 @@ impl Vm {
         let mut timing = Timing::new(cfg.started, cfg.timing);
         let sizes = check_sizes(cfg)?;
         let cmd = cmdline(cfg)?;
+        let volumes =
+            crate::volume::Volumes::open(&cfg.volumes).map_err(|e| Error::Volume(e.to_string()))?;
         let tap = open_tap(cfg.net.as_ref());
         let net_layout = net_layout()?;
 
@@ -356,6 +373,7 @@ impl Vm {
             timeout: cfg.timeout,
             net,
             wake,
+            volumes,
         })
     }
 }
@@ -577,6 +595,7 @@ fn boot_info(
     bi.free_count = 1;
     bi.argc = cfg.argv.len() as u32;
     bi.envc = cfg.env.len() as u32;
+    bi.volumes = cfg.volumes.len() as u32;
     bi.cmdline = CMDLINE_PA;
     bi.cmdline_len = cmdline_len as u32;
     bi.tsc_khz = tsc_khz;

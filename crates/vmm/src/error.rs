@@ -50,6 +50,9 @@ pub enum Error {
         /// Bytes available.
         max: usize,
     },
+    /// A volume could not be attached.
+    #[error("{0}")]
+    Volume(String),
     /// Any other host-side I/O failure.
     #[error("{0}: {1}")]
     Io(&'static str, #[source] io::Error),

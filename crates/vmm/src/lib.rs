@@ -34,6 +34,7 @@ pub mod stdio;
 pub mod timing;
 pub mod vcpu;
 pub mod vm;
+pub mod volume;
 
 pub use builder::{check_kvm, min_memory, NetConfig, VmConfig};
 pub use error::{Error, Result};

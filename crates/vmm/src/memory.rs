@@ -81,5 +81,6 @@ pod!(
     optivolt_abi::hypercall::FaultReport,
     optivolt_abi::hypercall::Block,
     optivolt_abi::hypercall::Release,
+    optivolt_abi::volume::VolumeCall,
     optivolt_abi::boot::SchedShared
 );

@@ -426,6 +426,7 @@ impl Vm {
             }
             hc::RELEASE => hypercall::release(&self.mem, pa).map(|_| None),
             hc::CONSOLE_READ => crate::stdio::console_read(&self.mem, pa).map(|_| None),
+            hc::VOLUME => self.volumes.serve(&self.mem, pa).map(|_| None),
             hc::NET_KICK => {
                 // Without a device the kick is a harmless no-op.
                 if let Some(n) = &self.net {

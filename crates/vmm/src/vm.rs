@@ -37,6 +37,8 @@ pub struct Vm {
     pub(crate) net: Option<NetWorker>,
     /// Written by the network thread when the guest should wake.
     pub(crate) wake: Arc<EventFd>,
+    /// The host directories mounted in the guest, and its open files there.
+    pub(crate) volumes: crate::volume::Volumes,
 }
 
 impl Vm {

@@ -14,6 +14,7 @@ pub mod restart;
 pub mod run;
 pub mod store;
 pub mod voltfile;
+pub mod volumes;
 
 /// The library OS image with the network (smoltcp, virtio-net, sockets),
 /// built by build.rs.
@@ -38,9 +39,10 @@ pub fn libos_variant(network: bool) -> (&'static str, &'static [u8]) {
     propagate_version = true
 )]
 struct Cli {
-    /// Log what volt does on stderr (-v: steps, -vv: details); RUST_LOG
-    /// (e.g. `RUST_LOG=optivolt_volt=debug`) overrides it.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// Log what volt does on stderr (-v: steps, -vv: details), given before
+    /// the command (`volt -v run …`: after it, `-v` is `run`'s volume);
+    /// RUST_LOG (e.g. `RUST_LOG=optivolt_volt=debug`) overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
     #[command(subcommand)]
     command: Command,
@@ -101,6 +103,9 @@ enum Command {
     Rm(instances::RmArgs),
     /// Print instances as JSON.
     Inspect(instances::NamesArgs),
+    /// Manage volumes (host directories and named volumes for `volt run -v`).
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
     /// Benchmarks (boot time against a process and the bare-KVM floor).
     Bench(bench::BenchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -138,6 +143,7 @@ pub fn real_main(started: Instant) -> i32 {
         Command::Restart(a) => instances::restart(a),
         Command::Rm(a) => instances::rm(a),
         Command::Inspect(a) => instances::inspect(a),
+        Command::Volume(c) => volumes::volume(c),
         Command::Bench(a) => bench::bench(a),
         Command::Completion { shell } => {
             use clap::CommandFactory;

@@ -94,6 +94,11 @@ pub struct RunArgs {
         value_name = "[HOST_IP:]HOST_PORT:GUEST_PORT[/PROTO]"
     )]
     pub publish: Vec<String>,
+    /// Mount a host directory or a named volume: `SRC:DST[:ro]`
+    /// (repeatable). SRC with a `/` (or starting with `.`) is a host
+    /// directory; otherwise a named volume, made if missing.
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
+    pub volumes: Vec<String>,
     /// The x86-64 Linux executable to run (static, or dynamically linked:
     /// its loader and libraries are gathered from this host, or must be in
     /// --rootfs), or an image from `volt images`, then its arguments (for
@@ -149,6 +154,14 @@ impl RunArgs {
         }
         for p in &self.publish {
             opt("--publish", p.clone());
+        }
+        for spec in &self.volumes {
+            // Absolute, so that the supervisor mounts the same directory.
+            let v = crate::volumes::parse(spec).and_then(|m| crate::volumes::resolve(&[m]));
+            match v.as_deref() {
+                Ok([one]) => opt("--volume", crate::volumes::spec_of(one)),
+                _ => opt("--volume", spec.clone()),
+            }
         }
         if self.timing {
             v.push("--timing".into());
@@ -246,6 +259,12 @@ fn merge_env(base: Vec<String>, over: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 }
 
 pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
+    let mounts = a
+        .volumes
+        .iter()
+        .map(|s| crate::volumes::parse(s))
+        .collect::<Result<Vec<_>>>()?;
+    let volumes = crate::volumes::resolve(&mounts)?;
     if a.detach {
         // Checked here, so that a typo fails now rather than in the log.
         let image = find_image(&a)?.map(|(_, img)| img.reference.to_string());
@@ -387,6 +406,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         timeout,
         started,
         net,
+        volumes,
     };
     let mut vm = Vm::create_with(kvm, &cfg)?;
     if let Some(n) = &auto {

@@ -241,7 +241,7 @@ fn hostile_hypercalls_end_only_the_guest() {
         return;
     }
     let p = program("hostile", "musl");
-    for attack in ["0", "1", "2", "3", "4", "5", "6"] {
+    for attack in ["0", "1", "2", "3", "4", "5", "6", "7"] {
         let u = unikernel(&p, &["--memory", "16M"], &[attack], &[]);
         let err = String::from_utf8_lossy(&u.stderr);
         assert_eq!(

@@ -25,6 +25,8 @@ pub type TcpId = core::convert::Infallible;
 pub enum FileKind {
     /// An inode of the VFS (file, directory, device).
     Inode(Ino),
+    /// A file or directory in a volume, open on the host.
+    Host(crate::fs::volume::HostFile),
     /// The console: 0 = stdin, 1 = stdout, 2 = stderr.
     Console(u8),
     /// A generated file's contents, taken when it was opened.
@@ -57,7 +59,10 @@ impl FileKind {
     /// epoll, timerfds, sockets): pread/pwrite refuse it with ESPIPE.
     pub fn is_channel(&self) -> bool {
         match self {
-            FileKind::Inode(_) | FileKind::Console(_) | FileKind::Snapshot(..) => false,
+            FileKind::Inode(_)
+            | FileKind::Host(_)
+            | FileKind::Console(_)
+            | FileKind::Snapshot(..) => false,
             FileKind::PipeRead(_)
             | FileKind::PipeWrite(_)
             | FileKind::EventFd(_)

@@ -16,7 +16,7 @@ pub fn readiness(f: &OpenFile) -> (u32, u64) {
             }
         }
         FileKind::Console(_) => (POLLOUT | POLLWRNORM, 0),
-        FileKind::Inode(_) | FileKind::Snapshot(..) => {
+        FileKind::Inode(_) | FileKind::Host(_) | FileKind::Snapshot(..) => {
             let mut r = 0;
             if f.readable() {
                 r |= POLLIN | POLLRDNORM;

@@ -174,6 +174,8 @@ pub struct DirEntry {
 pub struct Vfs {
     inodes: Vec<Option<Inode>>,
     free: Vec<Ino>,
+    /// Directories a volume is mounted on, and which volume.
+    mounts: BTreeMap<Ino, u32>,
     /// Time stamped on new and modified inodes.
     pub now: i64,
 }
@@ -197,6 +199,7 @@ impl Vfs {
         Vfs {
             inodes: alloc::vec![Some(root)],
             free: Vec::new(),
+            mounts: BTreeMap::new(),
             now,
         }
     }
@@ -261,7 +264,36 @@ impl Vfs {
         }
     }
 
-    fn child(&self, dir: Ino, name: &[u8]) -> R<Ino> {
+    /// Mounts volume `vol` on directory `dir`: paths that reach `dir` go on
+    /// in the volume (see `fs::resolve`).
+    pub fn mount(&mut self, dir: Ino, vol: u32) -> R<()> {
+        if !self.inode(dir)?.is_dir() {
+            return Err(ENOTDIR);
+        }
+        if self.mounts.values().any(|&v| v == vol) {
+            return Err(EBUSY);
+        }
+        self.mounts.insert(dir, vol);
+        Ok(())
+    }
+
+    /// The volume mounted on `dir`, if any.
+    pub fn mounted(&self, dir: Ino) -> Option<u32> {
+        self.mounts.get(&dir).copied()
+    }
+
+    /// The directory volume `vol` is mounted on.
+    pub fn mount_point(&self, vol: u32) -> Option<Ino> {
+        self.mounts.iter().find(|(_, &v)| v == vol).map(|(&d, _)| d)
+    }
+
+    /// Whether any volume is mounted (path resolution is simpler without).
+    pub fn has_mounts(&self) -> bool {
+        !self.mounts.is_empty()
+    }
+
+    /// The entry `name` of directory `dir` (`.` and `..` included).
+    pub fn child(&self, dir: Ino, name: &[u8]) -> R<Ino> {
         if name == b".." {
             return self.parent(dir);
         }
@@ -437,6 +469,9 @@ impl Vfs {
             return Err(ENOTEMPTY);
         }
         let ino = self.child(dir, name)?;
+        if self.mounts.contains_key(&ino) {
+            return Err(EBUSY);
+        }
         if !self.entries(ino)?.is_empty() {
             return Err(ENOTEMPTY);
         }
@@ -476,6 +511,13 @@ impl Vfs {
         }
         let ino = self.child(odir, oname)?;
         self.entries(ndir)?;
+        if self.mounts.contains_key(&ino)
+            || self
+                .child(ndir, nname)
+                .is_ok_and(|e| self.mounts.contains_key(&e))
+        {
+            return Err(EBUSY);
+        }
         let moving_dir = self.inode(ino)?.is_dir();
         if moving_dir && self.is_ancestor(ino, ndir) {
             return Err(EINVAL);

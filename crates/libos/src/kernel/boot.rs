@@ -93,6 +93,16 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     let exec_path = strings[0];
     let argv = &strings[1..1 + argc];
     let envp = &strings[1 + argc..1 + argc + envc];
+    // Then one string per volume: `r` or `w`, and where it is mounted.
+    let volumes: Vec<&[u8]> = strings
+        .iter()
+        .skip(1 + argc + envc)
+        .take(boot.volumes as usize)
+        .filter_map(|v| v.get(1..))
+        .collect();
+    if volumes.len() != boot.volumes as usize {
+        fail("malformed volume list from the monitor");
+    }
 
     // SAFETY: the rootfs range was loaded by the monitor into guest RAM, is
     // never handed to the frame allocator and lives as long as the VM; user
@@ -201,6 +211,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         rootfs,
         exec_path,
         (boot.wallclock_ns / 1_000_000_000) as i64,
+        volumes,
     );
     let trace = boot.flags & optivolt_abi::boot::flags::TRACE_SYSCALLS != 0;
     *KERNEL.lock() = Some(Kernel {
@@ -211,7 +222,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         trace,
         fs,
         fds: FdTable::with_console(),
-        cwd: crate::fs::vfs::ROOT,
+        cwd: crate::fs::resolve::Loc::Mem(crate::fs::vfs::ROOT),
         patching: boot.flags & optivolt_abi::boot::flags::SYSCALLS_TRAP == 0,
         trampolines,
         sites,

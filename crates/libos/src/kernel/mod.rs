@@ -30,7 +30,7 @@ pub struct Kernel {
     /// Open descriptors.
     pub fds: crate::fd::file::FdTable,
     /// Current directory.
-    pub cwd: crate::fs::vfs::Ino,
+    pub cwd: crate::fs::resolve::Loc,
     /// Whether trapped `syscall` sites are rewritten into jumps.
     pub patching: bool,
     /// Where the trampolines of patched sites go: below the program's code,
@@ -76,16 +76,25 @@ pub struct LazyVfs {
     rootfs: &'static [u8],
     exec_path: alloc::vec::Vec<u8>,
     now: i64,
+    /// Where each volume is mounted.
+    volumes: alloc::vec::Vec<&'static [u8]>,
 }
 
 impl LazyVfs {
-    /// A VFS to be unpacked from `rootfs`, with /proc/self/exe → `exec_path`.
-    pub fn new(rootfs: &'static [u8], exec_path: &[u8], now: i64) -> Self {
+    /// A VFS to be unpacked from `rootfs`, with /proc/self/exe → `exec_path`,
+    /// and volume `i` mounted on `volumes[i]`.
+    pub fn new(
+        rootfs: &'static [u8],
+        exec_path: &[u8],
+        now: i64,
+        volumes: alloc::vec::Vec<&'static [u8]>,
+    ) -> Self {
         LazyVfs {
             cell: core::cell::OnceCell::new(),
             rootfs,
             exec_path: exec_path.to_vec(),
             now,
+            volumes,
         }
     }
 
@@ -95,6 +104,19 @@ impl LazyVfs {
             || crate::fs::special::populate(&mut fs, &self.exec_path).is_err()
         {
             crate::arch::hypercall::abort(b"could not unpack the rootfs");
+        }
+        for (i, at) in self.volumes.iter().enumerate() {
+            // The mount point: what the image has there (through its
+            // symlinks), else new directories, as docker makes them.
+            let dir = match fs.lookup(crate::fs::vfs::ROOT, at, true) {
+                Ok(d) => Ok(d),
+                Err(_) => fs.mkdir_all(at, 0o755),
+            };
+            if dir.and_then(|d| fs.mount(d, i as u32)).is_err() {
+                crate::arch::hypercall::abort(
+                    b"a volume's mount point is not a directory in the image",
+                );
+            }
         }
         fs
     }

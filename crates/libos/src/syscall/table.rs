@@ -14,7 +14,7 @@ use super::linux::socket as inet;
 use super::linux::{file as fs, misc::*, mm::*, poll, signal::*, thread as threads, time::*};
 use super::status::Status::{self, *};
 #[cfg(feature = "guest")]
-use crate::errno::{EMLINK, ENOSYS, YIELD};
+use crate::errno::{ENOSYS, YIELD};
 #[cfg(feature = "guest")]
 use crate::task::{process::PID, sched, signal};
 use crate::uapi::unistd::*;
@@ -236,8 +236,8 @@ pub const ROWS: &[Row] = &[
     row(KILL, "kill", 2, Partial("only the unikernel's own process (pid 1)"), h!(|k, a, _| threads::kill(k, a[0] as i64, a[1]))),
     row(UNAME, "uname", 1, Full, h!(|k, a, _| sys_uname(k, a[0]))),
     row(FCNTL, "fcntl", 3, Partial("locks always succeed (no other process); no F_SETPIPE_SZ, leases, notify"), h!(|k, a, _| fs::fcntl(k, a[0], a[1], a[2]))),
-    row(FSYNC, "fsync", 1, Full, h!(|k, a, _| k.fds.get(a[0]).map(|_| 0))),
-    row(FDATASYNC, "fdatasync", 1, Full, h!(|k, a, _| k.fds.get(a[0]).map(|_| 0))),
+    row(FSYNC, "fsync", 1, Full, h!(|k, a, _| fs::fsync(k, a[0]))),
+    row(FDATASYNC, "fdatasync", 1, Full, h!(|k, a, _| fs::fsync(k, a[0]))),
     row(TRUNCATE, "truncate", 2, Full, h!(|k, a, _| fs::truncate(k, a[0], a[1] as i64))).paths(&[0]),
     row(FTRUNCATE, "ftruncate", 2, Full, h!(|k, a, _| fs::ftruncate(k, a[0], a[1] as i64))),
     row(GETCWD, "getcwd", 2, Full, h!(|k, a, _| fs::getcwd(k, a[0], a[1]))),
@@ -247,7 +247,7 @@ pub const ROWS: &[Row] = &[
     row(MKDIR, "mkdir", 2, Full, h!(|k, a, _| fs::mkdirat(k, AT_FDCWD, a[0], a[1] as u32))).paths(&[0]),
     row(RMDIR, "rmdir", 1, Full, h!(|k, a, _| fs::unlinkat(k, AT_FDCWD, a[0], 0x200))).paths(&[0]),
     row(CREAT, "creat", 2, Full, h!(|k, a, _| fs::openat(k, AT_FDCWD, a[0], 0o1101, a[1] as u32))).paths(&[0]),
-    row(LINK, "link", 2, Refused("EMLINK: no hard links in the VFS yet"), h!(|_, _, _| Err(EMLINK))),
+    row(LINK, "link", 2, Partial("in volumes; EMLINK in the VFS (no hard links)"), h!(|k, a, _| fs::linkat(k, AT_FDCWD, a[0], AT_FDCWD, a[1]))).paths(&[0, 1]),
     row(UNLINK, "unlink", 1, Full, h!(|k, a, _| fs::unlinkat(k, AT_FDCWD, a[0], 0))).paths(&[0]),
     row(SYMLINK, "symlink", 2, Full, h!(|k, a, _| fs::symlinkat(k, a[0], AT_FDCWD, a[1]))).paths(&[0, 1]),
     row(READLINK, "readlink", 3, Full, h!(|k, a, _| fs::readlinkat(k, AT_FDCWD, a[0], a[1], a[2]))).paths(&[0]),
@@ -302,7 +302,7 @@ pub const ROWS: &[Row] = &[
     row(NEWFSTATAT, "newfstatat", 4, Full, h!(|k, a, _| fs::fstatat(k, a[0], a[1], a[2], a[3]))).paths(&[1]),
     row(UNLINKAT, "unlinkat", 3, Full, h!(|k, a, _| fs::unlinkat(k, a[0], a[1], a[2]))).paths(&[1]),
     row(RENAMEAT, "renameat", 4, Full, h!(|k, a, _| fs::renameat2(k, a[0], a[1], a[2], a[3], 0))).paths(&[1, 3]),
-    row(LINKAT, "linkat", 6, Refused("EMLINK: no hard links in the VFS yet"), h!(|_, _, _| Err(EMLINK))),
+    row(LINKAT, "linkat", 6, Partial("in volumes; EMLINK in the VFS (no hard links)"), h!(|k, a, _| fs::linkat(k, a[0], a[1], a[2], a[3]))).paths(&[1, 3]),
     row(SYMLINKAT, "symlinkat", 3, Full, h!(|k, a, _| fs::symlinkat(k, a[0], a[1], a[2]))).paths(&[0, 2]),
     row(READLINKAT, "readlinkat", 4, Full, h!(|k, a, _| fs::readlinkat(k, a[0], a[1], a[2], a[3]))).paths(&[1]),
     row(FCHMODAT, "fchmodat", 3, Full, h!(|k, a, _| fs::fchmodat(k, a[0], a[1], a[2] as u32))).paths(&[1]),

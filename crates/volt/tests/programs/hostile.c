@@ -16,9 +16,10 @@ int main(int argc, char **argv) {
     case 1: out32(0xe0, 0x3ffffffcu); break;      /* arguments straddling the end of RAM */
     case 2: out32(0xe2, 0xfffffff0u); break;      /* abort, arguments beyond RAM */
     case 3: out32(0xe3, 0xffffff00u); break;      /* fault report beyond RAM */
-    case 4: out32(0xea, 0); break;                /* an unknown hypercall */
+    case 4: out32(0xeb, 0); break;                /* an unknown hypercall */
     case 5: out32(0xe4, 0xfffffff8u); break;      /* read CR2 into memory beyond RAM */
     case 6: out32(0xe9, 0xfffffff0u); break;      /* stdin read, arguments beyond RAM */
+    case 7: out32(0xea, 0xfffffff0u); break;      /* volume call, arguments beyond RAM */
     }
     printf("survived\n");
     return 0;

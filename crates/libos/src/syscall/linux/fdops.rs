@@ -2,6 +2,7 @@
 use super::file::resolve;
 use crate::errno::*;
 use crate::fd::file::*;
+use crate::fs::resolve::Loc;
 use crate::kernel::Kernel;
 use crate::uapi::fcntl::AT_FDCWD;
 
@@ -107,9 +108,20 @@ pub fn ftruncate(k: &mut Kernel, fd: u64, len: i64) -> SysResult {
     if !f.writable() {
         return Err(EINVAL);
     }
-    match f.kind {
-        FileKind::Inode(ino) => k.fs.truncate(ino, len as u64).map(|_| 0),
+    match &f.kind {
+        FileKind::Inode(ino) => k.fs.truncate(*ino, len as u64).map(|_| 0),
+        FileKind::Host(h) => crate::fs::volume::ftruncate(h.handle, len as u64).map(|_| 0),
         _ => Err(EINVAL),
+    }
+}
+
+/// fsync(2) and fdatasync(2): to the host's disk for a volume's file.
+pub fn fsync(k: &mut Kernel, fd: u64) -> SysResult {
+    let file = k.fds.file(fd)?;
+    let f = file.lock();
+    match &f.kind {
+        FileKind::Host(h) if !h.dir => crate::fs::volume::fsync(h.handle).map(|_| 0),
+        _ => Ok(0),
     }
 }
 
@@ -118,8 +130,10 @@ pub fn truncate(k: &mut Kernel, path: u64, len: i64) -> SysResult {
     if len < 0 {
         return Err(EINVAL);
     }
-    let ino = resolve(k, AT_FDCWD as u64, path, true)?;
-    k.fs.truncate(ino, len as u64).map(|_| 0)
+    match resolve(k, AT_FDCWD as u64, path, true)? {
+        Loc::Mem(ino) => k.fs.truncate(ino, len as u64).map(|_| 0),
+        Loc::Host(hp, _) => super::volume::truncate(&hp, len as u64),
+    }
 }
 
 /// ioctl(2).
@@ -154,6 +168,9 @@ pub fn ioctl(k: &mut Kernel, fd: u64, req: u64, arg: u64) -> SysResult {
             let f = file.lock();
             let avail = match &f.kind {
                 FileKind::Inode(i) => k.fs.inode(*i)?.size().saturating_sub(f.offset),
+                FileKind::Host(h) => {
+                    (super::volume::fstat(h)?.size as u64).saturating_sub(f.offset)
+                }
                 FileKind::Snapshot(_, d) => (d.len() as u64).saturating_sub(f.offset),
                 FileKind::PipeRead(p) => p.lock().data.len() as u64,
                 _ => 0,

@@ -6,10 +6,12 @@ use alloc::vec::Vec;
 use crate::drivers::console::Batch;
 use crate::errno::*;
 use crate::fd::file::*;
-use crate::fs::vfs::{Device, Generated, Ino, Node, PATH_MAX};
+use crate::fs::resolve::{self as walk, Loc};
+use crate::fs::vfs::{Device, Generated, Node, PATH_MAX};
+use crate::fs::volume::Host;
 use crate::kernel::Kernel;
 
-pub use super::fdops::{dup, dup3, fcntl, ftruncate, ioctl, truncate};
+pub use super::fdops::{dup, dup3, fcntl, fsync, ftruncate, ioctl, truncate};
 pub use super::stat::{fstat, fstatat, statx};
 use crate::uapi::fcntl::{AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW};
 
@@ -22,30 +24,55 @@ pub(super) fn user_path(k: &mut Kernel, ptr: u64) -> Result<Vec<u8>, i64> {
 }
 
 /// The directory a *at() call is relative to.
-pub(super) fn base_dir(k: &Kernel, dirfd: u64) -> Result<Ino, i64> {
+pub(super) fn base_dir(k: &Kernel, dirfd: u64) -> Result<Loc, i64> {
     if dirfd as i32 == AT_FDCWD {
-        return Ok(k.cwd);
+        return Ok(k.cwd.clone());
     }
     let f = k.fds.file(dirfd)?;
     let f = f.lock();
-    match f.kind {
-        FileKind::Inode(ino) if k.fs.inode(ino)?.is_dir() => Ok(ino),
+    match &f.kind {
+        FileKind::Inode(ino) if k.fs.inode(*ino)?.is_dir() => Ok(Loc::Mem(*ino)),
+        FileKind::Host(h) if h.dir => Ok(Loc::Host(h.path.clone(), dir_stat())),
         _ => Err(ENOTDIR),
     }
 }
 
-pub(super) fn resolve(k: &mut Kernel, dirfd: u64, path: u64, follow: bool) -> Result<Ino, i64> {
-    let p = user_path(k, path)?;
-    let base = base_dir(k, dirfd)?;
-    k.fs.lookup(base, &p, follow)
+/// What a directory descriptor of a volume is known to be without asking.
+fn dir_stat() -> optivolt_abi::volume::VolumeStat {
+    optivolt_abi::volume::VolumeStat {
+        mode: crate::fs::vfs::S_IFDIR | 0o755,
+        ..Default::default()
+    }
 }
 
-/// The inode behind a descriptor (for fstat, fchdir, …).
-pub(super) fn fd_inode(k: &Kernel, fd: u64) -> Result<Option<Ino>, i64> {
+/// Resolves a path from directory `base`, across volumes.
+pub(super) fn lookup(k: &Kernel, base: &Loc, p: &[u8], follow: bool) -> Result<Loc, i64> {
+    walk::resolve(&k.fs, &mut Host, base, p, follow)
+}
+
+/// Resolves all but the last component: (directory, name).
+pub(super) fn lookup_parent<'p>(
+    k: &Kernel,
+    base: &Loc,
+    p: &'p [u8],
+) -> Result<(Loc, &'p [u8]), i64> {
+    walk::resolve_parent(&k.fs, &mut Host, base, p)
+}
+
+pub(super) fn resolve(k: &mut Kernel, dirfd: u64, path: u64, follow: bool) -> Result<Loc, i64> {
+    let p = user_path(k, path)?;
+    let base = base_dir(k, dirfd)?;
+    lookup(k, &base, &p, follow)
+}
+
+/// Where a descriptor's file is (for fchdir, fchmod, …).
+pub(super) fn fd_loc(k: &Kernel, fd: u64) -> Result<Option<Loc>, i64> {
     let f = k.fds.file(fd)?;
     let f = f.lock();
-    Ok(match f.kind {
-        FileKind::Inode(i) | FileKind::Snapshot(i, _) => Some(i),
+    Ok(match &f.kind {
+        FileKind::Inode(i) | FileKind::Snapshot(i, _) => Some(Loc::Mem(*i)),
+        FileKind::Host(h) if h.dir => Some(Loc::Host(h.path.clone(), dir_stat())),
+        FileKind::Host(h) => Some(Loc::Host(h.path.clone(), Default::default())),
         _ => None,
     })
 }
@@ -109,20 +136,22 @@ pub fn openat(k: &mut Kernel, dirfd: u64, path: u64, flags: u32, mode: u32) -> S
     let base = base_dir(k, dirfd)?;
     let acc = flags & O_ACCMODE;
     let follow = flags & O_NOFOLLOW == 0;
-    let ino = match k.fs.lookup(base, &p, follow) {
-        Ok(i) => {
-            if flags & O_CREAT != 0 && flags & O_EXCL != 0 {
-                return Err(EEXIST);
-            }
-            i
-        }
+    let ino = match lookup(k, &base, &p, follow) {
+        Ok(_) if flags & O_CREAT != 0 && flags & O_EXCL != 0 => return Err(EEXIST),
+        Ok(Loc::Mem(i)) => i,
+        Ok(Loc::Host(hp, st)) => return super::volume::open(k, hp, Some(&st), flags, mode),
         Err(ENOENT) if flags & O_CREAT != 0 => {
-            let (dir, name) = k.fs.lookup_parent(base, &p)?;
+            let (dir, name) = lookup_parent(k, &base, &p)?;
             if name.is_empty() || p.ends_with(b"/") {
                 return Err(EISDIR);
             }
-            k.fs.now = (k.clock_ns(0)? / 1_000_000_000) as i64;
-            k.fs.create(dir, name, mode & !k.proc.umask & 0o7777)?
+            match dir {
+                Loc::Mem(dir) => {
+                    k.fs.now = (k.clock_ns(0)? / 1_000_000_000) as i64;
+                    k.fs.create(dir, name, mode & !k.proc.umask & 0o7777)?
+                }
+                Loc::Host(d, _) => return super::volume::open(k, d.join(name), None, flags, mode),
+            }
         }
         Err(e) => return Err(e),
     };
@@ -204,6 +233,7 @@ pub fn read(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> Sy
             }
         }
         FileKind::Snapshot(_, data) => copy_out(k, data, pos, buf, len)?,
+        FileKind::Host(h) => super::volume::read(k, h, pos, buf, len)?,
         FileKind::PipeRead(_)
         | FileKind::PipeWrite(_)
         | FileKind::EventFd(_)
@@ -306,6 +336,18 @@ pub fn write(k: &mut Kernel, fd: u64, buf: u64, len: u64, off: Option<u64>) -> S
             b.finish()
         }
         FileKind::Snapshot(..) => Err(EACCES),
+        FileKind::Host(h) => {
+            let at = match off {
+                Some(o) => Some(o),
+                None if f.flags & O_APPEND != 0 => None,
+                None => Some(f.offset),
+            };
+            let (n, end) = super::volume::write(k, h, at, buf, len)?;
+            if off.is_none() {
+                f.offset = end.unwrap_or(f.offset + n as u64);
+            }
+            Ok(n as i64)
+        }
         FileKind::Inode(ino) => {
             let ino = *ino;
             match k.fs.inode(ino)?.node {
@@ -392,6 +434,7 @@ pub fn lseek(k: &mut Kernel, fd: u64, off: i64, whence: u32) -> SysResult {
         FileKind::EventFd(_) | FileKind::Epoll(_) | FileKind::TimerFd(_) => return Err(EINVAL),
         FileKind::Snapshot(_, d) => d.len() as i64,
         FileKind::Inode(i) => k.fs.inode(*i)?.size() as i64,
+        FileKind::Host(h) => super::volume::fstat(h)?.size,
     };
     let new = match whence {
         0 => off,
@@ -411,9 +454,20 @@ pub fn lseek(k: &mut Kernel, fd: u64, off: i64, whence: u32) -> SysResult {
 
 /// access/faccessat/faccessat2 (everyone is root: only existence and execute bits matter).
 pub fn faccessat(k: &mut Kernel, dirfd: u64, path: u64, mode: u64, flags: u64) -> SysResult {
-    let ino = resolve(k, dirfd, path, flags & AT_SYMLINK_NOFOLLOW == 0)?;
-    let i = k.fs.inode(ino)?;
-    if mode & 1 != 0 && !i.is_dir() && i.perm & 0o111 == 0 {
+    let (dir, perm) = match resolve(k, dirfd, path, flags & AT_SYMLINK_NOFOLLOW == 0)? {
+        Loc::Mem(ino) => {
+            let i = k.fs.inode(ino)?;
+            (i.is_dir(), i.perm)
+        }
+        l @ Loc::Host(..) => (
+            l.is_dir(&k.fs),
+            match l {
+                Loc::Host(_, st) => st.mode,
+                Loc::Mem(_) => 0,
+            },
+        ),
+    };
+    if mode & 1 != 0 && !dir && perm & 0o111 == 0 {
         return Err(EACCES);
     }
     Ok(0)
@@ -423,6 +477,12 @@ pub fn faccessat(k: &mut Kernel, dirfd: u64, path: u64, mode: u64, flags: u64) -
 pub fn getdents64(k: &mut Kernel, fd: u64, buf: u64, count: u64) -> SysResult {
     let file = k.fds.file(fd)?;
     let mut f = file.lock();
+    if let FileKind::Host(h) = &f.kind {
+        let (out, next) = super::volume::getdents(h, f.offset, count)?;
+        k.mem.copy_to_user(buf, &out)?;
+        f.offset = next;
+        return Ok(out.len() as i64);
+    }
     let FileKind::Inode(dir) = f.kind else {
         return Err(ENOTDIR);
     };
@@ -455,9 +515,12 @@ pub fn getdents64(k: &mut Kernel, fd: u64, buf: u64, count: u64) -> SysResult {
 pub fn mkdirat(k: &mut Kernel, dirfd: u64, path: u64, mode: u32) -> SysResult {
     let p = user_path(k, path)?;
     let base = base_dir(k, dirfd)?;
-    let (dir, name) = k.fs.lookup_parent(base, &p)?;
+    let dir = match lookup_parent(k, &base, &p)? {
+        (Loc::Mem(d), name) => (d, name),
+        (Loc::Host(d, _), name) => return super::volume::mkdir(k, &d, name, mode),
+    };
     k.fs.now = (k.clock_ns(0)? / 1_000_000_000) as i64;
-    k.fs.mkdir(dir, name, mode & !k.proc.umask & 0o7777)
+    k.fs.mkdir(dir.0, dir.1, mode & !k.proc.umask & 0o7777)
         .map(|_| 0)
 }
 
@@ -465,7 +528,15 @@ pub fn mkdirat(k: &mut Kernel, dirfd: u64, path: u64, mode: u32) -> SysResult {
 pub fn unlinkat(k: &mut Kernel, dirfd: u64, path: u64, flags: u64) -> SysResult {
     let p = user_path(k, path)?;
     let base = base_dir(k, dirfd)?;
-    let (dir, name) = k.fs.lookup_parent(base, &p)?;
+    let (dir, name) = match lookup_parent(k, &base, &p)? {
+        (Loc::Mem(d), name) => (d, name),
+        (Loc::Host(d, _), name) => {
+            if flags & AT_REMOVEDIR == 0 && p.ends_with(b"/") {
+                return Err(EISDIR);
+            }
+            return super::volume::unlink(&d, name, flags & AT_REMOVEDIR != 0);
+        }
+    };
     k.fs.now = (k.clock_ns(0)? / 1_000_000_000) as i64;
     if flags & AT_REMOVEDIR != 0 {
         if name.is_empty() {
@@ -497,8 +568,12 @@ pub fn renameat2(
     let np = user_path(k, npath)?;
     let ob = base_dir(k, odirfd)?;
     let nb = base_dir(k, ndirfd)?;
-    let (od, on) = k.fs.lookup_parent(ob, &op)?;
-    let (nd, nn) = k.fs.lookup_parent(nb, &np)?;
+    let (od, on) = lookup_parent(k, &ob, &op)?;
+    let (nd, nn) = lookup_parent(k, &nb, &np)?;
+    let (Loc::Mem(od), Loc::Mem(nd)) = (&od, &nd) else {
+        return super::volume::rename(&od, on, &nd, nn, flags);
+    };
+    let (od, nd) = (*od, *nd);
     if flags & RENAME_NOREPLACE != 0 && k.fs.lookup(nd, nn, false).is_ok() {
         return Err(EEXIST);
     }
@@ -511,8 +586,11 @@ pub fn readlinkat(k: &mut Kernel, dirfd: u64, path: u64, buf: u64, size: u64) ->
     if size == 0 || size > i32::MAX as u64 {
         return Err(EINVAL);
     }
-    let ino = resolve(k, dirfd, path, false)?;
-    let t = k.fs.readlink(ino)?.to_vec();
+    let t = match resolve(k, dirfd, path, false)? {
+        Loc::Mem(ino) => k.fs.readlink(ino)?.to_vec(),
+        Loc::Host(hp, st) if walk::is_link(&st) => crate::fs::volume::readlink(&hp)?,
+        Loc::Host(..) => return Err(EINVAL),
+    };
     let n = t.len().min(size as usize);
     k.mem.copy_to_user(buf, &t[..n])?;
     Ok(n as i64)
@@ -523,32 +601,51 @@ pub fn symlinkat(k: &mut Kernel, target: u64, dirfd: u64, path: u64) -> SysResul
     let t = user_path(k, target)?;
     let p = user_path(k, path)?;
     let base = base_dir(k, dirfd)?;
-    let (dir, name) = k.fs.lookup_parent(base, &p)?;
-    k.fs.symlink(dir, name, &t).map(|_| 0)
+    match lookup_parent(k, &base, &p)? {
+        (Loc::Mem(dir), name) => k.fs.symlink(dir, name, &t).map(|_| 0),
+        (Loc::Host(dir, _), name) => super::volume::symlink(&dir, name, &t),
+    }
+}
+
+/// linkat(2): hard links exist in volumes only.
+pub fn linkat(k: &mut Kernel, odirfd: u64, opath: u64, ndirfd: u64, npath: u64) -> SysResult {
+    let op = user_path(k, opath)?;
+    let np = user_path(k, npath)?;
+    let ob = base_dir(k, odirfd)?;
+    let nb = base_dir(k, ndirfd)?;
+    let (od, on) = lookup_parent(k, &ob, &op)?;
+    let (nd, nn) = lookup_parent(k, &nb, &np)?;
+    super::volume::link(&od, on, &nd, nn)
 }
 
 /// fchmodat/chmod/fchmod.
-pub fn chmod(k: &mut Kernel, ino: Ino, mode: u32) -> SysResult {
-    k.fs.chmod(ino, mode).map(|_| 0)
+pub fn chmod(k: &mut Kernel, at: Loc, mode: u32) -> SysResult {
+    match at {
+        Loc::Mem(ino) => k.fs.chmod(ino, mode).map(|_| 0),
+        Loc::Host(hp, _) => super::volume::chmod(&hp, mode),
+    }
 }
 
 /// chmod by path.
 pub fn fchmodat(k: &mut Kernel, dirfd: u64, path: u64, mode: u32) -> SysResult {
-    let ino = resolve(k, dirfd, path, true)?;
-    chmod(k, ino, mode)
+    let at = resolve(k, dirfd, path, true)?;
+    chmod(k, at, mode)
 }
 
 /// chmod by descriptor.
 pub fn fchmod(k: &mut Kernel, fd: u64, mode: u32) -> SysResult {
-    match fd_inode(k, fd)? {
-        Some(i) => chmod(k, i, mode),
+    match fd_loc(k, fd)? {
+        Some(at) => chmod(k, at, mode),
         None => Ok(0),
     }
 }
 
 /// getcwd(2).
 pub fn getcwd(k: &mut Kernel, buf: u64, size: u64) -> SysResult {
-    let mut p = k.fs.path_of(k.cwd)?;
+    let mut p = match &k.cwd {
+        Loc::Mem(ino) => k.fs.path_of(*ino)?,
+        Loc::Host(hp, _) => super::volume::guest_path(k, hp)?,
+    };
     p.push(0);
     if (size as usize) < p.len() {
         return Err(ERANGE);
@@ -559,21 +656,21 @@ pub fn getcwd(k: &mut Kernel, buf: u64, size: u64) -> SysResult {
 
 /// chdir(2).
 pub fn chdir(k: &mut Kernel, path: u64) -> SysResult {
-    let ino = resolve(k, AT_FDCWD as u64, path, true)?;
-    if !k.fs.inode(ino)?.is_dir() {
+    let at = resolve(k, AT_FDCWD as u64, path, true)?;
+    if !at.is_dir(&k.fs) {
         return Err(ENOTDIR);
     }
-    k.cwd = ino;
+    k.cwd = at;
     Ok(0)
 }
 
 /// fchdir(2).
 pub fn fchdir(k: &mut Kernel, fd: u64) -> SysResult {
-    let ino = fd_inode(k, fd)?.ok_or(ENOTDIR)?;
-    if !k.fs.inode(ino)?.is_dir() {
+    let at = fd_loc(k, fd)?.ok_or(ENOTDIR)?;
+    if !at.is_dir(&k.fs) {
         return Err(ENOTDIR);
     }
-    k.cwd = ino;
+    k.cwd = at;
     Ok(0)
 }
 
@@ -581,24 +678,37 @@ pub fn fchdir(k: &mut Kernel, fd: u64) -> SysResult {
 /// The path of the file open on `fd` (for /proc/self/maps).
 pub fn path_of_fd(k: &Kernel, fd: u64) -> Option<Vec<u8>> {
     let file = k.fds.file(fd).ok()?;
-    let FileKind::Inode(ino) = file.lock().kind else {
-        return None;
-    };
-    k.fs.find_path(ino)
+    let f = file.lock();
+    match &f.kind {
+        FileKind::Inode(ino) => k.fs.find_path(*ino),
+        FileKind::Host(h) => super::volume::guest_path(k, &h.path).ok(),
+        _ => None,
+    }
 }
 
-pub fn file_for_mmap(k: &Kernel, fd: u64) -> Result<&[u8], i64> {
+/// What a file mapping copies from.
+pub enum MapSource<'a> {
+    /// The VFS's bytes of the whole file.
+    Mem(&'a [u8]),
+    /// A private copy of the asked range of a file in a volume.
+    Host(Vec<u8>),
+}
+
+/// The contents of a regular file for a private file mapping of
+/// `[off, off + len)`.
+pub fn file_for_mmap(k: &Kernel, fd: u64, off: u64, len: u64) -> Result<MapSource<'_>, i64> {
     let file = k.fds.file(fd)?;
     let f = file.lock();
     if !f.readable() {
         return Err(EACCES);
     }
-    match f.kind {
-        FileKind::Inode(ino) => match k.fs.inode(ino)?.node {
-            Node::File(_) => k.fs.contents(ino),
-            Node::Device(Device::Zero) => Ok(&[]),
+    match &f.kind {
+        FileKind::Inode(ino) => match k.fs.inode(*ino)?.node {
+            Node::File(_) => k.fs.contents(*ino).map(MapSource::Mem),
+            Node::Device(Device::Zero) => Ok(MapSource::Mem(&[])),
             _ => Err(ENODEV),
         },
+        FileKind::Host(h) => super::volume::contents(h, off, len).map(MapSource::Host),
         _ => Err(ENODEV),
     }
 }

@@ -34,7 +34,7 @@ pub fn sys_mmap(
         if !off.is_multiple_of(PAGE) {
             return Err(EINVAL);
         }
-        fs::file_for_mmap(k, fd)?;
+        fs::file_for_mmap(k, fd, off, 0)?;
     }
     let len = page_up(len).ok_or(ENOMEM)?;
     let start = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
@@ -84,12 +84,18 @@ pub fn sys_mmap(
     }
     if file {
         let skip = shared.map_or(0, |(_, n)| n);
-        let data = fs::file_for_mmap(k, fd)?;
-        let data: &[u8] = {
-            let s = (off.saturating_add(skip).min(data.len() as u64)) as usize;
-            let e = (off.saturating_add(len).min(data.len() as u64)) as usize;
-            // SAFETY: see fs_calls::unsafe_extend — the VFS is not touched while copying.
-            unsafe { core::slice::from_raw_parts(data[s..e.max(s)].as_ptr(), e.max(s) - s) }
+        let copy;
+        let data: &[u8] = match fs::file_for_mmap(k, fd, off, len)? {
+            fs::MapSource::Mem(data) => {
+                let s = (off.saturating_add(skip).min(data.len() as u64)) as usize;
+                let e = (off.saturating_add(len).min(data.len() as u64)) as usize;
+                // SAFETY: see fs_calls::unsafe_extend — the VFS is not touched while copying.
+                unsafe { core::slice::from_raw_parts(data[s..e.max(s)].as_ptr(), e.max(s) - s) }
+            }
+            fs::MapSource::Host(v) => {
+                copy = v;
+                &copy
+            }
         };
         if let Err(e) = k.mem.load(start + skip, data) {
             let _ = k.mem.unmap(start, start + len);
@@ -115,7 +121,9 @@ pub fn sys_mmap(
 /// file's data is not page-aligned rootfs data (written files, generated
 /// ones, most small files).
 fn shared_pages(k: &Kernel, fd: u64, off: u64, len: u64) -> Result<Option<(u64, u64)>, i64> {
-    let data = fs::file_for_mmap(k, fd)?;
+    let fs::MapSource::Mem(data) = fs::file_for_mmap(k, fd, off, 0)? else {
+        return Ok(None);
+    };
     let Some(pa) = optivolt_abi::layout::virt_to_phys(data.as_ptr() as u64) else {
         return Ok(None);
     };

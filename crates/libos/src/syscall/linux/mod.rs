@@ -17,3 +17,4 @@ pub mod sockopt;
 pub mod stat;
 pub mod thread;
 pub mod time;
+pub mod volume;

@@ -1,9 +1,10 @@
 //! Metadata: fstat, newfstatat, statx, and what a descriptor or inode reports.
 use alloc::sync::Arc;
 
-use super::file::base_dir;
+use super::file::{base_dir, lookup};
 use crate::errno::*;
 use crate::fd::file::*;
+use crate::fs::resolve::Loc;
 use crate::fs::vfs::{self, Device, Ino, Node, PATH_MAX, S_IFCHR};
 use crate::kernel::Kernel;
 use crate::uapi::fcntl::{AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW};
@@ -76,6 +77,7 @@ fn meta_fd(k: &Kernel, fd: u64) -> Result<Meta, i64> {
             Ok(m)
         }
         FileKind::Inode(ino) => meta_inode(k, *ino),
+        FileKind::Host(h) => super::volume::fstat(h),
         FileKind::PipeRead(p) | FileKind::PipeWrite(p) => Ok(anonymous(
             k,
             0x1000 + (Arc::as_ptr(p) as u64 & 0xffff),
@@ -165,15 +167,21 @@ fn meta_at(k: &mut Kernel, dirfd: u64, path: u64, flags: u64) -> Result<Meta, i6
         if flags & AT_EMPTY_PATH == 0 {
             return Err(ENOENT);
         }
-        return if dirfd as i32 == AT_FDCWD {
-            meta_inode(k, k.cwd)
-        } else {
-            meta_fd(k, dirfd)
+        return match &k.cwd {
+            _ if dirfd as i32 != AT_FDCWD => meta_fd(k, dirfd),
+            Loc::Mem(ino) => meta_inode(k, *ino),
+            // The current directory in a volume: asked again.
+            cwd @ Loc::Host(..) => match lookup(k, cwd, b".", true)? {
+                Loc::Host(_, st) => Ok(super::volume::meta(&st)),
+                Loc::Mem(ino) => meta_inode(k, ino),
+            },
         };
     }
     let base = base_dir(k, dirfd)?;
-    let ino = k.fs.lookup(base, &p, flags & AT_SYMLINK_NOFOLLOW == 0)?;
-    meta_inode(k, ino)
+    match lookup(k, &base, &p, flags & AT_SYMLINK_NOFOLLOW == 0)? {
+        Loc::Mem(ino) => meta_inode(k, ino),
+        Loc::Host(_, st) => Ok(super::volume::meta(&st)),
+    }
 }
 
 /// stat/lstat/newfstatat.
