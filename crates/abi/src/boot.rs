@@ -230,8 +230,10 @@ pub struct BootInfo {
     /// one string per volume, `r` or `w` (read-only or not) then the guest
     /// path where it is mounted. Volume `i` is the `i`-th of them.
     pub volumes: u32,
-    /// Reserved, zero.
-    pub _reserved1: u32,
+    /// Number of files the monitor adds to the guest's file system (its
+    /// `/etc/hosts`, say): after the volumes, two strings each, the absolute
+    /// path then the contents (which hold no NUL).
+    pub files: u32,
 }
 
 /// One of the host's standard fds as the monitor found it.
@@ -334,7 +336,7 @@ impl BootInfo {
                 _reserved: 0,
             }; 3],
             volumes: 0,
-            _reserved1: 0,
+            files: 0,
         }
     }
 

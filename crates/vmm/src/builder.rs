@@ -71,6 +71,9 @@ pub struct VmConfig<'a> {
     pub net: Option<NetConfig>,
     /// Host directories mounted in the guest.
     pub volumes: Vec<crate::volume::VolumeConfig>,
+    /// Files added to (or replaced in) the guest's file system: absolute
+    /// path and contents, without NUL bytes.
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
 /// A network device attached to a host tap.
@@ -85,6 +88,9 @@ pub struct NetConfig {
     pub prefix: u8,
     /// Default gateway, 0.0.0.0 for none.
     pub gateway: [u8; 4],
+    /// The network namespace to make the tap in (a `/run/netns/NAME`
+    /// file), or `None` for the monitor's own.
+    pub netns: Option<std::path::PathBuf>,
 }
 
 /// Entries per network queue.
@@ -122,6 +128,7 @@ impl<'a> VmConfig<'a> {
             started: Instant::now(),
             net: None,
             volumes: Vec::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -236,7 +243,17 @@ fn cmdline(cfg: &VmConfig<'_>) -> Result<Vec<u8>> {
         .chain(cfg.argv.iter().map(|a| a.as_slice()))
         .chain(cfg.env.iter().map(|e| e.as_slice()))
         .chain(mounts.iter().map(|m| m.as_slice()))
+        .chain(
+            cfg.files
+                .iter()
+                .flat_map(|(p, c)| [p.as_bytes(), c.as_slice()]),
+        )
     {
+        if s.contains(&0) {
+            return Err(Error::Program(
+                "an argument, variable or added file holds a NUL byte".into(),
+            ));
+        }
         v.extend_from_slice(s);
         v.push(0);
     }
@@ -451,7 +468,14 @@ fn check_sizes(cfg: &VmConfig<'_>) -> Result<Sizes> {
 fn open_tap(net: Option<&NetConfig>) -> Option<PendingTap> {
     net.map(|n| {
         let name = n.tap.clone();
-        std::thread::spawn(move || Tap::open(&name))
+        let netns = n.netns.clone();
+        std::thread::spawn(move || {
+            // A tap is made in its creator's namespace: this thread's.
+            if let Some(ns) = netns {
+                crate::devices::tap::enter_netns(&ns)?;
+            }
+            Tap::open(&name)
+        })
     })
 }
 
@@ -596,6 +620,7 @@ fn boot_info(
     bi.argc = cfg.argv.len() as u32;
     bi.envc = cfg.env.len() as u32;
     bi.volumes = cfg.volumes.len() as u32;
+    bi.files = cfg.files.len() as u32;
     bi.cmdline = CMDLINE_PA;
     bi.cmdline_len = cmdline_len as u32;
     bi.tsc_khz = tsc_khz;

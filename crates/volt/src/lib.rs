@@ -5,10 +5,12 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod compose;
 pub mod image;
 pub mod images;
 pub mod instance;
 pub mod instances;
+pub mod network;
 pub mod publish;
 pub mod restart;
 pub mod run;
@@ -71,7 +73,7 @@ fn init_logging(verbose: u8) {
 #[derive(Subcommand)]
 enum Command {
     /// Boot an x86-64 Linux binary or an image as a unikernel and wait for it.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Build an image from a Voltfile.
     Build(images::BuildArgs),
     /// List images.
@@ -103,6 +105,11 @@ enum Command {
     Rm(instances::RmArgs),
     /// Print instances as JSON.
     Inspect(instances::NamesArgs),
+    /// Run the services of a compose file (compose.yaml) together.
+    Compose(compose::ComposeArgs),
+    /// Manage networks (bridges guests share; `volt run --network`).
+    #[command(subcommand)]
+    Network(network::cli::NetworkCommand),
     /// Manage volumes (host directories and named volumes for `volt run -v`).
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
@@ -127,7 +134,7 @@ pub fn real_main(started: Instant) -> i32 {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Run(a) => run::run(a, started),
+        Command::Run(a) => run::run(*a, started),
         Command::Build(a) => images::build(a),
         Command::Images(a) => images::list(a),
         Command::Rmi(a) => images::rmi(a),
@@ -144,6 +151,8 @@ pub fn real_main(started: Instant) -> i32 {
         Command::Rm(a) => instances::rm(a),
         Command::Inspect(a) => instances::inspect(a),
         Command::Volume(c) => volumes::volume(c),
+        Command::Network(c) => network::cli::network(c),
+        Command::Compose(a) => compose::compose(a),
         Command::Bench(a) => bench::bench(a),
         Command::Completion { shell } => {
             use clap::CommandFactory;

@@ -78,9 +78,22 @@ pub struct RunArgs {
     /// EAFNOSUPPORT). Without `--net`, the guest has its loopback.
     #[arg(long, value_name = "tap:NAME|none", value_parser = parse_net)]
     pub net: Option<NetArg>,
-    /// The guest's IPv4 address with prefix length, e.g. 10.0.7.2/24.
-    #[arg(long, value_name = "ADDR/PREFIX", requires = "net", value_parser = parse_cidr)]
+    /// The guest's IPv4 address with prefix length, e.g. 10.0.7.2/24
+    /// (with --net), or its address on --network (the prefix is the
+    /// network's).
+    #[arg(long, value_name = "ADDR/PREFIX", value_parser = parse_cidr)]
     pub ip: Option<([u8; 4], u8)>,
+    /// Join a volt network (`volt network create`): the guest gets an
+    /// address on its bridge and an /etc/hosts naming the guests on it.
+    #[arg(long, value_name = "NAME", conflicts_with = "net")]
+    pub network: Option<String>,
+    /// A name the other guests on the network know this one by (repeatable;
+    /// a detached instance's --name is one).
+    #[arg(long = "network-alias", value_name = "NAME", requires = "network")]
+    pub network_aliases: Vec<String>,
+    /// An /etc/hosts line for the guest: NAME:IP (repeatable).
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_hosts: Vec<String>,
     /// The guest's default gateway.
     #[arg(long, value_name = "ADDR", requires = "ip")]
     pub gateway: Option<std::net::Ipv4Addr>,
@@ -151,6 +164,15 @@ impl RunArgs {
         }
         if let Some(g) = self.gateway {
             opt("--gateway", g.to_string());
+        }
+        if let Some(n) = &self.network {
+            opt("--network", n.clone());
+            for alias in self.network_aliases.iter().chain(&self.name) {
+                opt("--network-alias", alias.clone());
+            }
+        }
+        for h in &self.add_hosts {
+            opt("--add-host", h.clone());
         }
         for p in &self.publish {
             opt("--publish", p.clone());
@@ -314,9 +336,32 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     if no_net && a.ip.is_some() {
         bail!("--ip needs a network device: it cannot be combined with --net none");
     }
-    let tap = match &a.net {
-        Some(NetArg::Tap(t)) => Some(t.as_str()),
+    if a.ip.is_some() && a.net.is_none() && a.network.is_none() {
+        bail!("--ip needs --net tap:NAME or --network NAME");
+    }
+    // An address on a volt network, held while this process runs.
+    let held = match &a.network {
+        Some(n) => Some(crate::network::lease(
+            n,
+            a.ip.map(|(ip, _)| std::net::Ipv4Addr::from(ip)),
+            &a.network_aliases,
+            &a.add_hosts,
+        )?),
+        None => None,
+    };
+    let joined_tap = format!("vt{}", std::process::id());
+    let tap = match (&a.net, &held) {
+        (Some(NetArg::Tap(t)), _) => Some(t.as_str()),
+        (_, Some(_)) => Some(joined_tap.as_str()),
         _ => None,
+    };
+    let files = match &held {
+        Some(h) => vec![("/etc/hosts".to_string(), h.hosts.clone().into_bytes())],
+        None if !a.add_hosts.is_empty() => {
+            let hosts = crate::network::hosts_file([0; 4].into(), &[], &[], &a.add_hosts)?;
+            vec![("/etc/hosts".to_string(), hosts.into_bytes())]
+        }
+        None => Vec::new(),
     };
     let (variant, libos) = crate::libos_variant(!no_net);
     let (_, libos_end) = optivolt_vmm::builder::inspect_libos(libos)?;
@@ -357,6 +402,10 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         Some(proxy::bind(&maps)?)
     };
     let net = match (tap, &auto) {
+        (Some(tap), _) if held.is_some() => held.as_ref().map(|h| NetConfig {
+            netns: Some(crate::network::setup::netns_path(&h.net.name)),
+            ..net_config(tap, h.ip.octets(), h.net.prefix, h.net.gateway().octets())
+        }),
         (Some(tap), _) => {
             let (ipv4, prefix) = a.ip.unwrap_or(([0; 4], 0));
             Some(net_config(
@@ -407,6 +456,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         started,
         net,
         volumes,
+        files,
     };
     let mut vm = Vm::create_with(kvm, &cfg)?;
     if let Some(n) = &auto {
@@ -418,8 +468,11 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
             )
         })?;
     }
+    if let (Some(h), Some(tap)) = (&held, tap) {
+        crate::network::setup::enslave(&h.net.name, tap)?;
+    }
     if let (Some(b), Some(n)) = (bound, &cfg.net) {
-        proxy::spawn(b, std::net::Ipv4Addr::from(n.ipv4))?;
+        proxy::spawn(b, std::net::Ipv4Addr::from(n.ipv4), n.netns.clone())?;
     }
     // SIGTERM (volt stop), SIGINT (a terminal) and the like go to the program.
     vm.forward_signals();
@@ -512,7 +565,7 @@ fn parse_net(s: &str) -> Result<NetArg, String> {
     }
 }
 
-fn parse_cidr(s: &str) -> Result<([u8; 4], u8), String> {
+pub fn parse_cidr(s: &str) -> Result<([u8; 4], u8), String> {
     let bad =
         || format!("invalid --ip '{s}' (expected an IPv4 address with prefix, e.g. 10.0.7.2/24)");
     let (a, p) = s.split_once('/').ok_or_else(bad)?;
@@ -533,5 +586,6 @@ fn net_config(tap: &str, ipv4: [u8; 4], prefix: u8, gateway: [u8; 4]) -> NetConf
         ipv4,
         prefix,
         gateway,
+        netns: None,
     }
 }

@@ -39,3 +39,20 @@ pub fn populate(fs: &mut vfs::Vfs, exec_path: &[u8]) -> Result<(), i64> {
     fs.chmod(tmp, 0o1777)?;
     Ok(())
 }
+
+/// Adds (or replaces) the regular file `path` with `data`: the files the
+/// monitor gives the guest, such as its `/etc/hosts`.
+pub fn add_file(fs: &mut vfs::Vfs, path: &[u8], data: &[u8]) -> Result<(), i64> {
+    let (dir, name) = crate::fs::path::split_last(path);
+    if !path.starts_with(b"/") || name.is_empty() {
+        return Err(crate::errno::EINVAL);
+    }
+    let d = match fs.lookup(vfs::ROOT, dir, true) {
+        Ok(d) => d,
+        Err(_) => fs.mkdir_all(dir, 0o755)?,
+    };
+    let _ = fs.unlink(d, name);
+    let f = fs.create(d, name, 0o644)?;
+    fs.write(f, 0, data)?;
+    Ok(())
+}

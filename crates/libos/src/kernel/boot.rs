@@ -103,6 +103,17 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     if volumes.len() != boot.volumes as usize {
         fail("malformed volume list from the monitor");
     }
+    // Then the files the monitor adds: path, contents.
+    let added: Vec<(&[u8], &[u8])> = strings
+        .get(1 + argc + envc + volumes.len()..)
+        .unwrap_or(&[])
+        .chunks_exact(2)
+        .take(boot.files as usize)
+        .map(|pc| (pc[0], pc[1]))
+        .collect();
+    if added.len() != boot.files as usize {
+        fail("malformed file list from the monitor");
+    }
 
     // SAFETY: the rootfs range was loaded by the monitor into guest RAM, is
     // never handed to the frame allocator and lives as long as the VM; user
@@ -212,6 +223,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         exec_path,
         (boot.wallclock_ns / 1_000_000_000) as i64,
         volumes,
+        added,
     );
     let trace = boot.flags & optivolt_abi::boot::flags::TRACE_SYSCALLS != 0;
     *KERNEL.lock() = Some(Kernel {

@@ -78,6 +78,8 @@ pub struct LazyVfs {
     now: i64,
     /// Where each volume is mounted.
     volumes: alloc::vec::Vec<&'static [u8]>,
+    /// Files the monitor adds: path, contents.
+    added: alloc::vec::Vec<(&'static [u8], &'static [u8])>,
 }
 
 impl LazyVfs {
@@ -88,6 +90,7 @@ impl LazyVfs {
         exec_path: &[u8],
         now: i64,
         volumes: alloc::vec::Vec<&'static [u8]>,
+        added: alloc::vec::Vec<(&'static [u8], &'static [u8])>,
     ) -> Self {
         LazyVfs {
             cell: core::cell::OnceCell::new(),
@@ -95,6 +98,7 @@ impl LazyVfs {
             exec_path: exec_path.to_vec(),
             now,
             volumes,
+            added,
         }
     }
 
@@ -104,6 +108,11 @@ impl LazyVfs {
             || crate::fs::special::populate(&mut fs, &self.exec_path).is_err()
         {
             crate::arch::hypercall::abort(b"could not unpack the rootfs");
+        }
+        for (path, data) in &self.added {
+            if crate::fs::special::add_file(&mut fs, path, data).is_err() {
+                crate::arch::hypercall::abort(b"could not add a file the monitor gave");
+            }
         }
         for (i, at) in self.volumes.iter().enumerate() {
             // The mount point: what the image has there (through its

@@ -34,6 +34,19 @@ pub enum TapError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot enter the network namespace {0}: {1}")]
+    Netns(std::path::PathBuf, #[source] io::Error),
+}
+
+/// Moves the calling thread into the network namespace `path` (a
+/// `/run/netns/NAME` file or `/proc/PID/ns/net`).
+pub fn enter_netns(path: &std::path::Path) -> Result<(), TapError> {
+    let f = File::open(path).map_err(|e| TapError::Netns(path.to_path_buf(), e))?;
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&f),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .map_err(|e| TapError::Netns(path.to_path_buf(), e.into()))
 }
 
 /// An open tap device.

@@ -194,6 +194,12 @@ impl Db {
         })
     }
 
+    /// The connection, for the other tables kept in the same database
+    /// (networks and their address leases).
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
     /// Opens the database in the default data directory.
     pub fn open_default() -> Result<Db> {
         Db::open(&crate::store::data_dir())

@@ -52,12 +52,21 @@ pub fn bind(maps: &[PortMapping]) -> Result<Bound> {
     Ok(b)
 }
 
-/// Relays the bound ports to `guest` on a thread of its own.
-pub fn spawn(b: Bound, guest: Ipv4Addr) -> Result<()> {
+/// Relays the bound ports to `guest` on a thread of its own; with `netns`,
+/// the guest is in that network namespace (a volt network), which the
+/// thread enters, so that the sockets it opens to the guest are there while
+/// the published ones stay on the host.
+pub fn spawn(b: Bound, guest: Ipv4Addr, netns: Option<std::path::PathBuf>) -> Result<()> {
     let poll = Poll::new().context("cannot create the port-publishing poller")?;
     std::thread::Builder::new()
         .name("volt-proxy".into())
         .spawn(move || {
+            if let Some(ns) = &netns {
+                if let Err(e) = optivolt_vmm::devices::tap::enter_netns(ns) {
+                    eprintln!("volt: port publishing stopped: {e}");
+                    return;
+                }
+            }
             if let Err(e) = Relay::new(poll, b, guest).and_then(|mut r| r.run()) {
                 eprintln!("volt: port publishing stopped: {e}");
             }
