@@ -295,6 +295,22 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         }
         return crate::instances::detach(&a, image);
     }
+    if !a.publish.is_empty()
+        && a.net.is_none()
+        && a.network.is_none()
+        && !hostnet::may_create_taps()
+        && !publish::rootless::inside()
+    {
+        // Checked before pasta starts: a typo costs one line, as with root.
+        let maps = a
+            .publish
+            .iter()
+            .map(|p| p.parse::<PortMapping>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        publish::check_unique(&maps).map_err(anyhow::Error::msg)?;
+        return publish::rootless::run(&maps);
+    }
     let timeout = match a.timeout {
         Some(t) if !(t > 0.0 && t < 1e9) => bail!("invalid --timeout {t} (expected seconds > 0)"),
         Some(t) => Some(Duration::from_secs_f64(t)),

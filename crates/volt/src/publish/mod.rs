@@ -6,6 +6,7 @@
 
 pub mod hostnet;
 pub mod proxy;
+pub mod rootless;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
