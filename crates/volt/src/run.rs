@@ -406,7 +406,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     publish::check_unique(&maps).map_err(anyhow::Error::msg)?;
     let auto = if !maps.is_empty() && tap.is_none() {
         if !hostnet::may_create_taps() {
-            bail!("-p needs root or CAP_NET_ADMIN: volt creates a tap for the guest (a rootless backend comes later; or attach a tap you made with --net tap:NAME --ip ADDR/PREFIX)");
+            bail!("-p needs CAP_NET_ADMIN to create a tap for the guest, and pasta could not give it (or attach a tap you made with --net tap:NAME --ip ADDR/PREFIX)");
         }
         Some(hostnet::choose()?)
     } else {

@@ -52,7 +52,11 @@ pub enum ComposeCommand {
         volumes: bool,
     },
     /// List the services' instances.
-    Ps,
+    Ps {
+        /// table or json.
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: crate::images::Output,
+    },
     /// Print the services' output, each line after its instance's name.
     Logs {
         #[arg(short, long)]
@@ -353,9 +357,22 @@ fn down(p: &Project, volumes: bool) -> Result<i32> {
     Ok(0)
 }
 
-fn ps(p: &Project) -> Result<i32> {
+fn ps(p: &Project, output: crate::images::Output) -> Result<i32> {
     let list = instances(p)?;
     let mut out = std::io::stdout().lock();
+    if output == crate::images::Output::Json {
+        let v: Vec<serde_json::Value> = list
+            .iter()
+            .map(|(svc, i)| {
+                serde_json::json!({
+                    "name": i.name, "service": svc, "id": i.id, "image": i.image,
+                    "state": i.state.as_str(), "ports": i.ports, "restarts": i.restarts,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(0);
+    }
     let w = list
         .iter()
         .map(|(_, i)| i.name.len())
@@ -385,7 +402,7 @@ pub fn compose(a: ComposeArgs) -> Result<i32> {
     match a.command {
         ComposeCommand::Up { detach, build } => up(&p, detach, build),
         ComposeCommand::Down { volumes } => down(&p, volumes),
-        ComposeCommand::Ps => ps(&p),
+        ComposeCommand::Ps { output } => ps(&p, output),
         ComposeCommand::Logs { follow, services } => {
             for svc in &services {
                 if !p.file.services.contains_key(svc) {
