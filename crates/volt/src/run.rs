@@ -300,6 +300,8 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         && a.network.is_none()
         && !hostnet::may_create_taps()
         && !publish::rootless::inside()
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        && unsafe { libc::geteuid() } != 0
     {
         // Checked before pasta starts: a typo costs one line, as with root.
         let maps = a
@@ -316,6 +318,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         Some(t) => Some(Duration::from_secs_f64(t)),
         None => None,
     };
+    publish::rootless::started();
     let user_env = guest_env(&a.env)?;
     // Everything the user can get wrong is checked before a VM exists.
     let stored = match find_image(&a)? {

@@ -38,6 +38,39 @@ fn published_ports_work_without_root() {
         return;
     }
     in_private_netns("published_ports_work_without_root", move || {
+        let s = Scratch::new("rootless", "pasta");
+        let home = s.dir.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let web = home.join("goweb");
+        std::fs::copy(program("goweb", "go"), &web).unwrap();
+        std::fs::set_permissions(&web, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let chown = Command::new("chown")
+            .args(["-R", NOBODY])
+            .arg(&home)
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let as_nobody = |args: &[&str]| {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid", NOBODY, "--regid", NOBODY, "--groups", &gid, "--"])
+                .arg(env!("CARGO_BIN_EXE_volt"))
+                .args(["run", "--timeout", "60", "-p", "127.0.0.1:18099:8080"])
+                .arg(&web)
+                .args(args)
+                .env_clear()
+                .env("HOME", &home)
+                .env("PATH", "/usr/bin:/bin")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            c
+        };
+        // Without a routable interface pasta cannot work: one line says so.
+        let o = as_nobody(&["serve", ":8080"]).output().unwrap();
+        one_line_error(
+            &o,
+            "pasta could not set up the network: External interface not usable",
+        );
         // pasta wants an external interface with a route, as a real host
         // has: a veth pair of this namespace's own stands in (no traffic
         // leaves the namespace).

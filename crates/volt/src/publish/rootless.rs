@@ -14,12 +14,52 @@ use anyhow::{bail, Context, Result};
 
 use super::{PortMapping, Proto};
 
-/// Set in the environment of the volt that runs inside pasta.
+/// Set in the environment of the volt that runs inside pasta: a file it
+/// makes when it starts, which tells the outer volt that pasta did its part.
 pub const INSIDE: &str = "VOLT_ROOTLESS_INSIDE";
 
 /// Whether this volt is the one pasta started.
 pub fn inside() -> bool {
     std::env::var_os(INSIDE).is_some()
+}
+
+/// The descriptor number of the outer volt's stderr, inherited through
+/// pasta (pasta's own stderr goes to a file, so that its chatter never
+/// mixes with the program's).
+const STDERR: &str = "VOLT_ROOTLESS_STDERR";
+
+/// Called by the volt inside pasta when it starts: takes back the user's
+/// stderr and says it started.
+pub fn started() {
+    let Some(mark) = std::env::var_os(INSIDE) else {
+        return;
+    };
+    let fd = std::env::var(STDERR)
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok());
+    if let Some(fd) = fd.filter(|&fd| fd > 2) {
+        // SAFETY: F_GETFD only asks whether the number is an open descriptor.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+            // SAFETY: the outer volt left this descriptor open (without
+            // CLOEXEC) for us and names it in the environment; nothing else
+            // in this process owns it. It becomes our stderr, then closes.
+            let theirs =
+                unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            let _ = rustix::stdio::dup2_stderr(&theirs);
+        }
+    }
+    let _ = std::fs::write(mark, b"");
+}
+
+/// A private scratch directory for pasta's log and the start mark.
+fn scratch() -> Result<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let d = base.join(format!("volt-rootless-{}", std::process::id()));
+    std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    Ok(d)
 }
 
 /// pasta's `-t`/`-u` arguments for the published ports.
@@ -51,19 +91,29 @@ pub fn run(maps: &[PortMapping]) -> Result<i32> {
     };
     let exe = std::fs::read_link("/proc/self/exe").context("cannot find volt's own executable")?;
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let dir = scratch()?;
+    let (log, mark) = (dir.join("pasta.log"), dir.join("started"));
     let mut c = Command::new(pasta);
-    // -f: stay in the foreground as our child; -q: quiet; -T/-U none: no
-    // ports forwarded from the namespace to the host.
-    c.args(["--config-net", "-f", "-q", "-T", "none", "-U", "none"])
+    // -f: stay in the foreground as our child; -q: quiet, and what it says
+    // to its log file, not into the program's stderr; -T/-U none: no ports
+    // forwarded from the namespace to the host.
+    c.args(["--config-net", "-f", "-q", "-T", "none", "-U", "none", "-l"])
+        .arg(&log)
         .args(pasta_ports(maps))
         .arg("--")
         .arg(exe)
         .args(args)
-        .env(INSIDE, "1")
+        .env(INSIDE, &mark)
         // Inside, volt looks like root: keep this user's data directory.
         .env("VOLT_DATA_DIR", crate::store::data_dir());
+    // dup() leaves CLOEXEC off: pasta and the volt it starts inherit it.
+    let ours = rustix::io::dup(std::io::stderr()).context("cannot duplicate stderr")?;
+    c.env(STDERR, std::os::fd::AsRawFd::as_raw_fd(&ours).to_string());
+    let pasta_err = std::fs::File::create(dir.join("pasta.stderr"))?;
+    c.stderr(pasta_err);
     tracing::info!("rootless: running under pasta");
     let mut child = c.spawn().context("cannot start pasta")?;
+    drop(ours);
     for &sig in optivolt_vmm::host_signals::FORWARDED {
         // SAFETY: the handler only stores to an atomic (async-signal-safe).
         unsafe { libc::signal(sig, note as *const () as libc::sighandler_t) };
@@ -72,6 +122,18 @@ pub fn run(maps: &[PortMapping]) -> Result<i32> {
     loop {
         if let Some(st) = child.try_wait().context("waiting for pasta")? {
             use std::os::unix::process::ExitStatusExt;
+            let ran = mark.exists();
+            let said = std::fs::read_to_string(&log).unwrap_or_default()
+                + &std::fs::read_to_string(dir.join("pasta.stderr")).unwrap_or_default();
+            let _ = std::fs::remove_dir_all(&dir);
+            if !ran {
+                let why = said
+                    .lines()
+                    .map(|l| l.trim())
+                    .rfind(|l| !l.is_empty() && !l.contains("syslog"))
+                    .unwrap_or("it ended at once");
+                bail!("rootless -p: pasta could not set up the network: {why}");
+            }
             return Ok(st.code().unwrap_or(128 + st.signal().unwrap_or(0)));
         }
         let sig = PENDING.swap(0, Ordering::SeqCst);
