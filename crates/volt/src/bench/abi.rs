@@ -21,7 +21,7 @@ pub struct AbiArgs {
     runs: usize,
 }
 
-fn cc(dir: &Path, name: &str, src: &str) -> Result<PathBuf> {
+pub(super) fn cc(dir: &Path, name: &str, src: &str) -> Result<PathBuf> {
     let s = dir.join(format!("{name}.c"));
     std::fs::write(&s, src)?;
     let out = dir.join(name);

@@ -8,6 +8,7 @@ mod programs;
 mod runstats;
 mod stats;
 mod suite;
+mod volumes;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -39,6 +40,9 @@ enum Bench {
     /// (runc) and a unikernel — boot, a web server, the seed's Python
     /// workload, idle cost, density — charts in OUT/index.html (root).
     Suite(suite::SuiteArgs),
+    /// File operations on a volume (`-v`) against the same program natively
+    /// on the host directory and in the guest's in-memory /tmp.
+    Volumes(volumes::VolumesArgs),
 }
 
 pub fn bench(a: BenchArgs) -> Result<i32> {
@@ -49,5 +53,6 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
         Bench::Programs(b) => programs::run(b),
         Bench::Images(b) => images::run(b),
         Bench::Suite(b) => suite::run(b),
+        Bench::Volumes(b) => volumes::run(b),
     }
 }
