@@ -41,10 +41,12 @@ fn two_services_where_one_calls_the_other_by_name() {
         );
         std::fs::write(
             proj.join("compose.yaml"),
-            "name: ctest\nservices:\n  web:\n    build: ./web\n    ports: [\"127.0.0.1:18080:8080\"]\n    restart: on-failure\n  \
-             client:\n    build: ./client\n    depends_on: [web]\n",
+            "name: ctest\nservices:\n  web:\n    build: ./web\n    ports: [\"127.0.0.1:18080:8080\"]\n    restart: on-failure\n    \
+             volumes: [\"data:/data\", \"./conf:/etc/web:ro\"]\n  client:\n    build: ./client\n    depends_on: [web]\n\
+             volumes:\n  data: {}\n",
         )
         .unwrap();
+        std::fs::create_dir_all(proj.join("conf")).unwrap();
         let compose = |args: &[&str]| {
             let mut a = vec!["compose", "-f", "proj/compose.yaml"];
             a.extend_from_slice(args);
