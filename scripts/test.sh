@@ -25,6 +25,8 @@ command -v buildah >/dev/null 2>&1 || need="$need buildah"
 # A registry on 127.0.0.1 for tests/registry.rs.
 command -v docker-registry >/dev/null 2>&1 || need="$need docker-registry"
 command -v htpasswd >/dev/null 2>&1 || need="$need apache2-utils"
+# containerd and ctr for volt-runtime (tests/containerd.rs).
+command -v containerd >/dev/null 2>&1 || need="$need containerd"
 # Rootless -p (tests/rootless.rs) and setpriv to become an ordinary user.
 command -v pasta >/dev/null 2>&1 || need="$need passt"
 command -v setpriv >/dev/null 2>&1 || need="$need util-linux"

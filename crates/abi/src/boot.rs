@@ -234,6 +234,11 @@ pub struct BootInfo {
     /// `/etc/hosts`, say): after the volumes, two strings each, the absolute
     /// path then the contents (which hold no NUL).
     pub files: u32,
+    /// 1 when one more string follows the files: the program's working
+    /// directory (absolute; made if missing, as runc does).
+    pub workdir: u32,
+    /// Reserved, zero.
+    pub _reserved1: u32,
 }
 
 /// One of the host's standard fds as the monitor found it.
@@ -337,6 +342,8 @@ impl BootInfo {
             }; 3],
             volumes: 0,
             files: 0,
+            workdir: 0,
+            _reserved1: 0,
         }
     }
 

@@ -74,6 +74,8 @@ pub struct VmConfig<'a> {
     /// Files added to (or replaced in) the guest's file system: absolute
     /// path and contents, without NUL bytes.
     pub files: Vec<(String, Vec<u8>)>,
+    /// The program's working directory in the guest (`/` when `None`).
+    pub workdir: Option<String>,
 }
 
 /// A network device attached to a host tap.
@@ -129,6 +131,7 @@ impl<'a> VmConfig<'a> {
             net: None,
             volumes: Vec::new(),
             files: Vec::new(),
+            workdir: None,
         }
     }
 }
@@ -248,6 +251,7 @@ fn cmdline(cfg: &VmConfig<'_>) -> Result<Vec<u8>> {
                 .iter()
                 .flat_map(|(p, c)| [p.as_bytes(), c.as_slice()]),
         )
+        .chain(cfg.workdir.iter().map(|w| w.as_bytes()))
     {
         if s.contains(&0) {
             return Err(Error::Program(
@@ -621,6 +625,7 @@ fn boot_info(
     bi.envc = cfg.env.len() as u32;
     bi.volumes = cfg.volumes.len() as u32;
     bi.files = cfg.files.len() as u32;
+    bi.workdir = u32::from(cfg.workdir.is_some());
     bi.cmdline = CMDLINE_PA;
     bi.cmdline_len = cmdline_len as u32;
     bi.tsc_khz = tsc_khz;

@@ -14,6 +14,7 @@ pub mod network;
 pub mod publish;
 pub mod restart;
 pub mod run;
+pub mod runtime;
 pub mod store;
 pub mod voltfile;
 pub mod volumes;

@@ -91,6 +91,13 @@ pub struct RunArgs {
     /// a detached instance's --name is one).
     #[arg(long = "network-alias", value_name = "NAME", requires = "network")]
     pub network_aliases: Vec<String>,
+    /// The guest's MAC address (default: derived from its address).
+    #[arg(long, value_name = "MAC", requires = "net", value_parser = parse_mac, hide = true)]
+    pub mac: Option<[u8; 6]>,
+    /// Tie the --net tap to this interface both ways with a tc redirect
+    /// (volt-runtime's pod networking: the guest takes the pod's address).
+    #[arg(long, value_name = "IFACE", requires = "net", hide = true)]
+    pub redirect: Option<String>,
     /// An /etc/hosts line for the guest: NAME:IP (repeatable).
     #[arg(long = "add-host", value_name = "NAME:IP")]
     pub add_hosts: Vec<String>,
@@ -107,6 +114,10 @@ pub struct RunArgs {
         value_name = "[HOST_IP:]HOST_PORT:GUEST_PORT[/PROTO]"
     )]
     pub publish: Vec<String>,
+    /// The program's working directory in the guest (default: the image's,
+    /// else /); made if missing.
+    #[arg(short = 'w', long, value_name = "DIR", value_parser = parse_workdir)]
+    pub workdir: Option<String>,
     /// Mount a host directory or a named volume: `SRC:DST[:ro]`
     /// (repeatable). SRC with a `/` (or starting with `.`) is a host
     /// directory; otherwise a named volume, made if missing.
@@ -176,6 +187,9 @@ impl RunArgs {
         }
         for p in &self.publish {
             opt("--publish", p.clone());
+        }
+        if let Some(w) = &self.workdir {
+            opt("--workdir", w.clone());
         }
         for spec in &self.volumes {
             // Absolute, so that the supervisor mounts the same directory.
@@ -328,21 +342,23 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         }
         None => None,
     };
-    let (app, argv, env, image_memory, image_sites) = match stored {
+    let (app, argv, env, image_memory, image_sites, image_workdir) = match stored {
         Some(s) => (
             s.app,
             s.argv.into_iter().map(String::into_bytes).collect(),
             merge_env(s.env, user_env),
             s.memory,
             Some(s.sites),
+            s.workdir,
         ),
         None => {
             let mut argv = vec![a.binary().as_os_str().as_bytes().to_vec()];
             argv.extend(a.args().iter().map(|s| s.as_bytes().to_vec()));
             let app = image::pack(&a.binary(), a.rootfs.as_deref(), &a.include)?;
-            (app, argv, user_env, None, None)
+            (app, argv, user_env, None, None, None)
         }
     };
+    let workdir = a.workdir.clone().or(image_workdir);
     let memory = a.memory.or(image_memory).unwrap_or(DEFAULT_MEMORY);
     // Packing may have read and freed megabytes (libraries, trees): give
     // the heap's free pages back, as every instance would keep them.
@@ -427,12 +443,11 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         }),
         (Some(tap), _) => {
             let (ipv4, prefix) = a.ip.unwrap_or(([0; 4], 0));
-            Some(net_config(
-                tap,
-                ipv4,
-                prefix,
-                a.gateway.map_or([0; 4], |g| g.octets()),
-            ))
+            let mut n = net_config(tap, ipv4, prefix, a.gateway.map_or([0; 4], |g| g.octets()));
+            if let Some(mac) = a.mac {
+                n.mac = mac;
+            }
+            Some(n)
         }
         (None, Some(n)) => Some(net_config(
             &n.tap,
@@ -476,6 +491,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         net,
         volumes,
         files,
+        workdir,
     };
     let mut vm = Vm::create_with(kvm, &cfg)?;
     if let Some(n) = &auto {
@@ -489,6 +505,9 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     }
     if let (Some(h), Some(tap)) = (&held, tap) {
         crate::network::setup::enslave(&h.net.name, tap)?;
+    }
+    if let (Some(iface), Some(tap)) = (&a.redirect, tap) {
+        crate::runtime::podnet::redirect(iface, tap)?;
     }
     if let (Some(b), Some(n)) = (bound, &cfg.net) {
         proxy::spawn(b, std::net::Ipv4Addr::from(n.ipv4), n.netns.clone())?;
@@ -582,6 +601,18 @@ fn parse_net(s: &str) -> Result<NetArg, String> {
             "invalid --net '{s}' (expected tap:NAME, NAME at most 15 characters, or none)"
         )),
     }
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    crate::runtime::podnet::parse_mac(s)
+        .ok_or_else(|| format!("--mac {s}: expected aa:bb:cc:dd:ee:ff"))
+}
+
+fn parse_workdir(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') || s.contains('\0') {
+        return Err(format!("--workdir {s}: an absolute guest path"));
+    }
+    Ok(s.to_string())
 }
 
 pub fn parse_cidr(s: &str) -> Result<([u8; 4], u8), String> {

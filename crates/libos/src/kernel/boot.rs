@@ -114,6 +114,13 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
     if added.len() != boot.files as usize {
         fail("malformed file list from the monitor");
     }
+    let workdir: Option<&'static [u8]> = match boot.workdir {
+        0 => None,
+        _ => match strings.get(1 + argc + envc + volumes.len() + 2 * added.len()) {
+            Some(w) if w.starts_with(b"/") => Some(*w),
+            _ => fail("malformed working directory from the monitor"),
+        },
+    };
 
     // SAFETY: the rootfs range was loaded by the monitor into guest RAM, is
     // never handed to the frame allocator and lives as long as the VM; user
@@ -226,6 +233,25 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         added,
     );
     let trace = boot.flags & optivolt_abi::boot::flags::TRACE_SYSCALLS != 0;
+    let mut fs = fs;
+    let cwd = match workdir {
+        // Only a program with a working directory pays for the VFS now.
+        Some(w) => match crate::fs::resolve::resolve(
+            &fs,
+            &mut crate::fs::volume::Host,
+            &crate::fs::resolve::Loc::Mem(crate::fs::vfs::ROOT),
+            w,
+            true,
+        ) {
+            Ok(l) if l.is_dir(&fs) => l,
+            Ok(_) => fail("the working directory is not a directory"),
+            Err(_) => match fs.mkdir_all(w, 0o755) {
+                Ok(d) => crate::fs::resolve::Loc::Mem(d),
+                Err(_) => fail("cannot make the working directory"),
+            },
+        },
+        None => crate::fs::resolve::Loc::Mem(crate::fs::vfs::ROOT),
+    };
     *KERNEL.lock() = Some(Kernel {
         boot,
         mem,
@@ -234,7 +260,7 @@ extern "C" fn ov_libos_main(boot_ptr: *const BootInfo) -> ! {
         trace,
         fs,
         fds: FdTable::with_console(),
-        cwd: crate::fs::resolve::Loc::Mem(crate::fs::vfs::ROOT),
+        cwd,
         patching: boot.flags & optivolt_abi::boot::flags::SYSCALLS_TRAP == 0,
         trampolines,
         sites,

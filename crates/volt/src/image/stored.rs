@@ -22,6 +22,8 @@ pub struct StoredApp {
     pub memory: Option<u64>,
     /// The table of patchable sites.
     pub sites: Vec<u8>,
+    /// The image's working directory, if not `/`.
+    pub workdir: Option<String>,
 }
 
 /// Prepares `img`; `args` (if any) replace the image's `cmd`.
@@ -42,6 +44,10 @@ pub fn pack_image(store: &Store, img: &Image, args: &[OsString]) -> Result<Store
         );
     };
     let env: Vec<String> = cfg.env().clone().unwrap_or_default();
+    let workdir = cfg
+        .working_dir()
+        .clone()
+        .filter(|w| w.starts_with('/') && w != "/");
     let path = derive::ensure_rootfs(store, img)?;
     let file = MappedFile::open_lazy(&path)
         .with_context(|| format!("cannot map the rootfs of {}", img.reference))?;
@@ -118,5 +124,6 @@ pub fn pack_image(store: &Store, img: &Image, args: &[OsString]) -> Result<Store
         env,
         memory,
         sites,
+        workdir,
     })
 }
