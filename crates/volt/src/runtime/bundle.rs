@@ -176,6 +176,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&r);
         std::fs::create_dir_all(r.join("usr/bin")).unwrap();
         std::fs::write(r.join("usr/bin/app"), b"x").unwrap();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::fs::write(r.join("etc/passwd"), b"root").unwrap();
         std::os::unix::fs::symlink("usr/bin", r.join("bin")).unwrap();
         std::os::unix::fs::symlink("/usr/bin/app", r.join("abs")).unwrap();
         std::os::unix::fs::symlink("../../../../etc/passwd", r.join("up")).unwrap();
