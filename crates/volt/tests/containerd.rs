@@ -152,9 +152,30 @@ fn ctr_runs_an_image_as_a_unikernel() {
         let o = c.run_with(&runtime(), "exit:1", "e1", &[]).unwrap();
         assert_eq!(text(&o.stdout), "exiting with 3\n");
         assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
-        // A server: listed by `task ps`, stopped by `task kill`.
+        // A pod's sandbox container goes to runc (its state in ROOT/.runc).
         let rt = runtime().display().to_string();
         let root = c.runc_root.display().to_string();
+        let o = c
+            .ctr(&[
+                "run",
+                "--rm",
+                "--annotation",
+                "io.kubernetes.cri.container-type=sandbox",
+                "--runc-binary",
+                &rt,
+                "--runc-root",
+                &root,
+                "hello:1",
+                "sb1",
+            ])
+            .unwrap();
+        assert_eq!(text(&o.stdout), "hello, world\n", "{}", text(&o.stderr));
+        assert!(c.runc_root.join("default/.runc").is_dir(), "runc ran it");
+        assert!(
+            !c.runc_root.join("default/sb1").exists(),
+            "its marker is gone"
+        );
+        // A server: listed by `task ps`, paused and resumed, stopped by `task kill`.
         let o = c
             .ctr(&[
                 "run",
@@ -178,6 +199,12 @@ fn ctr_runs_an_image_as_a_unikernel() {
         assert!(Path::new(&format!("/proc/{pid}")).exists());
         let ls = text(&c.ctr(&["task", "ls"]).unwrap().stdout);
         assert!(ls.contains("w1") && ls.contains("RUNNING"), "{ls}");
+        assert!(c.ctr(&["task", "pause", "w1"]).unwrap().status.success());
+        assert!(text(&c.ctr(&["task", "ls"]).unwrap().stdout).contains("PAUSED"));
+        let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        assert!(st.contains(") T "), "the monitor is stopped: {st}");
+        assert!(c.ctr(&["task", "resume", "w1"]).unwrap().status.success());
+        assert!(text(&c.ctr(&["task", "ls"]).unwrap().stdout).contains("RUNNING"));
         assert!(c.ctr(&["task", "kill", "w1"]).unwrap().status.success());
         let until = Instant::now() + Duration::from_secs(20);
         while !text(&c.ctr(&["task", "ls"]).unwrap().stdout).contains("STOPPED")
@@ -191,13 +218,15 @@ fn ctr_runs_an_image_as_a_unikernel() {
         // Nothing is left: no process, no tap, no state.
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
         assert!(links().is_empty(), "{:?}", links());
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(!mounts.contains("/w1/"), "a mount is left: {mounts}");
         // (the shim keeps each namespace in its own directory under the root)
-        assert_eq!(
-            std::fs::read_dir(c.runc_root.join("default"))
-                .map(|d| d.count())
-                .unwrap_or(0),
-            0
-        );
+        let left: Vec<_> = std::fs::read_dir(c.runc_root.join("default"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != ".runc")
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
         // A plain container image whose entrypoint is a script (made by
         // buildah, as volt build refuses it) is refused at create, with the reason.
         c.import(&script_archive(&s)).unwrap();

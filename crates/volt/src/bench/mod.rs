@@ -6,6 +6,7 @@ mod images;
 mod net;
 mod programs;
 mod runstats;
+mod runtime;
 mod stats;
 mod suite;
 mod volumes;
@@ -40,6 +41,9 @@ enum Bench {
     /// (runc) and a unikernel — boot, a web server, the seed's Python
     /// workload, idle cost, density — charts in OUT/index.html (root).
     Suite(suite::SuiteArgs),
+    /// `ctr run` of a C hello under a private containerd: volt-runtime
+    /// against runc (root; containerd, runc, skopeo).
+    Runtime(runtime::RuntimeArgs),
     /// File operations on a volume (`-v`) against the same program natively
     /// on the host directory and in the guest's in-memory /tmp.
     Volumes(volumes::VolumesArgs),
@@ -54,5 +58,6 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
         Bench::Images(b) => images::run(b),
         Bench::Suite(b) => suite::run(b),
         Bench::Volumes(b) => volumes::run(b),
+        Bench::Runtime(b) => runtime::run(b),
     }
 }

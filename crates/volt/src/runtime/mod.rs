@@ -7,6 +7,7 @@
 //! JSON lines in `--log`, and a non-zero exit.
 pub mod bundle;
 pub mod containerd;
+mod delegate;
 mod init;
 pub mod podnet;
 pub mod state;
@@ -166,6 +167,14 @@ pub fn main() -> i32 {
             return 1;
         }
     };
+    match delegate::maybe(&cli.root, &args, cli.command.id(), cli.command.bundle()) {
+        Ok(Some(code)) => return code,
+        Ok(None) => {}
+        Err(e) => {
+            report(&args, &format!("{e:#}"));
+            return 1;
+        }
+    }
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -255,6 +264,35 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Init { id } => init::run(&root, &id),
+    }
+}
+
+impl Cmd {
+    /// The container the command is about.
+    fn id(&self) -> Option<&str> {
+        match self {
+            Cmd::Create { id, .. }
+            | Cmd::Start { id }
+            | Cmd::State { id }
+            | Cmd::Kill { id, .. }
+            | Cmd::Delete { id, .. }
+            | Cmd::Ps { id, .. }
+            | Cmd::Pause { id }
+            | Cmd::Resume { id } => Some(id),
+            Cmd::Exec { rest } => rest
+                .iter()
+                .find(|a| !a.starts_with('-'))
+                .map(String::as_str),
+            Cmd::Features | Cmd::Init { .. } => None,
+        }
+    }
+
+    /// The bundle, for `create`.
+    fn bundle(&self) -> Option<&Path> {
+        match self {
+            Cmd::Create { bundle, .. } => Some(bundle),
+            _ => None,
+        }
     }
 }
 
