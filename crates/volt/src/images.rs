@@ -219,15 +219,15 @@ pub fn build(a: BuildArgs) -> Result<i32> {
 }
 
 /// What a listing shows of one image.
-struct Row {
-    reference: Reference,
-    id: String,
-    digest: String,
-    size: u64,
-    created: String,
+pub struct Row {
+    pub reference: Reference,
+    pub id: String,
+    pub digest: String,
+    pub size: u64,
+    pub created: String,
 }
 
-fn rows(store: &Store) -> Result<Vec<Row>> {
+pub fn rows(store: &Store) -> Result<Vec<Row>> {
     let mut out = Vec::new();
     for img in store.images()? {
         let m = store.manifest(&img)?;
@@ -333,10 +333,18 @@ fn find(store: &Store, name: &str) -> Result<Image> {
 }
 
 pub fn rmi(a: RmiArgs) -> Result<i32> {
+    for r in remove_images(&a.images)? {
+        println!("untagged {r}");
+    }
+    Ok(0)
+}
+
+/// Removes images (a name that tag, an ID every tag): what was untagged.
+pub fn remove_images(names: &[String]) -> Result<Vec<Reference>> {
     let store = Store::open_default()?;
+    let mut gone = Vec::new();
     // Every name is checked before anything is removed.
-    let found = a
-        .images
+    let found = names
         .iter()
         .map(|n| find(&store, n).map(|i| (n, i)))
         .collect::<Result<Vec<_>>>()?;
@@ -355,11 +363,11 @@ pub fn rmi(a: RmiArgs) -> Result<i32> {
         };
         for r in doomed {
             store.untag(&r)?;
-            println!("untagged {r}");
+            gone.push(r);
         }
     }
     store.gc()?;
-    Ok(0)
+    Ok(gone)
 }
 
 pub fn tag(a: TagArgs) -> Result<i32> {

@@ -88,7 +88,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Starts the supervisor of instance `id` in a session of its own.
 fn spawn_supervisor(db: &Db, id: &str) -> Result<()> {
-    let exe = std::env::current_exe().context("cannot find the volt executable")?;
+    let exe = crate::volt_exe()?;
     let dir = db.dir(id);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let err = std::fs::OpenOptions::new()
@@ -128,8 +128,8 @@ fn wait_started(db: &mut Db, id: &str) -> Result<Option<Instance>> {
     db.get(id)
 }
 
-/// `volt run -d`: records the instance and starts its supervisor.
-pub fn detach(a: &RunArgs, image: Option<String>) -> Result<i32> {
+/// Records the instance and starts its supervisor: its ID.
+pub fn detach_id(a: &RunArgs, image: Option<String>) -> Result<String> {
     let id = new_id();
     let what = image.unwrap_or_else(|| a.binary().to_string_lossy().into_owned());
     let name = match &a.name {
@@ -156,8 +156,7 @@ pub fn detach(a: &RunArgs, image: Option<String>) -> Result<i32> {
         return Err(e);
     }
     wait_started(&mut db, &id)?;
-    println!("{id}");
-    Ok(0)
+    Ok(id)
 }
 
 fn ago(secs: i64) -> String {
@@ -192,7 +191,7 @@ fn status(i: &Instance) -> String {
 }
 
 /// CPU seconds and resident memory of the running `volt run`.
-fn usage(i: &Instance) -> Option<(f64, u64)> {
+pub fn usage(i: &Instance) -> Option<(f64, u64)> {
     let (pid, _) = i.child.filter(|_| alive(i.child))?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -256,7 +255,7 @@ pub fn ps(a: PsArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn json(i: &Instance, usage: Option<(f64, u64)>) -> serde_json::Value {
+pub fn json(i: &Instance, usage: Option<(f64, u64)>) -> serde_json::Value {
     serde_json::json!({
         "id": i.id,
         "name": i.name,
@@ -325,7 +324,7 @@ pub fn logs_cmd(a: LogsArgs) -> Result<i32> {
 
 /// Stops `i`: no more restarts, SIGTERM to the program's monitor, SIGKILL
 /// after `grace`.
-fn stop_one(db: &mut Db, i: &Instance, grace: Duration) -> Result<()> {
+pub fn stop_one(db: &mut Db, i: &Instance, grace: Duration) -> Result<()> {
     db.set(
         &i.id,
         "UPDATE instances SET stopping = 1 WHERE id = ?1",
@@ -380,7 +379,7 @@ pub fn stop(a: StopArgs) -> Result<i32> {
     each(&a.instances, |db, i| stop_one(db, i, grace))
 }
 
-fn start_one(db: &mut Db, i: &Instance) -> Result<()> {
+pub fn start_one(db: &mut Db, i: &Instance) -> Result<()> {
     if alive(i.supervisor) {
         return Ok(()); // already running (or restarting)
     }
@@ -424,11 +423,16 @@ pub fn rm(a: RmArgs) -> Result<i32> {
         }
     }
     for i in found {
-        if alive(i.supervisor) || alive(i.child) {
-            stop_one(&mut db, &i, Duration::ZERO)?;
-        }
-        db.remove(&i.id)?;
+        remove_one(&mut db, &i)?;
         println!("{}", i.name);
     }
     Ok(0)
+}
+
+/// Removes `i`, stopping it at once if it runs.
+pub fn remove_one(db: &mut Db, i: &Instance) -> Result<()> {
+    if alive(i.supervisor) || alive(i.child) {
+        stop_one(db, i, Duration::ZERO)?;
+    }
+    db.remove(&i.id)
 }

@@ -128,6 +128,25 @@ enum Command {
     Supervise { id: String },
 }
 
+/// The `volt` executable: this one, or (for voltd and volt-runtime) the
+/// `volt` beside it, else on PATH.
+pub fn volt_exe() -> anyhow::Result<std::path::PathBuf> {
+    let me = std::env::current_exe()?;
+    if me.file_name().is_some_and(|n| n == "volt") {
+        return Ok(me);
+    }
+    let beside = me.with_file_name("volt");
+    if beside.exists() {
+        return Ok(beside);
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("volt"))
+        .find(|p| p.exists())
+        .ok_or_else(|| anyhow::anyhow!("volt not found beside {} or on PATH", me.display()))
+}
+
 /// Parses the command line and runs the command; returns the exit status.
 pub fn real_main(started: Instant) -> i32 {
     // std::env::args works without the Rust runtime: glibc hands argv to std's

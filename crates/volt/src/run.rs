@@ -294,6 +294,35 @@ fn merge_env(base: Vec<String>, over: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     out
 }
 
+/// `volt run -d` (and voltd's create): checks what can be checked now, so
+/// that a typo fails here rather than in the log, records the instance and
+/// starts its supervisor; the instance's ID.
+pub fn detach(a: &RunArgs) -> Result<String> {
+    let image = find_image(a)?.map(|(_, img)| img.reference.to_string());
+    if image.is_none() && a.rootfs.is_none() && std::fs::metadata(a.binary()).is_err() {
+        bail!("{}: no such file, and no such image", a.binary().display());
+    }
+    crate::instances::detach_id(a, image)
+}
+
+/// Parses `volt run` arguments (without `volt run`), for voltd.
+pub fn parse_args(args: &[String]) -> Result<RunArgs> {
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+    let it = std::iter::once("run".to_string()).chain(args.iter().cloned());
+    <Wrap as clap::Parser>::try_parse_from(it)
+        .map(|w| w.run)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                e.to_string().lines().next().unwrap_or("bad arguments")
+            )
+        })
+}
+
 pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     let mounts = a
         .volumes
@@ -302,12 +331,9 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         .collect::<Result<Vec<_>>>()?;
     let volumes = crate::volumes::resolve(&mounts)?;
     if a.detach {
-        // Checked here, so that a typo fails now rather than in the log.
-        let image = find_image(&a)?.map(|(_, img)| img.reference.to_string());
-        if image.is_none() && a.rootfs.is_none() && std::fs::metadata(a.binary()).is_err() {
-            bail!("{}: no such file", a.binary().display());
-        }
-        return crate::instances::detach(&a, image);
+        let id = detach(&a)?;
+        println!("{id}");
+        return Ok(0);
     }
     if !a.publish.is_empty()
         && a.net.is_none()

@@ -143,13 +143,13 @@ pub fn create(name: &str, labels: &[(String, String)]) -> Result<bool> {
     }
 }
 
-fn meta(name: &str) -> Result<Meta> {
+pub fn meta(name: &str) -> Result<Meta> {
     let p = root().join(name).join("volume.json");
     let b = std::fs::read(&p).map_err(|_| anyhow::anyhow!("no such volume: {name}"))?;
     serde_json::from_slice(&b).with_context(|| format!("reading {}", p.display()))
 }
 
-fn all() -> Result<Vec<Meta>> {
+pub fn all() -> Result<Vec<Meta>> {
     let mut v = Vec::new();
     let Ok(rd) = std::fs::read_dir(root()) else {
         return Ok(v);
@@ -353,6 +353,16 @@ pub fn volume(c: VolumeCommand) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Removes a named volume no instance uses.
+pub fn remove_unused(name: &str) -> Result<()> {
+    meta(name)?;
+    let u = users(&data_of(name))?;
+    if !u.is_empty() {
+        bail!("volume {name} is in use by {}", u.join(", "));
+    }
+    remove(name)
 }
 
 /// Removes a named volume: renamed away first, so that it is gone at once

@@ -37,7 +37,7 @@ pub fn supervise(id: &str) -> Result<i32> {
     let me = std::process::id() as i32;
     db.set_supervisor(id, me, start_time(me).unwrap_or(0))?;
     let mut log = logs::Writer::open(&db.dir(id))?;
-    let exe = std::env::current_exe().context("cannot find the volt executable")?;
+    let exe = crate::volt_exe()?;
     let mut attempt = 0u32;
     loop {
         let Some(inst) = db.get(id)? else {

@@ -1,0 +1,369 @@
+//! `/v1/instances`: the lifecycle of instances, as `volt run -d`, `ps`,
+//! `stop`, `start`, `rm` and `logs` do it (the same code, in the volt library).
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use optivolt_volt::instance::{alive, Db, Instance, State};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{blocking, ApiError, Problem};
+
+/// An instance.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceView {
+    pub id: String,
+    pub name: String,
+    /// The image (or program) it runs.
+    pub image: String,
+    /// stopped, starting, running, stopping (Unikraft Cloud's names).
+    pub state: String,
+    /// volt's own state: created, running, restarting, exited, dead.
+    pub volt_state: String,
+    pub ports: Vec<String>,
+    /// no, always, on-failure[:N].
+    pub restart: String,
+    pub restarts: u32,
+    /// Seconds since the epoch.
+    pub created: i64,
+    pub started: Option<i64>,
+    pub finished: Option<i64>,
+    pub exit_code: Option<i32>,
+    /// The PID of the VM's monitor while it runs.
+    pub pid: Option<i32>,
+}
+
+/// The state names of Unikraft Cloud.
+pub fn cloud_state(i: &Instance) -> &'static str {
+    match i.state {
+        State::Created | State::Restarting => "starting",
+        State::Running if i.stopping => "stopping",
+        State::Running => "running",
+        State::Exited | State::Dead => "stopped",
+    }
+}
+
+pub fn view(i: &Instance) -> InstanceView {
+    InstanceView {
+        id: i.id.clone(),
+        name: i.name.clone(),
+        image: i.image.clone(),
+        state: cloud_state(i).into(),
+        volt_state: i.state.as_str().into(),
+        ports: i.ports.clone(),
+        restart: i.restart.to_string(),
+        restarts: i.restarts,
+        created: i.created,
+        started: i.started,
+        finished: i.finished,
+        exit_code: i.exit_code,
+        pid: i.child.filter(|_| alive(i.child)).map(|(p, _)| p),
+    }
+}
+
+/// A new instance of an image in the store.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInstance {
+    /// Default: made from the image's name.
+    pub name: Option<String>,
+    /// An image in the store (`GET /v1/images`; `POST /v1/images/pull`).
+    pub image: String,
+    /// Replace the image's command.
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Guest RAM, e.g. `128M`.
+    pub memory: Option<String>,
+    /// `[HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]`.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// no, always, on-failure[:N].
+    pub restart: Option<String>,
+    /// `SRC:DST[:ro]` (a host directory or a named volume).
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// A volt network to join.
+    pub network: Option<String>,
+}
+
+fn json_body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(v)| v).map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(status, code, e.body_text())
+    })
+}
+
+fn find(name: &str) -> Result<(Db, Instance), ApiError> {
+    let mut db = Db::open_default()?;
+    let i = db.find(name)?;
+    Ok((db, i))
+}
+
+#[utoipa::path(get, path = "/v1/instances", responses((status = 200, body = [InstanceView])))]
+pub async fn list() -> Result<Json<Vec<InstanceView>>, ApiError> {
+    blocking(|| {
+        let mut db = Db::open_default()?;
+        Ok(Json(db.list()?.iter().map(view).collect()))
+    })
+    .await
+}
+
+#[utoipa::path(
+    post, path = "/v1/instances", request_body = CreateInstance,
+    responses(
+        (status = 201, body = InstanceView),
+        (status = 400, body = Problem), (status = 404, body = Problem, description = "no such image"),
+        (status = 409, body = Problem, description = "the name is in use"), (status = 413, body = Problem),
+    )
+)]
+pub async fn create(
+    body: Result<Json<CreateInstance>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let c = json_body(body)?;
+    blocking(move || {
+        let store = optivolt_volt::store::Store::open_default()?;
+        if store.find(&c.image)?.is_none() {
+            return Err(ApiError::not_found(format!(
+                "no such image: {} (POST /v1/images/pull first)",
+                c.image
+            )));
+        }
+        let mut a: Vec<String> = vec!["-d".into()];
+        let mut opt = |k: &str, v: String| {
+            a.push(k.into());
+            a.push(v);
+        };
+        if let Some(n) = &c.name {
+            opt("--name", n.clone());
+        }
+        if let Some(m) = &c.memory {
+            opt("--memory", m.clone());
+        }
+        for (k, v) in &c.env {
+            opt("--env", format!("{k}={v}"));
+        }
+        for p in &c.ports {
+            opt("--publish", p.clone());
+        }
+        if let Some(r) = &c.restart {
+            opt("--restart", r.clone());
+        }
+        for v in &c.volumes {
+            opt("--volume", v.clone());
+        }
+        if let Some(n) = &c.network {
+            opt("--network", n.clone());
+        }
+        a.push(c.image.clone());
+        a.extend(c.args.iter().cloned());
+        let args =
+            optivolt_volt::run::parse_args(&a).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let id = optivolt_volt::run::detach(&args)?;
+        let (_, i) = find(&id)?;
+        Ok((StatusCode::CREATED, Json(view(&i))).into_response())
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/v1/instances/{name}", params(("name" = String, Path, description = "name or ID")),
+    responses((status = 200, body = InstanceView), (status = 404, body = Problem)))]
+pub async fn get_one(Path(name): Path<String>) -> Result<Json<InstanceView>, ApiError> {
+    blocking(move || Ok(Json(view(&find(&name)?.1)))).await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RemoveQuery {
+    /// Remove a running instance too (it is stopped at once).
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[utoipa::path(delete, path = "/v1/instances/{name}", params(("name" = String, Path), RemoveQuery),
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem, description = "running, without force")))]
+pub async fn remove(
+    Path(name): Path<String>,
+    Query(q): Query<RemoveQuery>,
+) -> Result<StatusCode, ApiError> {
+    blocking(move || {
+        let (mut db, i) = find(&name)?;
+        if alive(i.supervisor) && !q.force {
+            return Err(ApiError::conflict(format!(
+                "{} is running: stop it first, or DELETE with ?force=true",
+                i.name
+            )));
+        }
+        optivolt_volt::instances::remove_one(&mut db, &i)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/instances/{name}/start", params(("name" = String, Path)),
+    responses((status = 200, body = InstanceView), (status = 404, body = Problem)))]
+pub async fn start(Path(name): Path<String>) -> Result<Json<InstanceView>, ApiError> {
+    blocking(move || {
+        let (mut db, i) = find(&name)?;
+        optivolt_volt::instances::start_one(&mut db, &i)?;
+        Ok(Json(view(&find(&i.id)?.1)))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct StopQuery {
+    /// Seconds between SIGTERM and SIGKILL (default 10).
+    pub timeout: Option<u64>,
+}
+
+#[utoipa::path(post, path = "/v1/instances/{name}/stop", params(("name" = String, Path), StopQuery),
+    responses((status = 200, body = InstanceView), (status = 404, body = Problem)))]
+pub async fn stop(
+    Path(name): Path<String>,
+    Query(q): Query<StopQuery>,
+) -> Result<Json<InstanceView>, ApiError> {
+    blocking(move || {
+        let (mut db, i) = find(&name)?;
+        let grace = Duration::from_secs(q.timeout.unwrap_or(10).min(300));
+        optivolt_volt::instances::stop_one(&mut db, &i, grace)?;
+        Ok(Json(view(&find(&i.id)?.1)))
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/instances/{name}/restart", params(("name" = String, Path), StopQuery),
+    responses((status = 200, body = InstanceView), (status = 404, body = Problem)))]
+pub async fn restart(
+    Path(name): Path<String>,
+    Query(q): Query<StopQuery>,
+) -> Result<Json<InstanceView>, ApiError> {
+    blocking(move || {
+        let (mut db, i) = find(&name)?;
+        let grace = Duration::from_secs(q.timeout.unwrap_or(10).min(300));
+        optivolt_volt::instances::stop_one(&mut db, &i, grace)?;
+        let (mut db, fresh) = find(&i.id)?;
+        optivolt_volt::instances::start_one(&mut db, &fresh)?;
+        Ok(Json(view(&find(&i.id)?.1)))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct LogsQuery {
+    /// Keep the response open and send lines as they come, until the instance ends.
+    #[serde(default)]
+    pub follow: bool,
+    /// Only the last N lines (before following).
+    pub tail: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/v1/instances/{name}/logs", params(("name" = String, Path), LogsQuery),
+    responses((status = 200, description = "one JSON object per line: t (ns since the epoch), s (stdout or stderr), l (the line)", content_type = "application/x-ndjson"),
+        (status = 404, body = Problem)))]
+pub async fn logs(
+    Path(name): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let (dir, id) = blocking(move || {
+        let (db, i) = find(&name)?;
+        Ok((db.dir(&i.id), i.id))
+    })
+    .await?;
+    let (mut first, at) = optivolt_volt::instance::logs::read_from(&dir, 0);
+    if let Some(n) = q.tail {
+        let skip = first.len().saturating_sub(n);
+        first.drain(..skip);
+    }
+    let lines = |v: &[optivolt_volt::instance::logs::Entry]| -> String {
+        v.iter()
+            .filter_map(|e| serde_json::to_string(e).ok())
+            .map(|l| l + "\n")
+            .collect()
+    };
+    let head = lines(&first);
+    if !q.follow {
+        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], head).into_response());
+    }
+    // Following: poll the log file; end when the supervisor has gone.
+    let state = (Some(head), dir, at, id, false);
+    let stream = futures_util::stream::unfold(state, move |(head, dir, at, id, done)| async move {
+        if let Some(h) = head {
+            return Some((Ok::<_, std::io::Error>(h), (None, dir, at, id, false)));
+        }
+        if done {
+            return None;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let (more, end) = optivolt_volt::instance::logs::read_from(&dir, at);
+            let id2 = id.clone();
+            let running = tokio::task::spawn_blocking(move || {
+                Db::open_default()
+                    .ok()
+                    .and_then(|db| db.get(&id2).ok().flatten())
+                    .is_some_and(|i| alive(i.supervisor))
+            })
+            .await
+            .unwrap_or(false);
+            if !more.is_empty() || !running {
+                let chunk: String = more
+                    .iter()
+                    .filter_map(|e| serde_json::to_string(e).ok())
+                    .map(|l| l + "\n")
+                    .collect();
+                return Some((Ok(chunk), (None, dir, end, id, !running)));
+            }
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// What an instance costs now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceMetrics {
+    pub name: String,
+    pub state: String,
+    /// Host CPU seconds of the VM's monitor process (guest and monitor threads).
+    pub cpu_seconds: Option<f64>,
+    /// Resident memory of the monitor process (guest RAM touched included).
+    pub rss_bytes: Option<u64>,
+    pub uptime_seconds: Option<i64>,
+    pub restarts: u32,
+}
+
+pub fn metrics_of(i: &Instance) -> InstanceMetrics {
+    let u = optivolt_volt::instances::usage(i);
+    InstanceMetrics {
+        name: i.name.clone(),
+        state: cloud_state(i).into(),
+        cpu_seconds: u.map(|x| x.0),
+        rss_bytes: u.map(|x| x.1),
+        uptime_seconds: match i.state {
+            State::Running => i.started.map(|s| optivolt_volt::instance::now() - s),
+            _ => None,
+        },
+        restarts: i.restarts,
+    }
+}
+
+#[utoipa::path(get, path = "/v1/instances/{name}/metrics", params(("name" = String, Path)),
+    responses((status = 200, body = InstanceMetrics), (status = 404, body = Problem)))]
+pub async fn metrics_json(Path(name): Path<String>) -> Result<Json<InstanceMetrics>, ApiError> {
+    blocking(move || Ok(Json(metrics_of(&find(&name)?.1)))).await
+}
