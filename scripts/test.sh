@@ -27,6 +27,10 @@ command -v docker-registry >/dev/null 2>&1 || need="$need docker-registry"
 command -v htpasswd >/dev/null 2>&1 || need="$need apache2-utils"
 # containerd and ctr for volt-runtime (tests/containerd.rs).
 command -v containerd >/dev/null 2>&1 || need="$need containerd"
+# A real Prometheus scrapes voltd (crates/voltd/tests/prometheus.rs).
+[ -x /usr/bin/prometheus ] || need="$need prometheus"
+# A venv for openapi-spec-validator (PyPI), which checks docs/openapi.json.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
 # Rootless -p (tests/rootless.rs) and setpriv to become an ordinary user.
 command -v pasta >/dev/null 2>&1 || need="$need passt"
 command -v setpriv >/dev/null 2>&1 || need="$need util-linux"
@@ -38,6 +42,9 @@ if [ -n "$need" ]; then
         echo "test.sh: missing$need; run as root so that apt-get can install them" >&2
         exit 1
     fi
+fi
+if [ ! -x target/pyvenv/bin/openapi-spec-validator ]; then
+    python3 -m venv target/pyvenv && target/pyvenv/bin/pip install -q openapi-spec-validator
 fi
 [ -e /dev/kvm ] || echo "=== WARNING: /dev/kvm is missing: every test that boots a VM will be SKIPPED ===" >&2
 python3 .ci/layers.py

@@ -45,7 +45,7 @@ async fn on_thread<T: Send + 'static>(
     })?
 }
 
-#[utoipa::path(get, path = "/v1/images", responses((status = 200, body = [ImageView])))]
+#[utoipa::path(get, path = "/v1/images", operation_id = "list_images", responses((status = 200, body = [ImageView])))]
 pub async fn list() -> Result<Json<Vec<ImageView>>, ApiError> {
     on_thread(|| {
         let store = optivolt_volt::store::Store::open_default()?;
@@ -72,7 +72,7 @@ impl optivolt_volt::store::registry::Progress for Quiet {
     fn bytes(&self, _: u64, _: u64) {}
 }
 
-#[utoipa::path(post, path = "/v1/images/pull", request_body = PullRequest,
+#[utoipa::path(post, path = "/v1/images/pull", operation_id = "pull_image", request_body = PullRequest,
     responses((status = 200, body = ImageView), (status = 400, body = Problem), (status = 502, body = Problem, description = "the registry failed")))]
 pub async fn pull(
     body: Result<Json<PullRequest>, JsonRejection>,
@@ -105,7 +105,7 @@ pub async fn pull(
     .await
 }
 
-#[utoipa::path(delete, path = "/v1/images/{reference}", params(("reference" = String, Path, description = "a name (that tag) or an ID (every tag)")),
+#[utoipa::path(delete, path = "/v1/images/{reference}", operation_id = "delete_image", params(("reference" = String, Path, description = "a name (that tag) or an ID (every tag)")),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn remove(Path(reference): Path<String>) -> Result<StatusCode, ApiError> {
     on_thread(move || {

@@ -112,7 +112,7 @@ fn find(name: &str) -> Result<(Db, Instance), ApiError> {
     Ok((db, i))
 }
 
-#[utoipa::path(get, path = "/v1/instances", responses((status = 200, body = [InstanceView])))]
+#[utoipa::path(get, path = "/v1/instances", operation_id = "list_instances", responses((status = 200, body = [InstanceView])))]
 pub async fn list() -> Result<Json<Vec<InstanceView>>, ApiError> {
     blocking(|| {
         let mut db = Db::open_default()?;
@@ -122,7 +122,7 @@ pub async fn list() -> Result<Json<Vec<InstanceView>>, ApiError> {
 }
 
 #[utoipa::path(
-    post, path = "/v1/instances", request_body = CreateInstance,
+    post, path = "/v1/instances", operation_id = "create_instance", request_body = CreateInstance,
     responses(
         (status = 201, body = InstanceView),
         (status = 400, body = Problem), (status = 404, body = Problem, description = "no such image"),
@@ -178,7 +178,7 @@ pub async fn create(
     .await
 }
 
-#[utoipa::path(get, path = "/v1/instances/{name}", params(("name" = String, Path, description = "name or ID")),
+#[utoipa::path(get, path = "/v1/instances/{name}", operation_id = "get_instance", params(("name" = String, Path, description = "name or ID")),
     responses((status = 200, body = InstanceView), (status = 404, body = Problem)))]
 pub async fn get_one(Path(name): Path<String>) -> Result<Json<InstanceView>, ApiError> {
     blocking(move || Ok(Json(view(&find(&name)?.1)))).await
@@ -191,7 +191,7 @@ pub struct RemoveQuery {
     pub force: bool,
 }
 
-#[utoipa::path(delete, path = "/v1/instances/{name}", params(("name" = String, Path), RemoveQuery),
+#[utoipa::path(delete, path = "/v1/instances/{name}", operation_id = "delete_instance", params(("name" = String, Path), RemoveQuery),
     responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem, description = "running, without force")))]
 pub async fn remove(
     Path(name): Path<String>,
@@ -211,7 +211,7 @@ pub async fn remove(
     .await
 }
 
-#[utoipa::path(post, path = "/v1/instances/{name}/start", params(("name" = String, Path)),
+#[utoipa::path(post, path = "/v1/instances/{name}/start", operation_id = "start_instance", params(("name" = String, Path)),
     responses((status = 200, body = InstanceView), (status = 404, body = Problem)))]
 pub async fn start(Path(name): Path<String>) -> Result<Json<InstanceView>, ApiError> {
     blocking(move || {
@@ -228,7 +228,7 @@ pub struct StopQuery {
     pub timeout: Option<u64>,
 }
 
-#[utoipa::path(post, path = "/v1/instances/{name}/stop", params(("name" = String, Path), StopQuery),
+#[utoipa::path(post, path = "/v1/instances/{name}/stop", operation_id = "stop_instance", params(("name" = String, Path), StopQuery),
     responses((status = 200, body = InstanceView), (status = 404, body = Problem)))]
 pub async fn stop(
     Path(name): Path<String>,
@@ -243,7 +243,7 @@ pub async fn stop(
     .await
 }
 
-#[utoipa::path(post, path = "/v1/instances/{name}/restart", params(("name" = String, Path), StopQuery),
+#[utoipa::path(post, path = "/v1/instances/{name}/restart", operation_id = "restart_instance", params(("name" = String, Path), StopQuery),
     responses((status = 200, body = InstanceView), (status = 404, body = Problem)))]
 pub async fn restart(
     Path(name): Path<String>,
@@ -269,7 +269,7 @@ pub struct LogsQuery {
     pub tail: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/v1/instances/{name}/logs", params(("name" = String, Path), LogsQuery),
+#[utoipa::path(get, path = "/v1/instances/{name}/logs", operation_id = "instance_logs", params(("name" = String, Path), LogsQuery),
     responses((status = 200, description = "one JSON object per line: t (ns since the epoch), s (stdout or stderr), l (the line)", content_type = "application/x-ndjson"),
         (status = 404, body = Problem)))]
 pub async fn logs(
@@ -362,7 +362,7 @@ pub fn metrics_of(i: &Instance) -> InstanceMetrics {
     }
 }
 
-#[utoipa::path(get, path = "/v1/instances/{name}/metrics", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/v1/instances/{name}/metrics", operation_id = "instance_metrics", params(("name" = String, Path)),
     responses((status = 200, body = InstanceMetrics), (status = 404, body = Problem)))]
 pub async fn metrics_json(Path(name): Path<String>) -> Result<Json<InstanceMetrics>, ApiError> {
     blocking(move || Ok(Json(metrics_of(&find(&name)?.1)))).await

@@ -37,7 +37,7 @@ fn view(m: &optivolt_volt::volumes::Meta) -> VolumeView {
     }
 }
 
-#[utoipa::path(get, path = "/v1/volumes", responses((status = 200, body = [VolumeView])))]
+#[utoipa::path(get, path = "/v1/volumes", operation_id = "list_volumes", responses((status = 200, body = [VolumeView])))]
 pub async fn list() -> Result<Json<Vec<VolumeView>>, ApiError> {
     blocking(|| {
         Ok(Json(
@@ -47,7 +47,7 @@ pub async fn list() -> Result<Json<Vec<VolumeView>>, ApiError> {
     .await
 }
 
-#[utoipa::path(post, path = "/v1/volumes", request_body = CreateVolume,
+#[utoipa::path(post, path = "/v1/volumes", operation_id = "create_volume", request_body = CreateVolume,
     responses((status = 201, body = VolumeView), (status = 400, body = Problem), (status = 409, body = Problem)))]
 pub async fn create(body: Result<Json<CreateVolume>, JsonRejection>) -> Result<Response, ApiError> {
     let c = body
@@ -73,7 +73,7 @@ pub async fn create(body: Result<Json<CreateVolume>, JsonRejection>) -> Result<R
     .await
 }
 
-#[utoipa::path(delete, path = "/v1/volumes/{name}", params(("name" = String, Path)),
+#[utoipa::path(delete, path = "/v1/volumes/{name}", operation_id = "delete_volume", params(("name" = String, Path)),
     responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem, description = "in use")))]
 pub async fn remove(Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     blocking(move || {
