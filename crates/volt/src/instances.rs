@@ -147,12 +147,23 @@ pub fn detach_id(a: &RunArgs, image: Option<String>) -> Result<String> {
         a.publish.clone(),
     );
     db.insert(&inst)?;
-    let dir = db.dir(&id);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    std::fs::write(dir.join("cwd"), cwd.as_os_str().as_encoded_bytes())?;
-    if let Err(e) = spawn_supervisor(&db, &id) {
+    let started = (|| -> Result<()> {
+        let dir = db.dir(&id);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        std::fs::write(dir.join("cwd"), cwd.as_os_str().as_encoded_bytes())
+            .with_context(|| format!("cannot write {}/cwd", dir.display()))?;
+        spawn_supervisor(&db, &id)
+    })();
+    if let Err(e) = started {
+        // Removed by someone else meanwhile (`volt rm -f`, a DELETE), or
+        // failed: either way nothing of it may stay.
+        let gone = db.get(&id)?.is_none();
         db.remove(&id)?;
+        if gone {
+            bail!("{} was removed while it started", inst.name);
+        }
         return Err(e);
     }
     wait_started(&mut db, &id)?;

@@ -105,6 +105,8 @@ pub fn supervise(id: &str) -> Result<i32> {
         }
         drop(tx);
         let mut forwarded = false;
+        let mut removed = false;
+        let mut checked = Instant::now();
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok((n, bytes)) => log.write(n, &bytes)?,
@@ -116,6 +118,16 @@ pub fn supervise(id: &str) -> Result<i32> {
                 unsafe { libc::kill(pid, libc::SIGTERM) };
                 forwarded = true;
             }
+            // Removed while it started (before this supervisor's PID was
+            // recorded, nobody could signal it): end the VM now.
+            if !removed && checked.elapsed() >= Duration::from_millis(500) {
+                checked = Instant::now();
+                if matches!(db.get(id), Ok(None)) {
+                    // SAFETY: kill(2) on our own child's PID (it is not reaped yet).
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    removed = true;
+                }
+            }
         }
         for p in pumps {
             let _ = p.join();
@@ -124,7 +136,9 @@ pub fn supervise(id: &str) -> Result<i32> {
         log.flush()?;
         let code = code_of(status);
         tracing::info!(instance = %inst.name, code, "the program ended");
-        let inst = db.get(id)?.context("the instance vanished")?;
+        let Some(inst) = db.get(id)? else {
+            return Ok(0); // removed
+        };
         if began.elapsed() >= HEALTHY {
             attempt = 0;
         }

@@ -43,12 +43,15 @@ impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> ApiError {
         let m = format!("{e:#}");
         let lower = m.to_lowercase();
-        if lower.contains("no such") || lower.contains("does not exist") {
+        if lower.contains("removed while") {
+            ApiError::conflict(m)
+        } else if lower.contains("no such") || lower.contains("does not exist") {
             ApiError::not_found(m)
         } else if lower.contains("already in use")
             || lower.contains("already exists")
             || lower.contains("in use by")
             || lower.contains("is running")
+            || lower.contains("removed while")
         {
             ApiError::conflict(m)
         } else if lower.starts_with("invalid") || lower.contains("expected") {

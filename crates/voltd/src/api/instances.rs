@@ -172,7 +172,9 @@ pub async fn create(
         let args =
             optivolt_volt::run::parse_args(&a).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let id = optivolt_volt::run::detach(&args)?;
-        let (_, i) = find(&id)?;
+        // A DELETE at the same moment may have removed it already.
+        let (_, i) = find(&id)
+            .map_err(|_| ApiError::conflict(format!("{id} was removed while it started")))?;
         Ok((StatusCode::CREATED, Json(view(&i))).into_response())
     })
     .await
