@@ -9,6 +9,7 @@ mod runstats;
 mod runtime;
 mod stats;
 mod suite;
+mod voltd;
 mod volumes;
 
 use anyhow::Result;
@@ -44,6 +45,9 @@ enum Bench {
     /// `ctr run` of a C hello under a private containerd: volt-runtime
     /// against runc (root; containerd, runc, skopeo).
     Runtime(runtime::RuntimeArgs),
+    /// voltd: create -> running over the API for many instances, its own
+    /// memory and idle CPU with them, a scrape.
+    Voltd(voltd::VoltdArgs),
     /// File operations on a volume (`-v`) against the same program natively
     /// on the host directory and in the guest's in-memory /tmp.
     Volumes(volumes::VolumesArgs),
@@ -59,5 +63,6 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
         Bench::Suite(b) => suite::run(b),
         Bench::Volumes(b) => volumes::run(b),
         Bench::Runtime(b) => runtime::run(b),
+        Bench::Voltd(b) => voltd::run(b),
     }
 }
