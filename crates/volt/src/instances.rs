@@ -183,7 +183,7 @@ fn ago(secs: i64) -> String {
     }
 }
 
-fn status(i: &Instance) -> String {
+pub fn status(i: &Instance) -> String {
     match i.state {
         State::Created => "Created".into(),
         State::Running => format!("Up {}", ago(i.started.unwrap_or(i.created))),
@@ -215,22 +215,105 @@ pub fn usage(i: &Instance) -> Option<(f64, u64)> {
     Some((ticks / hz, rss * 4096))
 }
 
-pub fn ps(a: PsArgs) -> Result<i32> {
+/// What `ps` and `inspect` show of an instance, worked out where the
+/// instance runs (locally, or by voltd for `--host`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Shown {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub args: Vec<String>,
+    /// volt's state: created, running, restarting, exited, dead.
+    pub state: String,
+    pub status: String,
+    pub restart: String,
+    pub restarts: u32,
+    pub ports: Vec<String>,
+    pub created: i64,
+    pub started: Option<i64>,
+    pub finished: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub supervisor_pid: Option<i32>,
+    pub pid: Option<i32>,
+    pub cpu_seconds: Option<f64>,
+    pub memory_bytes: Option<u64>,
+}
+
+impl Shown {
+    pub fn of(i: &Instance) -> Shown {
+        let u = usage(i);
+        Shown {
+            id: i.id.clone(),
+            name: i.name.clone(),
+            image: i.image.clone(),
+            args: i.args.clone(),
+            state: i.state.as_str().into(),
+            status: status(i),
+            restart: i.restart.to_string(),
+            restarts: i.restarts,
+            ports: i.ports.clone(),
+            created: i.created,
+            started: i.started,
+            finished: i.finished,
+            exit_code: i.exit_code,
+            supervisor_pid: i.supervisor.filter(|_| alive(i.supervisor)).map(|p| p.0),
+            pid: i.child.filter(|_| alive(i.child)).map(|p| p.0),
+            cpu_seconds: u.map(|u| u.0),
+            memory_bytes: u.map(|u| u.1),
+        }
+    }
+
+    fn live(&self) -> bool {
+        matches!(self.state.as_str(), "running" | "restarting")
+    }
+
+    /// As `volt inspect` and `ps -o json` print it.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "image": self.image,
+            "args": self.args,
+            "state": self.state,
+            "status": self.status,
+            "restart": self.restart,
+            "restarts": self.restarts,
+            "ports": self.ports,
+            "created": crate::store::build::rfc3339(self.created),
+            "started": self.started.map(crate::store::build::rfc3339),
+            "finished": self.finished.map(crate::store::build::rfc3339),
+            "exit_code": self.exit_code,
+            "supervisor_pid": self.supervisor_pid,
+            "pid": self.pid,
+            "cpu_seconds": self.cpu_seconds,
+            "memory_bytes": self.memory_bytes,
+        })
+    }
+}
+
+/// Every instance, shown: from voltd with `--host`, else from the store.
+fn all_shown() -> Result<Vec<Shown>> {
+    if let Some(h) = crate::remote::host()? {
+        return h.instances();
+    }
     let mut db = Db::open_default()?;
-    let list: Vec<Instance> = db
-        .list()?
+    Ok(db.list()?.iter().map(Shown::of).collect())
+}
+
+pub fn ps(a: PsArgs) -> Result<i32> {
+    let list: Vec<Shown> = all_shown()?
         .into_iter()
-        .filter(|i| a.all || matches!(i.state, State::Running | State::Restarting))
+        .filter(|i| a.all || i.live())
         .collect();
     let mut out = std::io::stdout().lock();
     if a.quiet {
         for i in &list {
-            writeln!(out, "{}", &i.id[..12])?;
+            writeln!(out, "{}", &i.id[..12.min(i.id.len())])?;
         }
         return Ok(0);
     }
     if a.output == Output::Json {
-        let v: Vec<serde_json::Value> = list.iter().map(|i| json(i, usage(i))).collect();
+        let v: Vec<serde_json::Value> = list.iter().map(Shown::json).collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(0);
     }
@@ -242,21 +325,21 @@ pub fn ps(a: PsArgs) -> Result<i32> {
         "ID", "NAME", "IMAGE", "STATUS", "PORTS", "CPU", "MEM"
     )?;
     for i in &list {
-        let (cpu, mem) = match usage(i) {
-            Some((c, m)) => (format!("{c:.2}s"), crate::images::human_size(m)),
-            None => ("-".into(), "-".into()),
+        let (cpu, mem) = match (i.cpu_seconds, i.memory_bytes) {
+            (Some(c), Some(m)) => (format!("{c:.2}s"), crate::images::human_size(m)),
+            _ => ("-".into(), "-".into()),
         };
-        let uptime = match i.state {
-            State::Running => ago(i.started.unwrap_or(i.created)),
+        let uptime = match i.state.as_str() {
+            "running" => ago(i.started.unwrap_or(i.created)),
             _ => "-".into(),
         };
         writeln!(
             out,
             "{:<12}  {:<w$}  {:<wi$}  {:<28}  {:<22}  {:>8}  {:>9}  {}",
-            &i.id[..12],
+            &i.id[..12.min(i.id.len())],
             i.name,
             i.image,
-            status(i),
+            i.status,
             i.ports.join(","),
             cpu,
             mem,
@@ -266,40 +349,29 @@ pub fn ps(a: PsArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn json(i: &Instance, usage: Option<(f64, u64)>) -> serde_json::Value {
-    serde_json::json!({
-        "id": i.id,
-        "name": i.name,
-        "image": i.image,
-        "args": i.args,
-        "state": i.state.as_str(),
-        "status": status(i),
-        "restart": i.restart.to_string(),
-        "restarts": i.restarts,
-        "ports": i.ports,
-        "created": crate::store::build::rfc3339(i.created),
-        "started": i.started.map(crate::store::build::rfc3339),
-        "finished": i.finished.map(crate::store::build::rfc3339),
-        "exit_code": i.exit_code,
-        "supervisor_pid": i.supervisor.filter(|_| alive(i.supervisor)).map(|p| p.0),
-        "pid": i.child.filter(|_| alive(i.child)).map(|p| p.0),
-        "cpu_seconds": usage.map(|u| u.0),
-        "memory_bytes": usage.map(|u| u.1),
-    })
-}
-
 pub fn inspect(a: NamesArgs) -> Result<i32> {
-    let mut db = Db::open_default()?;
-    let v = a
-        .instances
-        .iter()
-        .map(|n| db.find(n).map(|i| json(&i, usage(&i))))
-        .collect::<Result<Vec<_>>>()?;
+    let v = match crate::remote::host()? {
+        Some(h) => a
+            .instances
+            .iter()
+            .map(|n| h.instance(n).map(|s| s.json()))
+            .collect::<Result<Vec<_>>>()?,
+        None => {
+            let mut db = Db::open_default()?;
+            a.instances
+                .iter()
+                .map(|n| db.find(n).map(|i| Shown::of(&i).json()))
+                .collect::<Result<Vec<_>>>()?
+        }
+    };
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(0)
 }
 
 pub fn logs_cmd(a: LogsArgs) -> Result<i32> {
+    if let Some(h) = crate::remote::host()? {
+        return h.logs(&a);
+    }
     let mut db = Db::open_default()?;
     let i = db.find(&a.instance)?;
     let dir = db.dir(&i.id);
@@ -386,6 +458,11 @@ fn each(names: &[String], mut f: impl FnMut(&mut Db, &Instance) -> Result<()>) -
 }
 
 pub fn stop(a: StopArgs) -> Result<i32> {
+    if let Some(h) = crate::remote::host()? {
+        return h.each(&a.instances, |h, n| {
+            h.post(&format!("/v1/instances/{n}/stop?timeout={}", a.time))
+        });
+    }
     let grace = Duration::from_secs(a.time);
     each(&a.instances, |db, i| stop_one(db, i, grace))
 }
@@ -405,10 +482,20 @@ pub fn start_one(db: &mut Db, i: &Instance) -> Result<()> {
 }
 
 pub fn start(a: NamesArgs) -> Result<i32> {
+    if let Some(h) = crate::remote::host()? {
+        return h.each(&a.instances, |h, n| {
+            h.post(&format!("/v1/instances/{n}/start"))
+        });
+    }
     each(&a.instances, start_one)
 }
 
 pub fn restart(a: StopArgs) -> Result<i32> {
+    if let Some(h) = crate::remote::host()? {
+        return h.each(&a.instances, |h, n| {
+            h.post(&format!("/v1/instances/{n}/restart?timeout={}", a.time))
+        });
+    }
     let grace = Duration::from_secs(a.time);
     each(&a.instances, |db, i| {
         stop_one(db, i, grace)?;
@@ -418,6 +505,12 @@ pub fn restart(a: StopArgs) -> Result<i32> {
 }
 
 pub fn rm(a: RmArgs) -> Result<i32> {
+    if let Some(h) = crate::remote::host()? {
+        let q = if a.force { "?force=true" } else { "" };
+        return h.each(&a.instances, |h, n| {
+            h.delete(&format!("/v1/instances/{n}{q}"))
+        });
+    }
     let mut db = Db::open_default()?;
     let found = a
         .instances

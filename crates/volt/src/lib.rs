@@ -12,6 +12,7 @@ pub mod instance;
 pub mod instances;
 pub mod network;
 pub mod publish;
+pub mod remote;
 pub mod restart;
 pub mod run;
 pub mod runtime;
@@ -47,6 +48,10 @@ struct Cli {
     /// RUST_LOG (e.g. `RUST_LOG=optivolt_volt=debug`) overrides it.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Talk to voltd there (unix:///PATH or tcp://ADDR:PORT) for ps, run -d,
+    /// stop, start, restart, rm, logs and inspect; VOLT_HOST does the same.
+    #[arg(long, global = true, value_name = "URL")]
+    host: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -153,6 +158,10 @@ pub fn real_main(started: Instant) -> i32 {
     // .init_array hook.
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    if let Some(h) = &cli.host {
+        // SAFETY: set before any other thread exists; read by remote::host.
+        unsafe { std::env::set_var("VOLT_HOST", h) };
+    }
     let result = match cli.command {
         Command::Run(a) => run::run(*a, started),
         Command::Build(a) => images::build(a),

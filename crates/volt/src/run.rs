@@ -331,6 +331,10 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         .collect::<Result<Vec<_>>>()?;
     let volumes = crate::volumes::resolve(&mounts)?;
     if a.detach {
+        if let Some(h) = crate::remote::host()? {
+            println!("{}", h.create(&a)?);
+            return Ok(0);
+        }
         let id = detach(&a)?;
         println!("{id}");
         return Ok(0);

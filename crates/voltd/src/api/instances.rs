@@ -22,10 +22,14 @@ pub struct InstanceView {
     pub name: String,
     /// The image (or program) it runs.
     pub image: String,
+    /// Its `volt run` arguments.
+    pub args: Vec<String>,
     /// stopped, starting, running, stopping (Unikraft Cloud's names).
     pub state: String,
     /// volt's own state: created, running, restarting, exited, dead.
     pub volt_state: String,
+    /// As `volt ps` says it, e.g. "Up 5 minutes", "Exited (0) 2 seconds ago".
+    pub status: String,
     pub ports: Vec<String>,
     /// no, always, on-failure[:N].
     pub restart: String,
@@ -35,8 +39,14 @@ pub struct InstanceView {
     pub started: Option<i64>,
     pub finished: Option<i64>,
     pub exit_code: Option<i32>,
+    /// The supervisor's PID while it runs.
+    pub supervisor_pid: Option<i32>,
     /// The PID of the VM's monitor while it runs.
     pub pid: Option<i32>,
+    /// Host CPU seconds of the monitor process.
+    pub cpu_seconds: Option<f64>,
+    /// Its resident memory.
+    pub memory_bytes: Option<u64>,
 }
 
 /// The state names of Unikraft Cloud.
@@ -50,20 +60,26 @@ pub fn cloud_state(i: &Instance) -> &'static str {
 }
 
 pub fn view(i: &Instance) -> InstanceView {
+    let s = optivolt_volt::instances::Shown::of(i);
     InstanceView {
-        id: i.id.clone(),
-        name: i.name.clone(),
-        image: i.image.clone(),
+        id: s.id,
+        name: s.name,
+        image: s.image,
+        args: s.args,
         state: cloud_state(i).into(),
-        volt_state: i.state.as_str().into(),
-        ports: i.ports.clone(),
-        restart: i.restart.to_string(),
-        restarts: i.restarts,
-        created: i.created,
-        started: i.started,
-        finished: i.finished,
-        exit_code: i.exit_code,
-        pid: i.child.filter(|_| alive(i.child)).map(|(p, _)| p),
+        volt_state: s.state,
+        status: s.status,
+        ports: s.ports,
+        restart: s.restart,
+        restarts: s.restarts,
+        created: s.created,
+        started: s.started,
+        finished: s.finished,
+        exit_code: s.exit_code,
+        supervisor_pid: s.supervisor_pid,
+        pid: s.pid,
+        cpu_seconds: s.cpu_seconds,
+        memory_bytes: s.memory_bytes,
     }
 }
 

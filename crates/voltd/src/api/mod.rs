@@ -163,4 +163,26 @@ mod tests {
             "docs/openapi.json is stale: run UPDATE_DOCS=1 cargo test -p optivolt-voltd openapi"
         );
     }
+    #[test]
+    fn the_openapi_document_validates() {
+        // openapi-spec-validator (PyPI), in the venv scripts/test.sh makes.
+        let v = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../target/pyvenv/bin/openapi-spec-validator"
+        );
+        if !std::path::Path::new(v).exists() {
+            eprintln!(
+                "=== SKIPPED the_openapi_document_validates: no {v} (scripts/test.sh makes it) ==="
+            );
+            return;
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+        let o = std::process::Command::new(v).arg(path).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
 }
