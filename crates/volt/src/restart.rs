@@ -16,13 +16,14 @@ impl Policy {
     /// Reads `no`, `always`, `on-failure` or `on-failure:N`.
     pub fn parse(s: &str) -> Result<Policy, String> {
         match s {
-            "no" => Ok(Policy::No),
+            // "never" is Unikraft Cloud's name for docker's "no".
+            "no" | "never" => Ok(Policy::No),
             "always" => Ok(Policy::Always),
             "on-failure" => Ok(Policy::OnFailure(None)),
             _ => match s.strip_prefix("on-failure:").map(str::parse::<u32>) {
                 Some(Ok(n)) => Ok(Policy::OnFailure(Some(n))),
                 _ => Err(format!(
-                    "restart policy {s:?}: expected no, always, on-failure or on-failure:N"
+                    "restart policy {s:?}: expected no (never), always, on-failure or on-failure:N"
                 )),
             },
         }
