@@ -204,15 +204,11 @@ pub fn status(i: &Instance) -> String {
 /// CPU seconds and resident memory of the running `volt run`.
 pub fn usage(i: &Instance) -> Option<(f64, u64)> {
     let (pid, _) = i.child.filter(|_| alive(i.child))?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let rss: u64 = statm.split(' ').nth(1)?.parse().ok()?;
-    Some((ticks / hz, rss * 4096))
+    let pid = u32::try_from(pid).ok()?;
+    Some((
+        crate::procfs::cpu_seconds(pid)?,
+        crate::procfs::rss_bytes(pid)?,
+    ))
 }
 
 /// What `ps` and `inspect` show of an instance, worked out where the

@@ -11,6 +11,7 @@ pub mod images;
 pub mod instance;
 pub mod instances;
 pub mod network;
+pub mod procfs;
 pub mod publish;
 pub mod remote;
 pub mod restart;

@@ -277,14 +277,8 @@ pub(super) fn parse_wrk_time(v: &str) -> Option<Duration> {
 
 /// CPU time (user + system) of process `pid` so far.
 fn cpu_time(pid: u32) -> Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').map(|x| x.1).context("stat")?;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(Duration::from_secs_f64(ticks as f64 / hz as f64))
+    let s = crate::procfs::cpu_seconds(pid).context("the process is gone")?;
+    Ok(Duration::from_secs_f64(s))
 }
 
 /// Resident memory of process `pid`, KiB.

@@ -44,13 +44,6 @@ fn call(sock: &Path, method: &str, path: &str, body: &str) -> Result<(u16, Strin
     ))
 }
 
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
 fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
@@ -131,12 +124,10 @@ fn run_in(a: &VoltdArgs, dir: &Path) -> Result<i32> {
             lat.push(t.elapsed());
         }
         let t0 = Instant::now();
-        let c0 = cpu_ticks(d.id()).unwrap_or(0);
+        let c0 = crate::procfs::cpu_seconds(d.id()).unwrap_or(0.0);
         std::thread::sleep(Duration::from_secs(a.idle));
-        let c1 = cpu_ticks(d.id()).unwrap_or(0);
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        let idle_pct = (c1 - c0) as f64 / hz / t0.elapsed().as_secs_f64() * 100.0;
+        let c1 = crate::procfs::cpu_seconds(d.id()).unwrap_or(0.0);
+        let idle_pct = (c1 - c0) / t0.elapsed().as_secs_f64() * 100.0;
         let t = Instant::now();
         let (st, text) = call(&sock, "GET", "/metrics", "")?;
         let scrape = t.elapsed();

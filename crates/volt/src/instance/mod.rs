@@ -112,14 +112,8 @@ impl Instance {
 /// The start time of process `pid` (field 22 of /proc/PID/stat), if it
 /// exists and has not ended (a zombie nobody reaped yet has ended).
 pub fn start_time(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: skip past the last ')'.
-    let rest = &s[s.rfind(')')? + 2..];
-    let mut f = rest.split(' ');
-    if matches!(f.next(), Some("Z" | "X" | "x")) {
-        return None;
-    }
-    f.nth(18)?.parse().ok()
+    let s = crate::procfs::stat(u32::try_from(pid).ok()?)?;
+    (!matches!(s.state, 'Z' | 'X' | 'x')).then_some(s.start)
 }
 
 /// Whether the process recorded as (pid, start) is still that process.

@@ -323,18 +323,10 @@ pub fn tree(root: u32) -> Vec<u32> {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
             };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            let Some(s) = crate::procfs::stat(pid) else {
                 continue;
             };
-            let Some(close) = stat.rfind(')') else {
-                continue;
-            };
-            let ppid = stat[close + 2..]
-                .split(' ')
-                .nth(1)
-                .and_then(|p| p.parse::<u32>().ok())
-                .unwrap_or(0);
-            kids.entry(ppid).or_default().push(pid);
+            kids.entry(s.ppid).or_default().push(pid);
         }
     }
     let mut out = vec![root];
@@ -350,16 +342,9 @@ pub fn tree(root: u32) -> Vec<u32> {
 
 /// CPU seconds (user + system) used by `pids` so far.
 pub fn cpu_seconds(pids: &[u32]) -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     pids.iter()
-        .filter_map(|p| {
-            let s = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-            let f: Vec<&str> = s[s.rfind(')')? + 2..].split(' ').collect();
-            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
-        })
-        .sum::<f64>()
-        / hz
+        .filter_map(|&p| crate::procfs::cpu_seconds(p))
+        .sum()
 }
 
 /// Proportional set size of `pids`, MiB.
