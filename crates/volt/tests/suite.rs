@@ -42,4 +42,58 @@ fn a_short_suite_run_writes_the_report() {
     assert_eq!(csv.lines().count(), 3);
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 1);
+    // results.json validates against the schema in docs/ (jsonschema, in
+    // the venv scripts/test.sh makes).
+    let py = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../target/pyvenv/bin/python"
+    );
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/suite-results.schema.json"
+    );
+    if std::path::Path::new(py).exists() {
+        let check = std::process::Command::new(py)
+            .args(["-c", "import json, sys, jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))"])
+            .arg(out.join("results.json"))
+            .arg(schema)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    } else {
+        eprintln!(
+            "=== SKIPPED the schema check of results.json: no {py} (scripts/test.sh makes it) ==="
+        );
+    }
+}
+
+#[test]
+fn bad_suite_input_is_one_line() {
+    for (args, needle) in [
+        (
+            &["--runtimes", "process,lxc"][..],
+            "unknown runtime \"lxc\"",
+        ),
+        (&["--only", "hello,fly"], "unknown workload \"fly\""),
+        (
+            &["--out", "/proc/no-such/report"],
+            "cannot create the output directory",
+        ),
+        (&["--runs", "0"], "--runs must be at least 1"),
+    ] {
+        let o = volt().args(["bench", "suite"]).args(args).output().unwrap();
+        one_line_error(&o, needle);
+    }
+    // Without wrk on PATH, the web workload says so.
+    let o = volt()
+        .args(["bench", "suite", "--only", "web", "--out"])
+        .arg(std::env::temp_dir().join("suite-no-wrk"))
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    one_line_error(&o, "needs wrk");
 }

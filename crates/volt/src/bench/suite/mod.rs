@@ -360,10 +360,50 @@ fn python(cx: &mut Ctx, l: &mut Launcher, script: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn run(a: SuiteArgs) -> Result<i32> {
+/// The runtimes and workloads the suite knows.
+pub const RUNTIMES: [&str; 8] = [
+    "process",
+    "runc",
+    "crun",
+    "podman",
+    "docker",
+    "firecracker",
+    "qemu",
+    "unikernel",
+];
+pub const WORKLOADS: [&str; 5] = ["hello", "web", "python", "idle", "density"];
+
+/// What the user can get wrong, each one line, before anything runs.
+fn check_input(a: &SuiteArgs) -> Result<()> {
     if a.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if let Some(r) = a.runtimes.iter().find(|r| !RUNTIMES.contains(&r.as_str())) {
+        bail!("unknown runtime {r:?} (known: {})", RUNTIMES.join(", "));
+    }
+    if let Some(w) = a.only.iter().find(|w| !WORKLOADS.contains(&w.as_str())) {
+        bail!("unknown workload {w:?} (known: {})", WORKLOADS.join(", "));
+    }
+    let have_wrk = std::process::Command::new("wrk")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if a.only.iter().any(|w| w == "web") && !have_wrk {
+        bail!("the web workload needs wrk (apt-get install wrk), or leave it out with --only");
+    }
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create the output directory {}", a.out.display()))?;
+    let probe = a.out.join(".volt-suite-probe");
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("cannot write into the output directory {}", a.out.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+pub fn run(a: SuiteArgs) -> Result<i32> {
+    check_input(&a)?;
     let tmp = crate::store::build::tempdir("suite")?;
     let work = tmp.path().to_path_buf();
     // SAFETY: takes no pointers; moves this process (single-threaded here)
@@ -469,7 +509,7 @@ pub fn run(a: SuiteArgs) -> Result<i32> {
     };
     results.write(&a.out)?;
     println!(
-        "volt bench suite: {} figures; report in {} (index.html, README.md, results.json, results.csv)",
+        "volt bench suite: {} figures; report in {} (index.html, README.md, results.json and its schema, results.csv)",
         results.measurements.len(),
         a.out.display()
     );

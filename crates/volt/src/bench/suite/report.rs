@@ -7,10 +7,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// A runtime and whether it ran.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RuntimeInfo {
     pub name: String,
     /// What it is (`runc 1.1.5`, `volt run (unikernel)`).
@@ -20,7 +21,7 @@ pub struct RuntimeInfo {
 }
 
 /// One measured quantity of one workload on one runtime.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Measurement {
     pub workload: String,
     pub metric: String,
@@ -69,7 +70,7 @@ impl Measurement {
 }
 
 /// Everything one run of the suite found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Results {
     pub started: String,
     pub machine: String,
@@ -409,6 +410,7 @@ impl Results {
                 .with_context(|| format!("cannot write {}", dir.join(name).display()))
         };
         w("results.json", &serde_json::to_string_pretty(self)?)?;
+        w("results.schema.json", &schema())?;
         w("results.csv", &self.csv())?;
         w("README.md", &self.markdown())?;
         w("index.html", &self.html()?)?;
@@ -495,5 +497,32 @@ mod tests {
         let html = r.html().unwrap();
         assert_eq!(html.matches("<svg").count(), 2, "one chart per metric");
         assert!(html.contains("energy: no RAPL"));
+    }
+}
+
+/// The JSON Schema of `results.json`, pretty-printed with a final newline
+/// (checked in as `docs/suite-results.schema.json`).
+pub fn schema() -> String {
+    let s = schemars::schema_for!(Results);
+    let mut out = serde_json::to_string_pretty(&s).unwrap_or_default();
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod schema_tests {
+    #[test]
+    fn the_results_schema_in_docs_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/suite-results.schema.json");
+        let now = super::schema();
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(&path, &now).unwrap();
+        }
+        let doc = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            doc == now,
+            "docs/suite-results.schema.json is stale: run UPDATE_DOCS=1 cargo test -p optivolt-volt results_schema"
+        );
     }
 }
