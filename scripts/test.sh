@@ -25,6 +25,9 @@ command -v buildah >/dev/null 2>&1 || need="$need buildah"
 # A registry on 127.0.0.1 for tests/registry.rs.
 command -v docker-registry >/dev/null 2>&1 || need="$need docker-registry"
 command -v htpasswd >/dev/null 2>&1 || need="$need apache2-utils"
+# podman (with runc) as one of the suite's runtimes (tests/suite.rs).
+command -v podman >/dev/null 2>&1 || need="$need podman"
+command -v runc >/dev/null 2>&1 || need="$need runc"
 # containerd and ctr for volt-runtime (tests/containerd.rs).
 command -v containerd >/dev/null 2>&1 || need="$need containerd"
 # A real Prometheus scrapes voltd (crates/voltd/tests/prometheus.rs).

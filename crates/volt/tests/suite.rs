@@ -19,7 +19,7 @@ fn a_short_suite_run_writes_the_report() {
     let _ = std::fs::remove_dir_all(&out);
     let o = volt()
         .args(["bench", "suite", "--only", "hello", "--runs", "2"])
-        .args(["--runtimes", "process,unikernel,firecracker", "--out"])
+        .args(["--runtimes", "process,podman,unikernel,firecracker", "--out"])
         .arg(&out)
         .output()
         .unwrap();
@@ -27,19 +27,30 @@ fn a_short_suite_run_writes_the_report() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     let m = json["measurements"].as_array().unwrap();
-    assert_eq!(m.len(), 2, "hello on two runtimes");
+    // Every runtime has its numbers, or says why not.
+    let rts = json["runtimes"].as_array().unwrap();
+    assert_eq!(rts.len(), 4);
+    for rt in rts {
+        let name = rt["name"].as_str().unwrap();
+        let ran = m.iter().filter(|x| x["runtime"] == name).count();
+        match rt["skipped"].as_str() {
+            Some(why) => assert!(ran == 0 && !why.is_empty(), "{name}"),
+            None => assert_eq!(ran, 1, "{name}: hello measured once"),
+        }
+    }
     for x in m {
         assert_eq!(x["samples"].as_array().unwrap().len(), 2);
         assert!(x["median"].as_f64().unwrap() > 0.0);
     }
-    let fc = &json["runtimes"][2];
+    assert_eq!(m.len(), rts.iter().filter(|r| r["skipped"].is_null()).count());
+    let fc = &rts[3];
     assert_eq!(fc["name"], "firecracker");
     assert!(fc["skipped"].as_str().unwrap().contains("guest kernel"));
     let md = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(md.contains("| boot to exit (ms) |"), "{md}");
     assert!(md.contains("\"Boot time < 50 ms\""), "{md}");
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 3);
+    assert_eq!(csv.lines().count(), 1 + m.len());
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 1);
     // results.json validates against the schema in docs/ (jsonschema, in

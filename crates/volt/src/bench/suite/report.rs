@@ -81,6 +81,16 @@ pub struct Results {
     pub notes: Vec<String>,
 }
 
+/// A reduction `cut` (percent less than the baseline) in words that cannot
+/// be misread.
+fn change(cut: f64) -> String {
+    if cut >= 0.0 {
+        format!("{cut:.0} % less")
+    } else {
+        format!("{:.0} % more", -cut)
+    }
+}
+
 fn fmt(v: f64) -> String {
     if v == 0.0 {
         "0".into()
@@ -169,9 +179,10 @@ impl Results {
                     "does not hold"
                 };
                 out.push(format!(
-                    "\"RAM −90 %\" against {base}: an idle Go web server costs {} MiB PSS as a unikernel and {} MiB under {base}: {cut:+.0} %, the claim {verdict}.",
+                    "\"RAM −90 %\" against {base}: an idle Go web server costs {} MiB PSS as a unikernel and {} MiB under {base}: {}, the claim {verdict}.",
                     fmt(u),
-                    fmt(c)
+                    fmt(c),
+                    change(cut)
                 ));
             }
             if let (Some(u), Some(c)) = (
@@ -185,9 +196,10 @@ impl Results {
                     "does not hold"
                 };
                 out.push(format!(
-                    "\"CPU −60 %\" against {base}: serving 100,000 requests costs {} CPU-s as a unikernel and {} under {base}: {cut:+.0} %, the claim {verdict}.",
+                    "\"CPU −60 %\" against {base}: serving 100,000 requests costs {} CPU-s as a unikernel and {} under {base}: {}, the claim {verdict}.",
                     fmt(u),
-                    fmt(c)
+                    fmt(c),
+                    change(cut)
                 ));
             }
         }

@@ -16,6 +16,9 @@ pub enum Runtime {
     Process,
     /// `runc run` of a bundle the suite makes (the binary alone in its rootfs).
     Runc,
+    /// `podman run` of an image imported from the same rootfs (runc under
+    /// it, host networking, storage of the suite's own).
+    Podman,
     /// `volt run` (its `-p` relay for servers).
     Unikernel,
 }
@@ -25,6 +28,7 @@ impl Runtime {
         match self {
             Runtime::Process => "process",
             Runtime::Runc => "runc",
+            Runtime::Podman => "podman",
             Runtime::Unikernel => "unikernel",
         }
     }
@@ -58,7 +62,16 @@ pub fn detect(wanted: &[String]) -> (Vec<Runtime>, Vec<RuntimeInfo>) {
                     None => "crun is not installed".into(),
                 }),
             ),
-            "podman" | "docker" => (
+            "podman" => match version("podman", "--version") {
+                Some(v) if version("runc", "--version").is_some() => (
+                    Some(Runtime::Podman),
+                    format!("{v} (runc, host network, vfs storage), an image of the binary alone"),
+                    None,
+                ),
+                Some(v) => (None, String::new(), Some(format!("{v}: needs runc here (crun refuses this host)"))),
+                None => (None, String::new(), Some("podman is not installed (apt-get install podman)".into())),
+            },
+            "docker" => (
                 None,
                 String::new(),
                 Some(match version(w, "--version") {
@@ -103,6 +116,8 @@ pub struct Launcher {
 pub struct Running {
     pub child: Child,
     runc_id: Option<(PathBuf, String)>,
+    /// podman: its global arguments and the container's name.
+    podman: Option<(Vec<String>, String)>,
     /// Reaped by the caller (wait4): not to be signalled or waited for again.
     reaped: bool,
 }
@@ -110,6 +125,30 @@ pub struct Running {
 impl Running {
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Every process that is the program's cost: its process tree, and for
+    /// podman the container's monitor (conmon, not podman's child) with
+    /// the container under it.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut v = tree(self.pid());
+        if let Some((g, name)) = &self.podman {
+            let conmon = Command::new("podman")
+                .args(g)
+                .args(["inspect", "--format", "{{.State.ConmonPid}}", name])
+                .output()
+                .ok()
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                });
+            if let Some(c) = conmon.filter(|&c| c > 0) {
+                v.extend(tree(c));
+            }
+        }
+        v
     }
 
     /// Marks it as reaped by the caller.
@@ -126,6 +165,14 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if let Some((g, name)) = &self.podman {
+            let _ = Command::new("podman")
+                .args(g)
+                .args(["rm", "-f", "-t", "0", name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
         if let Some((root, id)) = &self.runc_id {
             let _ = Command::new("runc")
                 .arg("--root")
@@ -206,6 +253,7 @@ impl Launcher {
         Ok(Running {
             child,
             runc_id: Some((rt, id)),
+            podman: None,
             reaped: false,
         })
     }
@@ -254,6 +302,7 @@ impl Launcher {
                 Stdio::inherit()
             }
         };
+        let mut podman = None;
         let (mut cmd, runc_id) = match self.runtime {
             Runtime::Process => {
                 let mut c = Command::new(bin);
@@ -271,6 +320,28 @@ impl Launcher {
                     .arg(&b)
                     .arg(&id);
                 (c, Some((root, id)))
+            }
+            Runtime::Podman => {
+                let image = self.podman_image(bin)?;
+                let g = self.podman_global();
+                let name = format!("suite-{}-{}", std::process::id(), self.count);
+                let mut c = Command::new("podman");
+                c.args(&g)
+                    .args(["run", "--rm", "--network", "host", "--name", &name])
+                    // podman's default RLIMIT_NOFILE is above this host's hard limit.
+                    .args([
+                        "--ulimit",
+                        "nofile=1024:1024",
+                        "--ulimit",
+                        "nproc=4096:4096",
+                    ])
+                    .arg("--memory")
+                    .arg(memory.to_string())
+                    .arg(image)
+                    .arg("/app/bin")
+                    .args(host_args(args, server));
+                podman = Some((g, name));
+                (c, None)
             }
             Runtime::Unikernel => {
                 let mut c = Command::new(&self.volt);
@@ -299,8 +370,76 @@ impl Launcher {
         Ok(Running {
             child,
             runc_id,
+            podman,
             reaped: false,
         })
+    }
+
+    /// podman's global arguments: storage and state of the suite's own.
+    fn podman_global(&self) -> Vec<String> {
+        let p = self.work.join("podman");
+        vec![
+            "--root".into(),
+            p.join("storage").display().to_string(),
+            "--runroot".into(),
+            p.join("run").display().to_string(),
+            "--storage-driver".into(),
+            "vfs".into(),
+            "--cgroup-manager".into(),
+            "cgroupfs".into(),
+            "--events-backend".into(),
+            "file".into(),
+            "--runtime".into(),
+            "runc".into(),
+        ]
+    }
+
+    /// An image whose rootfs holds `bin` as /app/bin (imported once).
+    fn podman_image(&self, bin: &Path) -> Result<String> {
+        let name = bin
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_else(|| "bin".into());
+        let image = format!("localhost/suite-{name}:1");
+        let g = self.podman_global();
+        let exists = Command::new("podman")
+            .args(&g)
+            .args(["image", "exists", &image])
+            .status()
+            .is_ok_and(|s| s.success());
+        if exists {
+            return Ok(image);
+        }
+        let root = self.work.join(format!("podman-rootfs-{name}"));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("app"))?;
+        std::fs::create_dir_all(root.join("tmp"))?;
+        std::fs::copy(bin, root.join("app/bin"))?;
+        let tar = self.work.join(format!("podman-{name}.tar"));
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()?;
+        if !st.success() {
+            bail!("tar of the podman rootfs failed");
+        }
+        let o = Command::new("podman")
+            .args(&g)
+            .args(["import", "-q"])
+            .arg(&tar)
+            .arg(&image)
+            .output()
+            .context("cannot run podman")?;
+        if !o.status.success() {
+            bail!(
+                "podman import: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+        Ok(image)
     }
 }
 
