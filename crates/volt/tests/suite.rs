@@ -19,7 +19,11 @@ fn a_short_suite_run_writes_the_report() {
     let _ = std::fs::remove_dir_all(&out);
     let o = volt()
         .args(["bench", "suite", "--only", "hello", "--runs", "2"])
-        .args(["--runtimes", "process,podman,unikernel,firecracker", "--out"])
+        .args([
+            "--runtimes",
+            "process,podman,unikernel,firecracker",
+            "--out",
+        ])
         .arg(&out)
         .output()
         .unwrap();
@@ -42,7 +46,10 @@ fn a_short_suite_run_writes_the_report() {
         assert_eq!(x["samples"].as_array().unwrap().len(), 2);
         assert!(x["median"].as_f64().unwrap() > 0.0);
     }
-    assert_eq!(m.len(), rts.iter().filter(|r| r["skipped"].is_null()).count());
+    assert_eq!(
+        m.len(),
+        rts.iter().filter(|r| r["skipped"].is_null()).count()
+    );
     let fc = &rts[3];
     assert_eq!(fc["name"], "firecracker");
     assert!(fc["skipped"].as_str().unwrap().contains("guest kernel"));
