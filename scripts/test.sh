@@ -25,6 +25,8 @@ command -v buildah >/dev/null 2>&1 || need="$need buildah"
 # A registry on 127.0.0.1 for tests/registry.rs.
 command -v docker-registry >/dev/null 2>&1 || need="$need docker-registry"
 command -v htpasswd >/dev/null 2>&1 || need="$need apache2-utils"
+# Headless Chromium renders the suite's report in tests/suite.rs.
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
 # podman (with runc) as one of the suite's runtimes (tests/suite.rs).
 command -v podman >/dev/null 2>&1 || need="$need podman"
 command -v runc >/dev/null 2>&1 || need="$need runc"

@@ -60,6 +60,7 @@ fn a_short_suite_run_writes_the_report() {
     assert_eq!(csv.lines().count(), 1 + m.len());
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 1);
+    renders_in_chromium(&out.join("index.html"));
     // results.json validates against the schema in docs/ (jsonschema, in
     // the venv scripts/test.sh makes).
     let py = concat!(
@@ -87,6 +88,55 @@ fn a_short_suite_run_writes_the_report() {
             "=== SKIPPED the schema check of results.json: no {py} (scripts/test.sh makes it) ==="
         );
     }
+}
+
+/// The report's page in headless Chromium: a screenshot with the charts on
+/// it (not blank), and no console errors.
+fn renders_in_chromium(page: &std::path::Path) {
+    let Some(chromium) = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        eprintln!("=== SKIPPED the Chromium check of index.html: no chromium (apt-get install chromium) ===");
+        return;
+    };
+    let shot = page.with_file_name("screenshot.png");
+    let profile = page.with_file_name("chromium-profile");
+    let o = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1200,1600")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(shot.exists(), "no screenshot: {err}");
+    for l in err.lines().filter(|l| l.contains("CONSOLE")) {
+        panic!("a console message from the page: {l}");
+    }
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut r = dec.read_info().unwrap();
+    let mut buf = vec![0; r.output_buffer_size()];
+    let info = r.next_frame(&mut buf).unwrap();
+    let px = &buf[..info.buffer_size()];
+    let step = info.color_type.samples();
+    let mut colours = std::collections::HashSet::new();
+    let mut dark = 0usize;
+    for p in px.chunks(step) {
+        colours.insert(p[..3.min(p.len())].to_vec());
+        if p.iter().take(3).all(|&c| c < 128) {
+            dark += 1;
+        }
+    }
+    assert!(colours.len() > 8, "a blank page: {} colours", colours.len());
+    assert!(dark > 500, "no text or bars drawn ({dark} dark pixels)");
 }
 
 #[test]
