@@ -118,7 +118,7 @@ fn renders_in_chromium(page: &std::path::Path) {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(shot.exists(), "no screenshot: {err}");
-    for l in err.lines().filter(|l| l.contains("CONSOLE")) {
+    if let Some(l) = err.lines().find(|l| l.contains("CONSOLE")) {
         panic!("a console message from the page: {l}");
     }
     let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
