@@ -30,6 +30,8 @@ command -v chromium >/dev/null 2>&1 || need="$need chromium"
 # podman (with runc) as one of the suite's runtimes (tests/suite.rs).
 command -v podman >/dev/null 2>&1 || need="$need podman"
 command -v runc >/dev/null 2>&1 || need="$need runc"
+command -v crun >/dev/null 2>&1 || need="$need crun"
+command -v wrk >/dev/null 2>&1 || need="$need wrk"
 # containerd and ctr for volt-runtime (tests/containerd.rs).
 command -v containerd >/dev/null 2>&1 || need="$need containerd"
 # A real Prometheus scrapes voltd (crates/voltd/tests/prometheus.rs).

@@ -116,7 +116,10 @@ fn hello(cx: &mut Ctx, l: &mut Launcher, bin: &Path) -> Result<()> {
             .start(bin, &["suite".into()], None, MEMORY, true)?
             .wait()?;
         if !st.success() {
-            bail!("hello failed under {}", l.runtime.name());
+            match l.last_error() {
+                Some(why) => bail!("hello failed under {}: {why}", l.runtime.name()),
+                None => bail!("hello failed under {}", l.runtime.name()),
+            }
         }
         v.push(t.elapsed().as_secs_f64() * 1e3);
         cx.bar.inc(1);
@@ -314,6 +317,7 @@ fn python(cx: &mut Ctx, l: &mut Launcher, script: &Path) -> Result<()> {
                 c.arg("run").arg("--include").arg(script).arg(&argv[0]);
                 c
             }
+            Runtime::Crun => bail!("not measured under crun: the Python rootfs bundle is made for runc only"),
             Runtime::Podman => bail!(
                 "not measured: podman's client does not carry the container's CPU time (the container runs under conmon), and the suite reads CPU from wait4"
             ),

@@ -16,6 +16,8 @@ pub enum Runtime {
     Process,
     /// `runc run` of a bundle the suite makes (the binary alone in its rootfs).
     Runc,
+    /// `crun run` of the same bundle.
+    Crun,
     /// `podman run` of an image imported from the same rootfs (runc under
     /// it, host networking, storage of the suite's own).
     Podman,
@@ -28,6 +30,7 @@ impl Runtime {
         match self {
             Runtime::Process => "process",
             Runtime::Runc => "runc",
+            Runtime::Crun => "crun",
             Runtime::Podman => "podman",
             Runtime::Unikernel => "unikernel",
         }
@@ -54,14 +57,13 @@ pub fn detect(wanted: &[String]) -> (Vec<Runtime>, Vec<RuntimeInfo>) {
                 Some(v) => (Some(Runtime::Runc), format!("{v}, a bundle with the binary alone"), None),
                 None => (None, String::new(), Some("runc is not installed (apt-get install runc)".to_string())),
             },
-            "crun" => (
-                None,
-                String::new(),
-                Some(match version("crun", "--version") {
-                    Some(_) => "crun refuses this host's hybrid cgroup layout (../shared/components.md); runc runs instead".into(),
-                    None => "crun is not installed".into(),
-                }),
-            ),
+            // Tried, not assumed: where crun cannot run here (this host's
+            // hybrid cgroups), each workload's note says what it answered.
+            "crun" => match (version("crun", "--version"), version("runc", "--version")) {
+                (Some(v), Some(_)) => (Some(Runtime::Crun), format!("{v}, the same bundle as runc"), None),
+                (Some(_), None) => (None, String::new(), Some("crun needs runc's `runc spec` here to make its bundle".into())),
+                (None, _) => (None, String::new(), Some("crun is not installed (apt-get install crun)".into())),
+            },
             "podman" => match version("podman", "--version") {
                 Some(v) if version("runc", "--version").is_some() => (
                     Some(Runtime::Podman),
@@ -115,7 +117,8 @@ pub struct Launcher {
 /// A started program, stopped (and its container deleted) when dropped.
 pub struct Running {
     pub child: Child,
-    runc_id: Option<(PathBuf, String)>,
+    /// runc or crun: its binary, root and the container's ID.
+    runc_id: Option<(&'static str, PathBuf, String)>,
     /// podman: its global arguments and the container's name.
     podman: Option<(Vec<String>, String)>,
     /// Reaped by the caller (wait4): not to be signalled or waited for again.
@@ -173,8 +176,8 @@ impl Drop for Running {
                 .stderr(Stdio::null())
                 .status();
         }
-        if let Some((root, id)) = &self.runc_id {
-            let _ = Command::new("runc")
+        if let Some((bin, root, id)) = &self.runc_id {
+            let _ = Command::new(bin)
                 .arg("--root")
                 .arg(root)
                 .args(["kill", id, "KILL"])
@@ -185,8 +188,8 @@ impl Drop for Running {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        if let Some((root, id)) = &self.runc_id {
-            let _ = Command::new("runc")
+        if let Some((bin, root, id)) = &self.runc_id {
+            let _ = Command::new(bin)
                 .arg("--root")
                 .arg(root)
                 .args(["delete", "-f", id])
@@ -252,7 +255,7 @@ impl Launcher {
             .context("cannot start runc")?;
         Ok(Running {
             child,
-            runc_id: Some((rt, id)),
+            runc_id: Some(("runc", rt, id)),
             podman: None,
             reaped: false,
         })
@@ -309,17 +312,18 @@ impl Launcher {
                 c.args(host_args(args, server));
                 (c, None)
             }
-            Runtime::Runc => {
+            Runtime::Runc | Runtime::Crun => {
                 let b = self.bundle(bin, &host_args(args, server), memory)?;
-                let root = self.work.join("runc-root");
+                let tool = self.runtime.name();
+                let root = self.work.join(format!("{tool}-root"));
                 let id = format!("suite-{}-{}", std::process::id(), self.count);
-                let mut c = Command::new("runc");
+                let mut c = Command::new(tool);
                 c.arg("--root")
                     .arg(&root)
                     .args(["run", "--bundle"])
                     .arg(&b)
                     .arg(&id);
-                (c, Some((root, id)))
+                (c, Some((tool, root, id)))
             }
             Runtime::Podman => {
                 let image = self.podman_image(bin)?;
@@ -355,10 +359,12 @@ impl Launcher {
                 (c, None)
             }
         };
+        // What the runtime says goes to a file: the reason, if it fails.
+        let err = std::fs::File::create(self.work.join("last.err"))?;
         let child = cmd
             .stdin(Stdio::null())
             .stdout(out())
-            .stderr(Stdio::null())
+            .stderr(err)
             .spawn()
             .with_context(|| {
                 format!(
@@ -373,6 +379,15 @@ impl Launcher {
             podman,
             reaped: false,
         })
+    }
+
+    /// The last line the last started program's runtime wrote on stderr.
+    pub fn last_error(&self) -> Option<String> {
+        let s = std::fs::read_to_string(self.work.join("last.err")).ok()?;
+        s.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.trim().to_string())
     }
 
     /// podman's global arguments: storage and state of the suite's own.
