@@ -42,10 +42,22 @@ pub fn spawn(
 pub fn exit_current() -> ! {
     with(|s| {
         let c = s.current;
+        let mut left = 0u64;
         if let Some(t) = s.threads.get_mut(&c) {
             t.state = State::Dead;
+            left = core::mem::take(&mut t.pending);
         }
         s.zombies.push(c);
+        // Signals sent to the process that this thread had not taken yet
+        // (a host SIGTERM can land on a thread on its way out) go to
+        // another thread, as Linux keeps them pending for the process.
+        while left != 0 {
+            let sig = left.trailing_zeros() + 1;
+            left &= left - 1;
+            if let Some(tid) = s.thread_for_signal(sig) {
+                s.post_signal(tid, sig);
+            }
+        }
     });
     schedule();
     crate::arch::hypercall::abort(b"a dead thread was scheduled")
