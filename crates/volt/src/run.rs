@@ -348,14 +348,7 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         && unsafe { libc::geteuid() } != 0
     {
         // Checked before pasta starts: a typo costs one line, as with root.
-        let maps = a
-            .publish
-            .iter()
-            .map(|p| p.parse::<PortMapping>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(anyhow::Error::msg)?;
-        publish::check_unique(&maps).map_err(anyhow::Error::msg)?;
-        return publish::rootless::run(&maps);
+        return publish::rootless::run(&port_maps(&a)?);
     }
     let timeout = match a.timeout {
         Some(t) if !(t > 0.0 && t < 1e9) => bail!("invalid --timeout {t} (expected seconds > 0)"),
@@ -446,16 +439,10 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     let kvm = optivolt_vmm::check_kvm()?;
     // Published ports: host sockets first (a port in use stops us here),
     // then the network the guest is reached on.
-    let maps = a
-        .publish
-        .iter()
-        .map(|p| p.parse::<PortMapping>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::msg)?;
-    publish::check_unique(&maps).map_err(anyhow::Error::msg)?;
+    let maps = port_maps(&a)?;
     let auto = if !maps.is_empty() && tap.is_none() {
         if !hostnet::may_create_taps() {
-            bail!("-p needs CAP_NET_ADMIN to create a tap for the guest, and pasta could not give it (or attach a tap you made with --net tap:NAME --ip ADDR/PREFIX)");
+            bail!("-p needs CAP_NET_ADMIN: volt creates a tap for the guest (an ordinary user's volt goes through pasta instead; or attach a tap you made with --net tap:NAME --ip ADDR/PREFIX)");
         }
         Some(hostnet::choose()?)
     } else {
@@ -631,6 +618,18 @@ fn parse_net(s: &str) -> Result<NetArg, String> {
             "invalid --net '{s}' (expected tap:NAME, NAME at most 15 characters, or none)"
         )),
     }
+}
+
+/// The `-p` mappings, parsed and checked for clashes.
+fn port_maps(a: &RunArgs) -> Result<Vec<PortMapping>> {
+    let maps = a
+        .publish
+        .iter()
+        .map(|p| p.parse::<PortMapping>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    publish::check_unique(&maps).map_err(anyhow::Error::msg)?;
+    Ok(maps)
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {

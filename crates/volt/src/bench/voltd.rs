@@ -45,13 +45,7 @@ fn call(sock: &Path, method: &str, path: &str, body: &str) -> Result<(u16, Strin
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches(" kB")
-        .parse()
-        .ok()
+    crate::procfs::rss_bytes(pid).map(|b| b / 1024)
 }
 
 fn pct(v: &[Duration], p: f64) -> Duration {

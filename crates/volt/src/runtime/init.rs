@@ -68,24 +68,7 @@ pub fn run(root: &Path, id: &str) -> Result<i32> {
         .context("opening exec.fifo")?;
     let _ = std::io::Write::write_all(&mut fifo, b"0");
     drop(fifo);
-    let volt = volt_binary()?;
+    let volt = crate::volt_exe()?;
     let e = std::process::Command::new(&volt).args(&args).exec();
     bail!("cannot run {}: {e}", volt.display())
-}
-
-/// `volt` beside this binary, else on PATH.
-fn volt_binary() -> Result<std::path::PathBuf> {
-    let me = std::fs::read_link("/proc/self/exe")?;
-    if let Some(dir) = me.parent() {
-        let v = dir.join("volt");
-        if v.exists() {
-            return Ok(v);
-        }
-    }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("volt"))
-        .find(|p| p.exists())
-        .context("volt not found beside volt-runtime or on PATH")
 }

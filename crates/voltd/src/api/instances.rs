@@ -246,6 +246,13 @@ pub struct StopQuery {
     pub timeout: Option<u64>,
 }
 
+impl StopQuery {
+    /// The grace time asked for, capped at 5 minutes.
+    fn grace(&self) -> Duration {
+        Duration::from_secs(self.timeout.unwrap_or(10).min(300))
+    }
+}
+
 #[utoipa::path(post, path = "/v1/instances/{name}/stop", operation_id = "stop_instance", params(("name" = String, Path), StopQuery),
     responses((status = 200, body = InstanceView), (status = 404, body = Problem)))]
 pub async fn stop(
@@ -254,8 +261,7 @@ pub async fn stop(
 ) -> Result<Json<InstanceView>, ApiError> {
     blocking(move || {
         let (mut db, i) = find(&name)?;
-        let grace = Duration::from_secs(q.timeout.unwrap_or(10).min(300));
-        optivolt_volt::instances::stop_one(&mut db, &i, grace)?;
+        optivolt_volt::instances::stop_one(&mut db, &i, q.grace())?;
         Ok(Json(view(&find(&i.id)?.1)))
     })
     .await
@@ -269,8 +275,7 @@ pub async fn restart(
 ) -> Result<Json<InstanceView>, ApiError> {
     blocking(move || {
         let (mut db, i) = find(&name)?;
-        let grace = Duration::from_secs(q.timeout.unwrap_or(10).min(300));
-        optivolt_volt::instances::stop_one(&mut db, &i, grace)?;
+        optivolt_volt::instances::stop_one(&mut db, &i, q.grace())?;
         let (mut db, fresh) = find(&i.id)?;
         optivolt_volt::instances::start_one(&mut db, &fresh)?;
         Ok(Json(view(&find(&i.id)?.1)))

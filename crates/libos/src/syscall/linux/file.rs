@@ -177,6 +177,12 @@ pub fn openat(k: &mut Kernel, dirfd: u64, path: u64, flags: u32, mode: u32) -> S
     if flags & O_TRUNC != 0 && acc != O_RDONLY && matches!(k.fs.inode(ino)?.node, Node::File(_)) {
         k.fs.truncate(ino, 0)?;
     }
+    install(k, kind, flags)
+}
+
+/// A new descriptor for an open file of `kind`, opened with `flags` (the
+/// status flags that stay, and O_CLOEXEC).
+pub(super) fn install(k: &mut Kernel, kind: FileKind, flags: u32) -> SysResult {
     let keep = O_ACCMODE | O_APPEND | O_NONBLOCK | O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CREAT;
     let file = OpenFile {
         kind,

@@ -67,19 +67,12 @@ pub fn open(
     };
     let pass = O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_DIRECTORY | O_PATH | O_NOFOLLOW;
     let handle = vol::open(&hp, flags & pass, mode & !k.proc.umask & 0o7777)?;
-    let keep = O_ACCMODE | O_APPEND | O_NONBLOCK | O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CREAT;
-    let file = OpenFile {
-        kind: FileKind::Host(HostFile {
-            handle,
-            path: hp,
-            dir,
-        }),
-        offset: 0,
-        flags: flags & keep,
-    };
-    k.fds
-        .install(file, flags & O_CLOEXEC != 0)
-        .map(|fd| fd as i64)
+    let kind = FileKind::Host(HostFile {
+        handle,
+        path: hp,
+        dir,
+    });
+    super::file::install(k, kind, flags)
 }
 
 /// read/pread at `pos`: as much as asked, in pieces of at most [`MAX_IO`].
