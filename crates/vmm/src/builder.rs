@@ -271,7 +271,7 @@ fn cmdline(cfg: &VmConfig<'_>) -> Result<Vec<u8>> {
 }
 
 /// What the guest's CPUID tells the library OS.
-struct CpuInfo {
+pub(crate) struct CpuInfo {
     /// AT_HWCAP (CPUID.1:EDX).
     hwcap: u64,
     /// [`cpu`] feature bits.
@@ -381,8 +381,16 @@ impl Vm {
         timing.mark_vcpu_ready();
 
         let (wake, net) = attach_devices(&mem, tap, bi.net.region.start, &net_layout)?;
+        let net_addr = net_info.map(|n| crate::snapshot::NetAddr {
+            mac: n.mac,
+            ipv4: n.ipv4,
+            prefix: n.prefix,
+            gateway: n.gateway,
+            region: n.region.start,
+        });
+        let control = crate::snapshot::control::Control::new(wake.clone());
         Ok(Vm {
-            _kvm: kvm,
+            kvm,
             _vm: vm,
             vcpu,
             mem,
@@ -393,8 +401,12 @@ impl Vm {
             stats: crate::ExitStats::default(),
             timeout: cfg.timeout,
             net,
+            net_addr,
             wake,
             volumes,
+            volume_configs: cfg.volumes.clone(),
+            backing: None,
+            control,
         })
     }
 }
@@ -428,17 +440,17 @@ struct Placed {
 }
 
 /// The guest TSC and the host clocks, sampled together.
-struct ClockSample {
+pub(crate) struct ClockSample {
     /// Guest TSC.
-    tsc: u64,
+    pub(crate) tsc: u64,
     /// Host monotonic clock.
-    mono: Instant,
+    pub(crate) mono: Instant,
     /// Host wall clock, ns since the Unix epoch.
     wall_ns: u64,
 }
 
 /// A tap being opened on a thread of its own.
-type PendingTap = std::thread::JoinHandle<std::result::Result<Tap, TapError>>;
+pub(crate) type PendingTap = std::thread::JoinHandle<std::result::Result<Tap, TapError>>;
 
 /// Sizes guest RAM and checks that the image fits, before any VM exists.
 fn check_sizes(cfg: &VmConfig<'_>) -> Result<Sizes> {
@@ -469,7 +481,7 @@ fn check_sizes(cfg: &VmConfig<'_>) -> Result<Sizes> {
 /// Starts opening the tap, if any, on a thread of its own: creating a network
 /// device costs milliseconds, overlapped with building the VM (its error still
 /// comes before the guest runs, from [`join_tap`]).
-fn open_tap(net: Option<&NetConfig>) -> Option<PendingTap> {
+pub(crate) fn open_tap(net: Option<&NetConfig>) -> Option<PendingTap> {
     net.map(|n| {
         let name = n.tap.clone();
         let netns = n.netns.clone();
@@ -484,7 +496,7 @@ fn open_tap(net: Option<&NetConfig>) -> Option<PendingTap> {
 }
 
 /// The network device's queues and buffers, as laid out in its region.
-fn net_layout() -> Result<VirtioNetLayout> {
+pub(crate) fn net_layout() -> Result<VirtioNetLayout> {
     VirtioNetLayout::new(NET_QUEUE_SIZE).ok_or_else(|| Error::Net("bad queue size".into()))
 }
 
@@ -492,6 +504,12 @@ fn net_layout() -> Result<VirtioNetLayout> {
 fn create_vm(kvm: &Kvm, ram: u64) -> Result<(VmFd, GuestRam)> {
     let vm = kvm.create_vm().map_err(Error::kvm("create VM"))?;
     let mem = memory::create(ram)?;
+    register_ram(&vm, &mem)?;
+    Ok((vm, mem))
+}
+
+/// Registers guest RAM as the VM's memory slot 0.
+pub(crate) fn register_ram(vm: &VmFd, mem: &GuestRam) -> Result<()> {
     let region = mem
         .iter()
         .next()
@@ -506,15 +524,14 @@ fn create_vm(kvm: &Kvm, ram: u64) -> Result<(VmFd, GuestRam)> {
         memory_size: region.len(),
         userspace_addr: host as u64,
     };
-    // SAFETY: the region is a live anonymous mapping of `memory_size` bytes
-    // owned by `mem`, which is returned with `vm` and which `Vm` keeps alive
-    // for as long as `vm` exists.
+    // SAFETY: the region is a live mapping of `memory_size` bytes owned by
+    // `mem`, which `Vm` keeps alive for as long as `vm` exists.
     unsafe { vm.set_user_memory_region(slot) }.map_err(Error::kvm("set memory region"))?;
-    Ok((vm, mem))
+    Ok(())
 }
 
 /// Creates the vCPU and gives it the guest's CPUID.
-fn create_vcpu(vm: &VmFd) -> Result<(VcpuFd, CpuInfo)> {
+pub(crate) fn create_vcpu(vm: &VmFd) -> Result<(VcpuFd, CpuInfo)> {
     let vcpu = vm.create_vcpu(0).map_err(Error::kvm("create vCPU"))?;
     let cpu = setup_cpuid(&vcpu)?;
     Ok((vcpu, cpu))
@@ -534,7 +551,7 @@ fn setup_regs(vcpu: &VcpuFd, root: u64, header: &LibosHeader, fsgsbase: bool) ->
 }
 
 /// The guest's TSC frequency.
-fn tsc_khz(vcpu: &VcpuFd) -> Result<u64> {
+pub(crate) fn tsc_khz(vcpu: &VcpuFd) -> Result<u64> {
     Ok(vcpu
         .get_tsc_khz()
         .map_err(Error::kvm("get TSC frequency"))? as u64)
@@ -639,7 +656,7 @@ fn boot_info(
 
 /// Samples the guest TSC and the host clocks together: the guest derives its
 /// clocks from this pair without ever exiting.
-fn sample_clock(vcpu: &VcpuFd) -> Result<ClockSample> {
+pub(crate) fn sample_clock(vcpu: &VcpuFd) -> Result<ClockSample> {
     let mut tsc = Msrs::from_entries(&[kvm_msr_entry {
         index: arch::MSR_TSC,
         ..Default::default()
@@ -666,7 +683,7 @@ fn write_boot_info(mem: &GuestRam, mut bi: BootInfo, clock: &ClockSample) -> Res
 }
 
 /// Waits for the tap [`open_tap`] started opening.
-fn join_tap(tap: Option<PendingTap>) -> Result<Option<Tap>> {
+pub(crate) fn join_tap(tap: Option<PendingTap>) -> Result<Option<Tap>> {
     match tap {
         Some(t) => Ok(Some(
             t.join()
@@ -687,19 +704,28 @@ fn attach_devices(
 ) -> Result<(Arc<EventFd>, Option<NetWorker>)> {
     let wake = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| Error::Net(e.to_string()))?);
     let net = match tap {
-        Some(tap) => Some(start_net(mem, net_region, net_layout, tap, wake.clone())?),
+        Some(tap) => Some(start_net_at(
+            mem,
+            net_region,
+            net_layout,
+            tap,
+            wake.clone(),
+            |_| {},
+        )?),
         None => None,
     };
     Ok((wake, net))
 }
 
-/// Builds the device model on the region's queues and starts its thread.
-fn start_net(
+/// Builds the device model on the region's queues, lets `adjust` set where
+/// they stand (a restored device), and starts its thread.
+pub(crate) fn start_net_at(
     mem: &GuestRam,
     region: u64,
     layout: &VirtioNetLayout,
     tap: Tap,
     wake: Arc<EventFd>,
+    adjust: impl FnOnce(&mut NetDevice),
 ) -> Result<NetWorker> {
     let queue = |at: usize| -> Result<Queue> {
         let base = region + at as u64;
@@ -712,6 +738,7 @@ fn start_net(
         )
         .map_err(|e| Error::Net(e.to_string()))
     };
-    let dev = NetDevice::new(queue(layout.rx_queue)?, queue(layout.tx_queue)?);
+    let mut dev = NetDevice::new(queue(layout.rx_queue)?, queue(layout.tx_queue)?);
+    adjust(&mut dev);
     NetWorker::spawn(mem.clone(), dev, tap, wake).map_err(|e| Error::Net(e.to_string()))
 }

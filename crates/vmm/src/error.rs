@@ -53,6 +53,9 @@ pub enum Error {
     /// A volume could not be attached.
     #[error("{0}")]
     Volume(String),
+    /// A snapshot could not be restored.
+    #[error("{0}")]
+    Snapshot(String),
     /// Any other host-side I/O failure.
     #[error("{0}: {1}")]
     Io(&'static str, #[source] io::Error),

@@ -29,6 +29,7 @@ pub mod kvm_stats;
 pub mod memory;
 pub mod outcome;
 mod placement;
+pub mod snapshot;
 pub mod stats;
 pub mod stdio;
 pub mod timing;

@@ -27,6 +27,8 @@ pub enum Outcome {
     Crashed(String),
     /// `--timeout` elapsed.
     TimedOut(String),
+    /// A snapshot was written to this file and the VM ended (standby).
+    Snapshotted(std::path::PathBuf),
 }
 
 impl Outcome {
@@ -37,6 +39,7 @@ impl Outcome {
             Outcome::Fault(_) => exit::GUEST_FAULT,
             Outcome::Aborted(_) | Outcome::Crashed(_) => exit::GUEST_CRASH,
             Outcome::TimedOut(_) => exit::TIMEOUT,
+            Outcome::Snapshotted(_) => 0,
         }
     }
 }
@@ -111,6 +114,7 @@ impl fmt::Display for Outcome {
             Outcome::Aborted(m) => write!(f, "guest aborted: {m}"),
             Outcome::Crashed(m) => write!(f, "guest crashed: {m}"),
             Outcome::TimedOut(r) => write!(f, "guest stopped: timeout reached ({r})"),
+            Outcome::Snapshotted(p) => write!(f, "guest saved to {} and stopped", p.display()),
         }
     }
 }

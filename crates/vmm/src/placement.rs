@@ -181,7 +181,7 @@ fn map_file(mem: &GuestRam, file: &std::fs::File, pa: u64, len: u64) -> Result<b
 /// page may run past the end of the file, which reads as zeros) at
 /// guest-physical `pa`, like [`map_file`]; with `populate`, the host maps
 /// the page cache's pages now rather than at the guest's first touches.
-fn map_file_range(
+pub(crate) fn map_file_range(
     mem: &GuestRam,
     file: &std::fs::File,
     pa: u64,

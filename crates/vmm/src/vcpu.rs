@@ -34,7 +34,7 @@ enum Exit {
 extern "C" fn kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
 
 /// Signal used to interrupt KVM_RUN (timeout, timer ticks).
-fn kick_signal() -> libc::c_int {
+pub(crate) fn kick_signal() -> libc::c_int {
     libc::SIGRTMIN() + 1
 }
 
@@ -110,7 +110,9 @@ impl Vm {
             .transpose()?;
         let ticks = TickTimer::new()?;
         ticks.set(true);
+        self.control.running(true);
         let outcome = self.run_loop(&expired, &ticks);
+        self.control.running(false);
         ticks.set(false);
         self.timing.mark_vm_exit();
         self.stats.host = crate::kvm_stats::KvmStats::open(&self.vcpu)
@@ -278,6 +280,7 @@ impl Vm {
             // A device that has work for the guest wakes it early, and so
             // do stdin when the guest waits for it and a signal for it.
             if crate::host_signals::pending()
+                || self.control.asked.load(Ordering::SeqCst)
                 || self.wait_for_device(nap, b.flags & BLOCK_WAKE_ON_STDIN != 0)
             {
                 break;
@@ -320,6 +323,11 @@ impl Vm {
         loop {
             if expired.load(Ordering::Relaxed) {
                 return Ok(Outcome::TimedOut(self.regs_summary()));
+            }
+            if self.control.asked.load(Ordering::SeqCst) {
+                if let Some(path) = self.serve_snapshot() {
+                    return Ok(Outcome::Snapshotted(path));
+                }
             }
             let sigs = crate::host_signals::take();
             if sigs != 0 {

@@ -14,7 +14,7 @@ use crate::{ExitStats, Timing};
 // Fields drop in declaration order: the VM, which maps `mem`, must go first.
 pub struct Vm {
     /// /dev/kvm, kept open for the VM's lifetime.
-    pub(crate) _kvm: Kvm,
+    pub(crate) kvm: Kvm,
     /// The KVM VM; guest RAM is registered as its memory slot 0.
     pub(crate) _vm: VmFd,
     /// The (single) vCPU.
@@ -35,10 +35,18 @@ pub struct Vm {
     pub(crate) timeout: Option<Duration>,
     /// The network I/O thread, if a device is attached.
     pub(crate) net: Option<NetWorker>,
+    /// The guest's network address, for snapshots.
+    pub(crate) net_addr: Option<crate::snapshot::NetAddr>,
     /// Written by the network thread when the guest should wake.
     pub(crate) wake: Arc<EventFd>,
     /// The host directories mounted in the guest, and its open files there.
     pub(crate) volumes: crate::volume::Volumes,
+    /// What they were opened from, for snapshots.
+    pub(crate) volume_configs: Vec<crate::volume::VolumeConfig>,
+    /// The snapshot this VM's RAM is mapped from, if it was restored.
+    pub(crate) backing: Option<crate::snapshot::Backing>,
+    /// Snapshot requests from other threads.
+    pub(crate) control: std::sync::Arc<crate::snapshot::control::Control>,
 }
 
 impl Vm {

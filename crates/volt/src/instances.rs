@@ -130,22 +130,33 @@ fn wait_started(db: &mut Db, id: &str) -> Result<Option<Instance>> {
 
 /// Records the instance and starts its supervisor: its ID.
 pub fn detach_id(a: &RunArgs, image: Option<String>) -> Result<String> {
-    let id = new_id();
     let what = image.unwrap_or_else(|| a.binary().to_string_lossy().into_owned());
-    let name = match &a.name {
-        Some(n) if crate::instance::valid_name(n) => n.clone(),
-        Some(n) => bail!("invalid instance name {n:?} (letters, digits, . _ -; at most 64)"),
-        None => crate::instance::default_name(&what, &id),
-    };
-    let mut db = Db::open_default()?;
-    let inst = Instance::new(
-        id.clone(),
-        name,
+    detach_instance(
+        a.name.as_deref(),
         what,
         a.foreground_args(),
         a.restart.unwrap_or(Policy::No),
         a.publish.clone(),
-    );
+    )
+}
+
+/// Records an instance that runs `volt run ARGS` (or `volt restore …` when
+/// `args` starts with `restore`) and starts its supervisor; returns its ID.
+pub fn detach_instance(
+    name: Option<&str>,
+    what: String,
+    args: Vec<String>,
+    restart: Policy,
+    ports: Vec<String>,
+) -> Result<String> {
+    let id = new_id();
+    let name = match name {
+        Some(n) if crate::instance::valid_name(n) => n.to_string(),
+        Some(n) => bail!("invalid instance name {n:?} (letters, digits, . _ -; at most 64)"),
+        None => crate::instance::default_name(&what, &id),
+    };
+    let mut db = Db::open_default()?;
+    let inst = Instance::new(id.clone(), name, what, args, restart, ports);
     db.insert(&inst)?;
     let started = (|| -> Result<()> {
         let dir = db.dir(&id);

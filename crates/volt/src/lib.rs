@@ -17,6 +17,7 @@ pub mod remote;
 pub mod restart;
 pub mod run;
 pub mod runtime;
+pub mod snapshot;
 pub mod store;
 pub mod voltfile;
 pub mod volumes;
@@ -120,6 +121,10 @@ enum Command {
     /// Manage volumes (host directories and named volumes for `volt run -v`).
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
+    /// Save a running instance's VM to a file (restore it with `volt restore`).
+    Snapshot(snapshot::SnapshotArgs),
+    /// Start an instance from a file written by `volt snapshot`.
+    Restore(snapshot::RestoreArgs),
     /// Benchmarks (boot time against a process and the bare-KVM floor).
     Bench(bench::BenchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -183,6 +188,8 @@ pub fn real_main(started: Instant) -> i32 {
         Command::Volume(c) => volumes::volume(c),
         Command::Network(c) => network::cli::network(c),
         Command::Compose(a) => compose::compose(a),
+        Command::Snapshot(a) => snapshot::snapshot_cmd(a),
+        Command::Restore(a) => snapshot::restore_cmd(a, started),
         Command::Bench(a) => bench::bench(a),
         Command::Completion { shell } => {
             use clap::CommandFactory;

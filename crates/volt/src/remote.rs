@@ -169,6 +169,19 @@ impl Host {
         Ok(0)
     }
 
+    /// `volt snapshot` through voltd (the file is written by voltd's host).
+    pub fn snapshot(
+        &self,
+        name: &str,
+        file: &std::path::Path,
+        stop: bool,
+    ) -> Result<crate::snapshot::control::Taken> {
+        let body = serde_json::json!({ "path": file, "stop": stop });
+        let path = format!("/v1/instances/{}/snapshot", enc(name));
+        let v = self.call("POST", &path, Some(body))?;
+        serde_json::from_value(v).context("voltd's snapshot answer")
+    }
+
     /// `volt run -d IMAGE` through voltd: the new instance's ID.
     pub fn create(&self, a: &crate::run::RunArgs) -> Result<String> {
         let image = a.binary().to_string_lossy().into_owned();

@@ -529,11 +529,14 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
     if let (Some(b), Some(n)) = (bound, &cfg.net) {
         proxy::spawn(b, std::net::Ipv4Addr::from(n.ipv4), n.netns.clone())?;
     }
+    if let Some(sock) = std::env::var_os(crate::snapshot::CONTROL_ENV) {
+        crate::snapshot::control::serve(std::path::Path::new(&sock), vm.control())?;
+    }
     // SIGTERM (volt stop), SIGINT (a terminal) and the like go to the program.
     vm.forward_signals();
     let outcome = vm.run()?;
     drop(cfg);
-    if !matches!(outcome, Outcome::Exited(_)) {
+    if !matches!(outcome, Outcome::Exited(_) | Outcome::Snapshotted(_)) {
         eprintln!("volt: {outcome}");
     }
     let code = outcome.exit_code();

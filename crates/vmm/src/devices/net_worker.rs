@@ -33,7 +33,7 @@ pub const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(200);
 pub struct NetWorker {
     doorbell: Arc<EventFd>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<NetStats, NetError>>>,
+    thread: Option<JoinHandle<Result<(NetDevice, Tap), NetError>>>,
 }
 
 impl NetWorker {
@@ -70,18 +70,33 @@ impl NetWorker {
     /// stopped it earlier.
     pub fn stop(mut self) -> Result<NetStats, NetError> {
         self.halt()
+            .map(|o| o.map(|(d, _)| d.stats).unwrap_or_default())
     }
 
-    fn halt(&mut self) -> Result<NetStats, NetError> {
+    /// Stops the thread and hands back the device and its tap (for a
+    /// snapshot: the queues stand still until a new thread takes them).
+    pub fn pause(mut self) -> Result<(NetDevice, Tap), NetError> {
+        match self.halt()? {
+            Some(both) => Ok(both),
+            None => Err(NetError::Backend(std::io::Error::other(
+                "the network thread was already stopped",
+            ))),
+        }
+    }
+
+    fn halt(&mut self) -> Result<Option<(NetDevice, Tap)>, NetError> {
         self.stop.store(true, Ordering::Release);
         let _ = self.doorbell.write(1);
         match self.thread.take() {
-            Some(t) => t.join().unwrap_or_else(|_| {
-                Err(NetError::Backend(std::io::Error::other(
-                    "the network thread panicked",
-                )))
-            }),
-            None => Ok(NetStats::default()),
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(NetError::Backend(std::io::Error::other(
+                        "the network thread panicked",
+                    )))
+                })
+                .map(Some),
+            None => Ok(None),
         }
     }
 }
@@ -99,7 +114,7 @@ fn serve<M: GuestMemory>(
     doorbell: &EventFd,
     wake_guest: &EventFd,
     stop: &AtomicBool,
-) -> Result<NetStats, NetError> {
+) -> Result<(NetDevice, Tap), NetError> {
     let mut last_work = Instant::now();
     while !stop.load(Ordering::Acquire) {
         let tx = dev.process_tx(&mem, &mut tap)?;
@@ -128,7 +143,7 @@ fn serve<M: GuestMemory>(
     }
     // Frames the guest queued just before it ended still go out.
     dev.process_tx(&mem, &mut tap)?;
-    Ok(dev.stats)
+    Ok((dev, tap))
 }
 
 /// How long one wait of the polling phase lasts at most.

@@ -80,6 +80,11 @@ impl Volumes {
         })
     }
 
+    /// How many host files the guest holds open.
+    pub fn open_handles(&self) -> usize {
+        self.handles.iter().filter(|h| h.is_some()).count()
+    }
+
     /// Serves one VOLUME hypercall whose arguments are at `pa`.
     pub fn serve(&mut self, mem: &GuestRam, pa: u64) -> Result<(), BadHypercall> {
         let bad = || {

@@ -48,8 +48,14 @@ pub fn supervise(id: &str) -> Result<i32> {
             return Ok(0);
         }
         let mut cmd = Command::new(&exe);
-        cmd.arg("run")
-            .args(&inst.args)
+        if inst.args.first().map(String::as_str) != Some("restore") {
+            cmd.arg("run");
+        }
+        cmd.args(&inst.args)
+            .env(
+                crate::snapshot::CONTROL_ENV,
+                db.dir(id).join("control.sock"),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -7,6 +7,7 @@
 //! `volt run` process that holds the VM (its PID and start time): when that
 //! process is gone, the lease is free again, however it ended.
 pub mod cli;
+pub mod private;
 pub mod setup;
 
 use std::net::Ipv4Addr;

@@ -3,7 +3,8 @@
 //	goweb serve ADDR      serve until killed: / says hello, /echo returns
 //	                      the request body, /bytes?n=N streams N bytes,
 //	                      /sha256 returns the SHA-256 of the request body,
-//	                      /exit ends the process at once (status 3)
+//	                      /exit ends the process at once (status 3),
+//	                      /count returns how often it was asked
 //	goweb get URL         fetch URL, print status and body
 //	goweb self            serve on 127.0.0.1:0 and fetch from itself
 package main
@@ -17,12 +18,18 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync/atomic"
 )
 
 func handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello from goweb\n")
+	})
+	// A counter held in memory: snapshots must carry it.
+	var count atomic.Int64
+	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%d\n", count.Add(1))
 	})
 	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
 		os.Exit(3)

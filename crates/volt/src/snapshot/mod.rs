@@ -1,0 +1,222 @@
+//! `volt snapshot` and `volt restore`: a running instance's VM saved to one
+//! file by its monitor (asked through the instance's control socket,
+//! [`control`]), and a new instance made from such a file, in the
+//! foreground or detached (`-d`: supervised like `volt run -d`).
+pub mod control;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use optivolt_vmm::{snapshot, NetConfig, Outcome, Vm};
+
+use crate::network::private::PrivateNetns;
+use crate::publish::{self, proxy, PortMapping};
+
+/// The variable through which a supervisor tells `volt run`/`volt restore`
+/// where to serve the instance's control socket.
+pub const CONTROL_ENV: &str = "VOLT_CONTROL";
+
+#[derive(Args, Debug)]
+pub struct SnapshotArgs {
+    /// The instance (name or ID prefix).
+    pub instance: String,
+    /// The file to write (replaced if it exists).
+    pub file: PathBuf,
+    /// Stop the instance once it is saved.
+    #[arg(long)]
+    pub stop: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// A file written by `volt snapshot`.
+    pub file: PathBuf,
+    /// Run in the background, supervised (see `volt run -d`).
+    #[arg(short, long)]
+    pub detach: bool,
+    /// The new instance's name (with -d).
+    #[arg(long, requires = "detach")]
+    pub name: Option<String>,
+    /// With -d: the restart policy (restarts restore the file again).
+    #[arg(long, requires = "detach", value_name = "POLICY", value_parser = crate::restart::Policy::parse)]
+    pub restart: Option<crate::restart::Policy>,
+    /// Publish a guest port on the host (as for `volt run`).
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[HOST_IP:]HOST_PORT:GUEST_PORT[/PROTO]"
+    )]
+    pub publish: Vec<String>,
+    /// Stop the guest after this many seconds (exit status 124).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Print the restore-time breakdown on stderr.
+    #[arg(long)]
+    pub timing: bool,
+}
+
+/// `volt snapshot INSTANCE FILE`.
+pub fn snapshot_cmd(a: SnapshotArgs) -> Result<i32> {
+    let file = absolute(&a.file)?;
+    let taken = if let Some(h) = crate::remote::host()? {
+        h.snapshot(&a.instance, &file, a.stop)?
+    } else {
+        take(&a.instance, &file, a.stop)?
+    };
+    println!(
+        "{} ({} pages, {:.1} MiB on disk, {:.1} ms)",
+        taken.path.display(),
+        taken.pages,
+        taken.disk_bytes as f64 / (1 << 20) as f64,
+        taken.duration_ms
+    );
+    Ok(0)
+}
+
+/// Asks the local instance `name` for a snapshot into `file` (absolute).
+pub fn take(name: &str, file: &Path, stop: bool) -> Result<control::Taken> {
+    let mut db = crate::instance::Db::open_default()?;
+    let inst = db.find(name)?;
+    if !crate::instance::alive(inst.child) {
+        bail!("{}: not running", inst.name);
+    }
+    if stop {
+        // The supervisor must not restart what ends now.
+        db.set(
+            &inst.id,
+            "UPDATE instances SET stopping = 1 WHERE id = ?1",
+            None,
+        )?;
+    }
+    let req = control::Request {
+        snapshot: file.to_path_buf(),
+        stop,
+    };
+    let r = control::request(&db.dir(&inst.id).join("control.sock"), &req);
+    if r.is_err() && stop {
+        db.set(
+            &inst.id,
+            "UPDATE instances SET stopping = 0 WHERE id = ?1",
+            None,
+        )?;
+    }
+    r
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    Ok(std::env::current_dir()
+        .context("cannot read the current directory")?
+        .join(p))
+}
+
+/// The `volt restore` arguments a supervisor runs (`restore FILE …`).
+fn foreground_args(a: &RestoreArgs, file: &Path) -> Vec<String> {
+    let mut v = vec!["restore".to_string(), file.to_string_lossy().into_owned()];
+    for p in &a.publish {
+        v.push("--publish".into());
+        v.push(p.clone());
+    }
+    if let Some(t) = a.timeout {
+        v.push("--timeout".into());
+        v.push(t.to_string());
+    }
+    v
+}
+
+/// `volt restore FILE`.
+pub fn restore_cmd(a: RestoreArgs, started: Instant) -> Result<i32> {
+    let file = absolute(&a.file)?;
+    // Everything checkable is checked before anything starts.
+    let state =
+        snapshot::inspect(&file).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+    let maps = port_maps(&a.publish)?;
+    if !maps.is_empty() && state.net.is_none() {
+        bail!("-p needs the network: the snapshot's guest has no network device");
+    }
+    if a.detach {
+        let id = crate::instances::detach_instance(
+            a.name.as_deref(),
+            file.to_string_lossy().into_owned(),
+            foreground_args(&a, &file),
+            a.restart.unwrap_or(crate::restart::Policy::No),
+            a.publish.clone(),
+        )?;
+        println!("{id}");
+        return Ok(0);
+    }
+    let timeout = match a.timeout {
+        Some(t) if !(t > 0.0 && t < 1e9) => bail!("invalid --timeout {t} (expected seconds > 0)"),
+        Some(t) => Some(Duration::from_secs_f64(t)),
+        None => None,
+    };
+    let kvm = optivolt_vmm::check_kvm()?;
+    let bound = if maps.is_empty() {
+        None
+    } else {
+        Some(proxy::bind(&maps)?)
+    };
+    // The guest keeps its address: give it a namespace of its own, with a
+    // fresh tap holding its gateway's address.
+    let ns = match &state.net {
+        Some(_) => Some(PrivateNetns::new()?),
+        None => None,
+    };
+    let tap = format!("vr{}", std::process::id());
+    let net = match (&state.net, &ns) {
+        (Some(n), Some(ns)) => Some(NetConfig {
+            tap: tap.clone(),
+            mac: n.mac,
+            ipv4: n.ipv4,
+            prefix: n.prefix,
+            gateway: n.gateway,
+            netns: Some(ns.path()),
+        }),
+        _ => None,
+    };
+    let cfg = snapshot::RestoreConfig {
+        path: &file,
+        net,
+        timeout,
+        started,
+        timing: a.timing,
+    };
+    let mut vm = Vm::restore(kvm, &cfg)?;
+    if let (Some(n), Some(ns)) = (&state.net, &ns) {
+        let (gw, prefix, t) = (std::net::Ipv4Addr::from(n.gateway), n.prefix, tap.clone());
+        ns.within(move || publish::hostnet::configure(&t, gw, prefix))
+            .with_context(|| format!("cannot give the restored guest's tap the address {gw}"))?;
+        if let Some(b) = bound {
+            proxy::spawn(b, std::net::Ipv4Addr::from(n.ipv4), Some(ns.path()))?;
+        }
+    }
+    if let Some(sock) = std::env::var_os(CONTROL_ENV) {
+        control::serve(Path::new(&sock), vm.control())?;
+    }
+    vm.forward_signals();
+    let outcome = vm.run()?;
+    if !matches!(outcome, Outcome::Exited(_) | Outcome::Snapshotted(_)) {
+        eprintln!("volt: {outcome}");
+    }
+    if a.timing {
+        eprint!("{}", vm.timing());
+    }
+    drop(ns);
+    Ok(outcome.exit_code())
+}
+
+fn port_maps(specs: &[String]) -> Result<Vec<PortMapping>> {
+    let maps = specs
+        .iter()
+        .map(|s| {
+            s.parse::<PortMapping>()
+                .map_err(|e| anyhow::anyhow!("-p {s}: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    publish::check_unique(&maps).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(maps)
+}
