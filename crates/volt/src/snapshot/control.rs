@@ -43,11 +43,24 @@ enum Answer {
 /// How long a snapshot may take before the asker gives up.
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// A socket address for `path` that fits `sun_path` (108 bytes) however
+/// deep the data directory is: through the open directory's descriptor.
+/// The directory stays open as long as the returned guard.
+fn short(path: &Path) -> Result<(std::fs::File, PathBuf)> {
+    use std::os::fd::AsRawFd;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default();
+    let d = std::fs::File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    let p = PathBuf::from(format!("/proc/self/fd/{}", d.as_raw_fd())).join(name);
+    Ok((d, p))
+}
+
 /// Serves the socket at `path` on a thread of its own, for as long as the
 /// process lives.
 pub fn serve(path: &Path, vm: ControlHandle) -> Result<()> {
     let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)
+    let (_dir, at) = short(path)?;
+    let listener = UnixListener::bind(&at)
         .with_context(|| format!("cannot create the control socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot restrict {}", path.display()))?;
@@ -97,7 +110,8 @@ fn answer(conn: UnixStream, vm: &ControlHandle) -> std::io::Result<()> {
 
 /// Asks the instance behind `socket` for a snapshot.
 pub fn request(socket: &Path, req: &Request) -> Result<Taken> {
-    let mut conn = UnixStream::connect(socket).with_context(|| {
+    let (_dir, at) = short(socket)?;
+    let mut conn = UnixStream::connect(&at).with_context(|| {
         format!(
             "cannot reach the instance's monitor at {} (is it running?)",
             socket.display()
