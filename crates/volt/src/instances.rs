@@ -209,6 +209,7 @@ pub fn status(i: &Instance) -> String {
             ago(i.finished.unwrap_or(i.created))
         ),
         State::Dead => "Dead (its supervisor was killed)".into(),
+        State::Standby => format!("Standby {} ago", ago(i.finished.unwrap_or(i.created))),
     }
 }
 
@@ -450,7 +451,7 @@ pub fn stop_one(db: &mut Db, i: &Instance, grace: Duration) -> Result<()> {
     Ok(())
 }
 
-fn each(names: &[String], mut f: impl FnMut(&mut Db, &Instance) -> Result<()>) -> Result<i32> {
+pub fn each(names: &[String], mut f: impl FnMut(&mut Db, &Instance) -> Result<()>) -> Result<i32> {
     let mut db = Db::open_default()?;
     // Every name is checked before anything changes.
     let found = names

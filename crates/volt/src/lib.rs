@@ -123,6 +123,8 @@ enum Command {
     Volume(volumes::VolumeCommand),
     /// Save a running instance's VM to a file (restore it with `volt restore`).
     Snapshot(snapshot::SnapshotArgs),
+    /// Save running instances and stop them; `volt start` restores them.
+    Standby(instances::NamesArgs),
     /// Start an instance from a file written by `volt snapshot`.
     Restore(snapshot::RestoreArgs),
     /// Benchmarks (boot time against a process and the bare-KVM floor).
@@ -189,6 +191,7 @@ pub fn real_main(started: Instant) -> i32 {
         Command::Network(c) => network::cli::network(c),
         Command::Compose(a) => compose::compose(a),
         Command::Snapshot(a) => snapshot::snapshot_cmd(a),
+        Command::Standby(a) => snapshot::standby_cmd(a),
         Command::Restore(a) => snapshot::restore_cmd(a, started),
         Command::Bench(a) => bench::bench(a),
         Command::Completion { shell } => {

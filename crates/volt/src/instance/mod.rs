@@ -29,6 +29,8 @@ pub enum State {
     Exited,
     /// Its supervisor died without recording an end (killed).
     Dead,
+    /// Saved to a snapshot and stopped: `start` restores it.
+    Standby,
 }
 
 impl State {
@@ -39,6 +41,7 @@ impl State {
             State::Restarting => "restarting",
             State::Exited => "exited",
             State::Dead => "dead",
+            State::Standby => "standby",
         }
     }
 
@@ -48,6 +51,7 @@ impl State {
             "restarting" => State::Restarting,
             "exited" => State::Exited,
             "dead" => State::Dead,
+            "standby" => State::Standby,
             _ => State::Created,
         }
     }
@@ -77,6 +81,8 @@ pub struct Instance {
     pub restarts: u32,
     /// Set by `volt stop`: the supervisor must not restart it.
     pub stopping: bool,
+    /// In standby (or going there): the snapshot its next start restores.
+    pub snapshot: Option<String>,
 }
 
 impl Instance {
@@ -105,6 +111,7 @@ impl Instance {
             exit_code: None,
             restarts: 0,
             stopping: false,
+            snapshot: None,
         }
     }
 }
@@ -182,6 +189,18 @@ impl Db {
             COMMIT;",
         )
         .context("cannot create the instance table")?;
+        // Added after the table's first version: stores made before get it now.
+        let has_snapshot = conn
+            .prepare("SELECT 1 FROM pragma_table_info('instances') WHERE name = 'snapshot'")?
+            .exists([])?;
+        if !has_snapshot {
+            if let Err(e) = conn.execute("ALTER TABLE instances ADD COLUMN snapshot TEXT", []) {
+                // Another volt added it at the same moment.
+                if !e.to_string().contains("duplicate column") {
+                    return Err(e).context("cannot add the snapshot column");
+                }
+            }
+        }
         Ok(Db {
             conn,
             data: data.to_path_buf(),
@@ -262,6 +281,7 @@ impl Db {
             exit_code: r.get("exit_code")?,
             restarts: r.get::<_, i64>("restarts")? as u32,
             stopping: r.get::<_, i64>("stopping")? != 0,
+            snapshot: r.get("snapshot")?,
         })
     }
 

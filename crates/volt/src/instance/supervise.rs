@@ -48,17 +48,33 @@ pub fn supervise(id: &str) -> Result<i32> {
             return Ok(0);
         }
         let mut cmd = Command::new(&exe);
-        if inst.args.first().map(String::as_str) != Some("restore") {
-            cmd.arg("run");
+        match &inst.snapshot {
+            // Out of standby: restore the snapshot, once.
+            Some(snap) => {
+                cmd.args(["restore", snap.as_str()]);
+                for p in &inst.ports {
+                    cmd.args(["--publish", p.as_str()]);
+                }
+                db.set(
+                    &inst.id,
+                    "UPDATE instances SET snapshot = NULL WHERE id = ?1",
+                    None,
+                )?;
+            }
+            None if inst.args.first().map(String::as_str) == Some("restore") => {
+                cmd.args(&inst.args);
+            }
+            None => {
+                cmd.arg("run").args(&inst.args);
+            }
         }
-        cmd.args(&inst.args)
-            .env(
-                crate::snapshot::CONTROL_ENV,
-                db.dir(id).join("control.sock"),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.env(
+            crate::snapshot::CONTROL_ENV,
+            db.dir(id).join("control.sock"),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         if let Some(cwd) = inst_cwd(&db, id) {
             cmd.current_dir(cwd);
         }
@@ -147,6 +163,11 @@ pub fn supervise(id: &str) -> Result<i32> {
         };
         if began.elapsed() >= HEALTHY {
             attempt = 0;
+        }
+        if inst.snapshot.is_some() && code == 0 {
+            // Saved for standby (`volt standby`), and ended.
+            db.set_exited(id, code, State::Standby)?;
+            return Ok(0);
         }
         if inst.stopping
             || STOP.load(Ordering::SeqCst)

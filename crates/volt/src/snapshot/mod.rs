@@ -50,11 +50,58 @@ pub struct RestoreArgs {
     )]
     pub publish: Vec<String>,
     /// Stop the guest after this many seconds (exit status 124).
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", conflicts_with = "detach")]
     pub timeout: Option<f64>,
     /// Print the restore-time breakdown on stderr.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "detach")]
     pub timing: bool,
+}
+
+/// Puts a running instance in standby: saved to `standby.snap` in its
+/// directory and ended; its next start restores it.
+pub fn standby_one(db: &mut crate::instance::Db, i: &crate::instance::Instance) -> Result<()> {
+    if !crate::instance::alive(i.child) {
+        bail!("{}: not running", i.name);
+    }
+    let file = db.dir(&i.id).join("standby.snap");
+    db.conn_mut().execute(
+        "UPDATE instances SET stopping = 1, snapshot = ?2 WHERE id = ?1",
+        rusqlite::params![i.id, file.to_string_lossy()],
+    )?;
+    let req = control::Request {
+        snapshot: file,
+        stop: true,
+    };
+    if let Err(e) = control::request(&db.dir(&i.id).join("control.sock"), &req) {
+        db.set(
+            &i.id,
+            "UPDATE instances SET stopping = 0, snapshot = NULL WHERE id = ?1",
+            None,
+        )?;
+        return Err(e);
+    }
+    // The supervisor records the end; wait for it (bounded).
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        if db
+            .get(&i.id)?
+            .is_none_or(|n| n.state != crate::instance::State::Running)
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    bail!("{}: saved, but its monitor did not end", i.name)
+}
+
+/// `volt standby INSTANCE…`.
+pub fn standby_cmd(a: crate::instances::NamesArgs) -> Result<i32> {
+    if let Some(h) = crate::remote::host()? {
+        return h.each(&a.instances, |h, n| {
+            h.post(&format!("/v1/instances/{n}/standby"))
+        });
+    }
+    crate::instances::each(&a.instances, standby_one)
 }
 
 /// `volt snapshot INSTANCE FILE`.
@@ -114,18 +161,30 @@ fn absolute(p: &Path) -> Result<PathBuf> {
         .join(p))
 }
 
-/// The `volt restore` arguments a supervisor runs (`restore FILE …`).
-fn foreground_args(a: &RestoreArgs, file: &Path) -> Vec<String> {
-    let mut v = vec!["restore".to_string(), file.to_string_lossy().into_owned()];
-    for p in &a.publish {
-        v.push("--publish".into());
-        v.push(p.clone());
+/// Records and starts an instance restored from `file` (absolute, checked
+/// first); returns its ID.
+pub fn detach_restore(
+    name: Option<&str>,
+    file: &Path,
+    publish: &[String],
+    restart: crate::restart::Policy,
+) -> Result<String> {
+    let state = snapshot::inspect(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    if !port_maps(publish)?.is_empty() && state.net.is_none() {
+        bail!("-p needs the network: the snapshot's guest has no network device");
     }
-    if let Some(t) = a.timeout {
-        v.push("--timeout".into());
-        v.push(t.to_string());
+    let mut args = vec!["restore".to_string(), file.to_string_lossy().into_owned()];
+    for p in publish {
+        args.push("--publish".into());
+        args.push(p.clone());
     }
-    v
+    crate::instances::detach_instance(
+        name,
+        file.to_string_lossy().into_owned(),
+        args,
+        restart,
+        publish.to_vec(),
+    )
 }
 
 /// `volt restore FILE`.
@@ -139,14 +198,11 @@ pub fn restore_cmd(a: RestoreArgs, started: Instant) -> Result<i32> {
         bail!("-p needs the network: the snapshot's guest has no network device");
     }
     if a.detach {
-        let id = crate::instances::detach_instance(
-            a.name.as_deref(),
-            file.to_string_lossy().into_owned(),
-            foreground_args(&a, &file),
-            a.restart.unwrap_or(crate::restart::Policy::No),
-            a.publish.clone(),
-        )?;
-        println!("{id}");
+        let restart = a.restart.unwrap_or(crate::restart::Policy::No);
+        println!(
+            "{}",
+            detach_restore(a.name.as_deref(), &file, &a.publish, restart)?
+        );
         return Ok(0);
     }
     let timeout = match a.timeout {

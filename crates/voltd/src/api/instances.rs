@@ -24,9 +24,9 @@ pub struct InstanceView {
     pub image: String,
     /// Its `volt run` arguments.
     pub args: Vec<String>,
-    /// stopped, starting, running, stopping (Unikraft Cloud's names).
+    /// stopped, starting, running, stopping, standby (Unikraft Cloud's names).
     pub state: String,
-    /// volt's own state: created, running, restarting, exited, dead.
+    /// volt's own state: created, running, restarting, exited, dead, standby.
     pub volt_state: String,
     /// As `volt ps` says it, e.g. "Up 5 minutes", "Exited (0) 2 seconds ago".
     pub status: String,
@@ -56,6 +56,7 @@ pub fn cloud_state(i: &Instance) -> &'static str {
         State::Running if i.stopping => "stopping",
         State::Running => "running",
         State::Exited | State::Dead => "stopped",
+        State::Standby => "standby",
     }
 }
 
@@ -83,14 +84,18 @@ pub fn view(i: &Instance) -> InstanceView {
     }
 }
 
-/// A new instance of an image in the store.
+/// A new instance of an image in the store, or restored from a snapshot.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInstance {
-    /// Default: made from the image's name.
+    /// Default: made from the image's (or the snapshot file's) name.
     pub name: Option<String>,
     /// An image in the store (`GET /v1/images`; `POST /v1/images/pull`).
-    pub image: String,
+    pub image: Option<String>,
+    /// Instead of `image`: a snapshot file on voltd's host (absolute path;
+    /// `POST /v1/instances/{name}/snapshot` writes one). Only `name`,
+    /// `ports` and `restart` apply then.
+    pub snapshot: Option<String>,
     /// Replace the image's command.
     #[serde(default)]
     pub args: Vec<String>,
@@ -110,7 +115,7 @@ pub struct CreateInstance {
     pub network: Option<String>,
 }
 
-fn json_body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(super) fn json_body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     b.map(|Json(v)| v).map_err(|e| {
         let status = e.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -122,7 +127,7 @@ fn json_body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     })
 }
 
-fn find(name: &str) -> Result<(Db, Instance), ApiError> {
+pub(super) fn find(name: &str) -> Result<(Db, Instance), ApiError> {
     let mut db = Db::open_default()?;
     let i = db.find(name)?;
     Ok((db, i))
@@ -150,11 +155,19 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let c = json_body(body)?;
     blocking(move || {
+        let image = match (&c.image, &c.snapshot) {
+            (Some(i), None) => i.clone(),
+            (None, Some(_)) => return super::snapshots::create_restored(&c),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "give exactly one of image and snapshot",
+                ))
+            }
+        };
         let store = optivolt_volt::store::Store::open_default()?;
-        if store.find(&c.image)?.is_none() {
+        if store.find(&image)?.is_none() {
             return Err(ApiError::not_found(format!(
-                "no such image: {} (POST /v1/images/pull first)",
-                c.image
+                "no such image: {image} (POST /v1/images/pull first)"
             )));
         }
         let mut a: Vec<String> = vec!["-d".into()];
@@ -183,7 +196,7 @@ pub async fn create(
         if let Some(n) = &c.network {
             opt("--network", n.clone());
         }
-        a.push(c.image.clone());
+        a.push(image);
         a.extend(c.args.iter().cloned());
         let args =
             optivolt_volt::run::parse_args(&a).map_err(|e| ApiError::bad_request(e.to_string()))?;

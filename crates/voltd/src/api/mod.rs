@@ -3,6 +3,7 @@
 mod error;
 mod images;
 mod instances;
+mod snapshots;
 mod volumes;
 
 use std::time::Duration;
@@ -30,12 +31,12 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
     paths(
         instances::list, instances::create, instances::get_one, instances::remove,
         instances::start, instances::stop, instances::restart, instances::logs,
-        instances::metrics_json,
+        instances::metrics_json, snapshots::snapshot, snapshots::standby,
         images::list, images::pull, images::remove,
         volumes::list, volumes::create, volumes::remove,
     ),
     components(schemas(
-        Problem, instances::InstanceView, instances::CreateInstance, instances::InstanceMetrics,
+        Problem, snapshots::SnapshotRequest, snapshots::SnapshotView, instances::InstanceView, instances::CreateInstance, instances::InstanceMetrics,
         images::ImageView, images::PullRequest, volumes::VolumeView, volumes::CreateVolume,
     )),
     modifiers(&BearerAuth),
@@ -79,6 +80,8 @@ pub fn router(token: Option<String>) -> Router {
         .route("/v1/instances/{name}/stop", post(instances::stop))
         .route("/v1/instances/{name}/restart", post(instances::restart))
         .route("/v1/instances/{name}/metrics", get(instances::metrics_json))
+        .route("/v1/instances/{name}/snapshot", post(snapshots::snapshot))
+        .route("/v1/instances/{name}/standby", post(snapshots::standby))
         .route("/v1/images", get(images::list))
         .route("/v1/images/pull", post(images::pull))
         .route("/v1/images/{*reference}", delete(images::remove))
