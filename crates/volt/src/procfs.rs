@@ -51,6 +51,21 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(statm.split(' ').nth(1)?.parse::<u64>().ok()? * 4096)
 }
 
+/// Proportional set size of a process, bytes (`smaps_rollup`): its pages,
+/// each shared one divided among the processes that map it.
+pub fn pss_bytes(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let kib: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +86,7 @@ mod tests {
         let me = stat(std::process::id()).unwrap();
         assert!(me.start > 0 && me.state != 'Z');
         assert!(parse_stat("garbage").is_none());
+        let pss = pss_bytes(std::process::id()).unwrap();
+        assert!(pss > 0 && pss <= rss_bytes(std::process::id()).unwrap() * 2);
     }
 }

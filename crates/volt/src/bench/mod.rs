@@ -7,6 +7,7 @@ mod net;
 mod programs;
 mod runstats;
 mod runtime;
+mod snapshots;
 mod stats;
 mod suite;
 mod voltd;
@@ -48,6 +49,9 @@ enum Bench {
     /// voltd: create -> running over the API for many instances, its own
     /// memory and idle CPU with them, a scrape.
     Voltd(voltd::VoltdArgs),
+    /// Snapshots of the idle Go web server: time and size, and `volt
+    /// restore` to the first HTTP 200 against `volt run` of the image (root; go).
+    Snapshots(snapshots::SnapshotsArgs),
     /// File operations on a volume (`-v`) against the same program natively
     /// on the host directory and in the guest's in-memory /tmp.
     Volumes(volumes::VolumesArgs),
@@ -64,5 +68,6 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
         Bench::Volumes(b) => volumes::run(b),
         Bench::Runtime(b) => runtime::run(b),
         Bench::Voltd(b) => voltd::run(b),
+        Bench::Snapshots(b) => snapshots::run(b),
     }
 }

@@ -227,14 +227,7 @@ fn python_first_200(a: &ProgramsArgs, dir: &Path) -> Result<()> {
 
 /// PSS of `pid`, KiB.
 fn pss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Pss:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    crate::procfs::pss_bytes(pid).unwrap_or(0) / 1024
 }
 
 /// Starts `n` copies of what `make` builds, waits until `ready` says each

@@ -504,14 +504,9 @@ pub fn cpu_seconds(pids: &[u32]) -> f64 {
 /// Proportional set size of `pids`, MiB.
 pub fn pss_mib(pids: &[u32]) -> f64 {
     pids.iter()
-        .filter_map(|p| {
-            let s = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok()?;
-            s.lines()
-                .find_map(|l| l.strip_prefix("Pss:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .sum::<f64>()
-        / 1024.0
+        .filter_map(|&p| crate::procfs::pss_bytes(p))
+        .sum::<u64>() as f64
+        / 1048576.0
 }
 
 /// Resident set size of `pids`, MiB.
