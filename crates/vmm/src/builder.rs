@@ -406,6 +406,7 @@ impl Vm {
             volumes,
             volume_configs: cfg.volumes.clone(),
             backing: None,
+            leftover: None,
             control,
         })
     }

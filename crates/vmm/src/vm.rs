@@ -45,6 +45,8 @@ pub struct Vm {
     pub(crate) volume_configs: Vec<crate::volume::VolumeConfig>,
     /// The snapshot this VM's RAM is mapped from, if it was restored.
     pub(crate) backing: Option<crate::snapshot::Backing>,
+    /// A replaced snapshot file to remove once the asker has its answer.
+    pub(crate) leftover: Option<std::path::PathBuf>,
     /// Snapshot requests from other threads.
     pub(crate) control: std::sync::Arc<crate::snapshot::control::Control>,
 }

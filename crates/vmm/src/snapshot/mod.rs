@@ -33,7 +33,7 @@ use virtio_queue::QueueT;
 pub use control::{ControlHandle, SnapshotRequest};
 pub use format::looks_like_snapshot;
 use format::{NetState, Overlay, VmState, VolumeState, HEADER_AREA};
-pub use restore::{inspect, RestoreConfig};
+pub use restore::{inspect, RestoreConfig, TapMaker};
 use vcpu_state::VcpuState;
 
 use crate::devices::net_worker::NetWorker;
@@ -108,6 +108,15 @@ impl Vm {
         let r = self.save(&req.path, req.stop, t0);
         let ok = r.is_ok();
         let _ = reply.send(r.map_err(|e| e.to_string()));
+        // The file replaced, removed after the answer: now if the VM ends
+        // (the process would not wait for a thread), else on a thread.
+        if let Some(old) = self.leftover.take() {
+            if req.stop {
+                let _ = std::fs::remove_file(old);
+            } else {
+                std::thread::spawn(move || std::fs::remove_file(old));
+            }
+        }
         (ok && req.stop).then_some(req.path)
     }
 
@@ -224,10 +233,24 @@ impl Vm {
                 return Err(e);
             }
         };
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            SnapshotError::Io("move the snapshot into place", e)
-        })?;
+        // rename(2) over an existing file costs milliseconds on ext4 (it
+        // forces the new file's blocks to be allocated, and frees the old
+        // one's): swap the two atomically instead, and let the old one go
+        // on another thread, after the answer.
+        let swapped = rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &tmp,
+            rustix::fs::CWD,
+            path,
+            rustix::fs::RenameFlags::EXCHANGE,
+        );
+        match swapped {
+            Ok(()) => self.leftover = Some(tmp),
+            Err(_) => std::fs::rename(&tmp, path).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                SnapshotError::Io("move the snapshot into place", e)
+            })?,
+        }
         Ok(SnapshotInfo {
             path: path.to_path_buf(),
             pages: n,

@@ -15,19 +15,22 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::format::{self, NetState, Overlay, VmState};
 use super::{pages, wall_ns, NetAddr, SnapshotError};
-use crate::builder::{self, NetConfig};
+use crate::builder;
+use crate::devices::tap::Tap;
 use crate::memory::GuestRam;
 use crate::vm::Vm;
 use crate::{Error, Result, Timing};
 
+/// A tap for the restored guest, being made by the caller on a thread of
+/// its own (in a namespace of its own, say) while the VM is built.
+pub type TapMaker = std::thread::JoinHandle<std::result::Result<Tap, String>>;
+
 /// How to bring a snapshot back.
-#[derive(Clone, Debug)]
 pub struct RestoreConfig<'a> {
     pub path: &'a Path,
     /// The fresh tap for the guest's network device (its address is the
-    /// snapshot's; only `tap` and `netns` are used). Required when the
-    /// snapshot has a device.
-    pub net: Option<NetConfig>,
+    /// snapshot's). Required when the snapshot has a device.
+    pub tap: Option<TapMaker>,
     pub timeout: Option<Duration>,
     pub started: Instant,
     pub timing: bool,
@@ -109,7 +112,7 @@ fn map_overlays(
 
 impl Vm {
     /// Makes a VM from the snapshot at `cfg.path`.
-    pub fn restore(kvm: Kvm, cfg: &RestoreConfig<'_>) -> Result<Vm> {
+    pub fn restore(kvm: Kvm, cfg: RestoreConfig<'_>) -> Result<Vm> {
         let mut timing = Timing::new(cfg.started, cfg.timing);
         let file = File::open(cfg.path).map_err(|e| Error::Io("open the snapshot", e))?;
         let (header, state) = format::read(&file).map_err(snap)?;
@@ -130,8 +133,8 @@ impl Vm {
             .collect();
         let volumes = crate::volume::Volumes::open(&volume_configs)
             .map_err(|e| Error::Volume(e.to_string()))?;
-        let tap = match (&state.net, &cfg.net) {
-            (Some(_), Some(n)) => builder::open_tap(Some(n)),
+        let tap = match (&state.net, cfg.tap) {
+            (Some(_), Some(t)) => Some(t),
             (Some(_), None) => {
                 return Err(Error::Snapshot(
                     "the snapshot has a network device: give it a tap".into(),
@@ -165,7 +168,14 @@ impl Vm {
             tracing_free_note(refused);
         }
         let clock = builder::sample_clock(&vcpu)?;
-        let tap = builder::join_tap(tap)?;
+        let tap = match tap {
+            Some(t) => Some(
+                t.join()
+                    .map_err(|_| Error::Net("the tap thread panicked".into()))?
+                    .map_err(Error::Net)?,
+            ),
+            None => None,
+        };
         timing.mark_vcpu_ready();
 
         let wake = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| Error::Net(e.to_string()))?);
@@ -205,6 +215,7 @@ impl Vm {
             volumes,
             volume_configs,
             backing: Some((meta.dev(), meta.ino(), file, header.mem_offset)),
+            leftover: None,
             control,
         })
     }

@@ -38,21 +38,19 @@ impl PrivateNetns {
         PathBuf::from(format!("/proc/self/fd/{}", self.ns.as_raw_fd()))
     }
 
-    /// Runs `f` on a thread inside the namespace.
-    pub fn within<T: Send + 'static>(
+    /// Starts `f` on a thread inside the namespace.
+    pub fn spawn_within<T: Send + 'static>(
         &self,
-        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-    ) -> Result<T> {
+        f: impl FnOnce() -> std::result::Result<T, String> + Send + 'static,
+    ) -> Result<std::thread::JoinHandle<std::result::Result<T, String>>> {
         let ns = self.ns.try_clone()?;
-        std::thread::spawn(move || -> std::io::Result<T> {
+        Ok(std::thread::spawn(move || {
             rustix::thread::move_into_link_name_space(
                 ns.as_fd(),
                 Some(rustix::thread::LinkNameSpaceType::Network),
-            )?;
+            )
+            .map_err(|e| format!("cannot enter the guest's network namespace: {e}"))?;
             f()
-        })
-        .join()
-        .map_err(|_| anyhow!("the namespace thread panicked"))?
-        .map_err(Into::into)
+        }))
     }
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use optivolt_vmm::{snapshot, NetConfig, Outcome, Vm};
+use optivolt_vmm::devices::tap::Tap;
+use optivolt_vmm::{snapshot, Outcome, Vm};
 
 use crate::network::private::PrivateNetns;
 use crate::publish::{self, proxy, PortMapping};
@@ -216,39 +217,36 @@ pub fn restore_cmd(a: RestoreArgs, started: Instant) -> Result<i32> {
     } else {
         Some(proxy::bind(&maps)?)
     };
-    // The guest keeps its address: give it a namespace of its own, with a
-    // fresh tap holding its gateway's address.
+    // The guest keeps its address: it gets a namespace of its own, with a
+    // fresh tap holding its gateway's address, made while the VM is built.
     let ns = match &state.net {
         Some(_) => Some(PrivateNetns::new()?),
         None => None,
     };
-    let tap = format!("vr{}", std::process::id());
-    let net = match (&state.net, &ns) {
-        (Some(n), Some(ns)) => Some(NetConfig {
-            tap: tap.clone(),
-            mac: n.mac,
-            ipv4: n.ipv4,
-            prefix: n.prefix,
-            gateway: n.gateway,
-            netns: Some(ns.path()),
-        }),
+    let tap = match (&state.net, &ns) {
+        (Some(n), Some(ns)) => {
+            let (gw, prefix) = (std::net::Ipv4Addr::from(n.gateway), n.prefix);
+            Some(ns.spawn_within(move || {
+                let name = format!("vr{}", std::process::id());
+                let tap = Tap::open(&name).map_err(|e| e.to_string())?;
+                publish::hostnet::configure(&name, gw, prefix).map_err(|e| {
+                    format!("cannot give the restored guest's tap the address {gw}: {e}")
+                })?;
+                Ok(tap)
+            }))
+        }
         _ => None,
     };
     let cfg = snapshot::RestoreConfig {
         path: &file,
-        net,
+        tap: tap.transpose()?,
         timeout,
         started,
         timing: a.timing,
     };
-    let mut vm = Vm::restore(kvm, &cfg)?;
-    if let (Some(n), Some(ns)) = (&state.net, &ns) {
-        let (gw, prefix, t) = (std::net::Ipv4Addr::from(n.gateway), n.prefix, tap.clone());
-        ns.within(move || publish::hostnet::configure(&t, gw, prefix))
-            .with_context(|| format!("cannot give the restored guest's tap the address {gw}"))?;
-        if let Some(b) = bound {
-            proxy::spawn(b, std::net::Ipv4Addr::from(n.ipv4), Some(ns.path()))?;
-        }
+    let mut vm = Vm::restore(kvm, cfg)?;
+    if let (Some(n), Some(ns), Some(b)) = (&state.net, &ns, bound) {
+        proxy::spawn(b, std::net::Ipv4Addr::from(n.ipv4), Some(ns.path()))?;
     }
     if let Some(sock) = std::env::var_os(CONTROL_ENV) {
         control::serve(Path::new(&sock), vm.control())?;
