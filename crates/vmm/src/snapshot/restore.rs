@@ -62,7 +62,12 @@ fn open_overlay(o: &Overlay) -> std::result::Result<File, SnapshotError> {
     let f = File::open(&o.path).map_err(|_| gone())?;
     let m = f.metadata().map_err(|_| gone())?;
     let mtime = m.mtime() * 1_000_000_000 + m.mtime_nsec();
-    if m.ino() != o.ino || m.dev() != o.dev || m.len() != o.size || mtime != o.mtime_ns {
+    if !m.is_file()
+        || m.ino() != o.ino
+        || m.dev() != o.dev
+        || m.len() != o.size
+        || mtime != o.mtime_ns
+    {
         return Err(gone());
     }
     Ok(f)
