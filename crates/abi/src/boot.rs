@@ -122,6 +122,22 @@ pub struct SchedShared {
     pub _reserved: u32,
 }
 
+/// Totals the guest keeps up to date as it runs, for the monitor to read at
+/// any time (voltd's metrics); like [`Timestamps`], never trusted for
+/// anything but reporting.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestCounters {
+    /// System calls that arrived by a jump from a patched site.
+    pub syscalls_by_jump: u64,
+    /// System calls that trapped (`syscall` instructions left as they are).
+    pub syscalls_by_trap: u64,
+    /// `syscall` sites rewritten into jumps.
+    pub patched_sites: u64,
+    /// Application page faults the library OS served.
+    pub page_faults: u64,
+}
+
 /// Guest TSC readings taken at boot milestones (0 = not reached). Written by
 /// the guest, read by the monitor for `--timing`; never trusted for anything else.
 #[repr(C)]
@@ -218,6 +234,8 @@ pub struct BootInfo {
     pub timestamps: Timestamps,
     /// Scheduler flags written by the guest.
     pub sched: SchedShared,
+    /// Running totals the guest keeps for the monitor's live metrics.
+    pub counters: GuestCounters,
     /// The network device.
     pub net: NetInfo,
     /// The program's patchable `syscall` sites found ahead of time (empty if
@@ -320,6 +338,12 @@ impl BootInfo {
                 host_signals: 0,
                 _reserved: 0,
             },
+            counters: GuestCounters {
+                syscalls_by_jump: 0,
+                syscalls_by_trap: 0,
+                patched_sites: 0,
+                page_faults: 0,
+            },
             net: NetInfo {
                 present: 0,
                 prefix: 0,
@@ -365,6 +389,9 @@ pub const SCHED_OFFSET: usize = core::mem::offset_of!(BootInfo, sched);
 /// Byte offset of [`BootInfo::timestamps`], for a monitor reading them back.
 pub const TIMESTAMPS_OFFSET: usize = core::mem::offset_of!(BootInfo, timestamps);
 
+/// Byte offset of [`BootInfo::counters`].
+pub const COUNTERS_OFFSET: usize = core::mem::offset_of!(BootInfo, counters);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,5 +401,6 @@ mod tests {
         assert!(core::mem::size_of::<BootInfo>() <= 4096);
         assert!(BootInfo::new().is_valid());
         assert_eq!(TIMESTAMPS_OFFSET % 8, 0);
+        assert_eq!(COUNTERS_OFFSET % 8, 0);
     }
 }

@@ -25,4 +25,4 @@ pub mod virtio;
 pub mod volume;
 
 /// Version of the boot contract; bumped on every incompatible change.
-pub const ABI_VERSION: u32 = 7;
+pub const ABI_VERSION: u32 = 8;

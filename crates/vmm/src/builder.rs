@@ -380,7 +380,8 @@ impl Vm {
         let tap = join_tap(tap)?;
         timing.mark_vcpu_ready();
 
-        let (wake, net) = attach_devices(&mem, tap, bi.net.region.start, &net_layout)?;
+        let live = Arc::new(crate::live::Live::default());
+        let (wake, net) = attach_devices(&mem, tap, bi.net.region.start, &net_layout, &live)?;
         let net_addr = net_info.map(|n| crate::snapshot::NetAddr {
             mac: n.mac,
             ipv4: n.ipv4,
@@ -388,7 +389,7 @@ impl Vm {
             gateway: n.gateway,
             region: n.region.start,
         });
-        let control = crate::snapshot::control::Control::new(wake.clone());
+        let control = crate::snapshot::control::Control::new(wake.clone(), live, mem.clone());
         Ok(Vm {
             kvm,
             _vm: vm,
@@ -702,6 +703,7 @@ fn attach_devices(
     tap: Option<Tap>,
     net_region: u64,
     net_layout: &VirtioNetLayout,
+    live: &Arc<crate::live::Live>,
 ) -> Result<(Arc<EventFd>, Option<NetWorker>)> {
     let wake = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| Error::Net(e.to_string()))?);
     let net = match tap {
@@ -711,6 +713,7 @@ fn attach_devices(
             net_layout,
             tap,
             wake.clone(),
+            live.clone(),
             |_| {},
         )?),
         None => None,
@@ -726,6 +729,7 @@ pub(crate) fn start_net_at(
     layout: &VirtioNetLayout,
     tap: Tap,
     wake: Arc<EventFd>,
+    live: Arc<crate::live::Live>,
     adjust: impl FnOnce(&mut NetDevice),
 ) -> Result<NetWorker> {
     let queue = |at: usize| -> Result<Queue> {
@@ -741,5 +745,6 @@ pub(crate) fn start_net_at(
     };
     let mut dev = NetDevice::new(queue(layout.rx_queue)?, queue(layout.tx_queue)?);
     adjust(&mut dev);
-    NetWorker::spawn(mem.clone(), dev, tap, wake).map_err(|e| Error::Net(e.to_string()))
+    NetWorker::spawn_counted(mem.clone(), dev, tap, wake, live)
+        .map_err(|e| Error::Net(e.to_string()))
 }

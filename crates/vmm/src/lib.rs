@@ -26,6 +26,7 @@ mod error;
 pub mod host_signals;
 pub mod hypercall;
 pub mod kvm_stats;
+pub mod live;
 pub mod memory;
 pub mod outcome;
 mod placement;

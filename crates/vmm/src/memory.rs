@@ -82,5 +82,6 @@ pod!(
     optivolt_abi::hypercall::Block,
     optivolt_abi::hypercall::Release,
     optivolt_abi::volume::VolumeCall,
-    optivolt_abi::boot::SchedShared
+    optivolt_abi::boot::SchedShared,
+    optivolt_abi::boot::GuestCounters
 );

@@ -334,6 +334,10 @@ impl Vm {
                 self.post_host_signals(sigs);
             }
             let exit = self.next_exit()?;
+            self.control
+                .live
+                .exits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match exit {
                 Exit::Hypercall(nr, _) => {
                     if let Some(n) = self.stats.hypercalls.get_mut(nr as usize) {

@@ -213,6 +213,20 @@ pub fn status(i: &Instance) -> String {
     }
 }
 
+/// The live counters of a running instance's monitor (exits, network,
+/// the guest's system calls, relayed connections), asked through its
+/// control socket; `None` when it does not run or does not answer soon.
+pub fn live_counters(i: &Instance) -> Option<crate::snapshot::control::Counters> {
+    if !alive(i.child) {
+        return None;
+    }
+    let sock = crate::store::data_dir()
+        .join("instances")
+        .join(&i.id)
+        .join("control.sock");
+    crate::snapshot::control::counters(&sock, Duration::from_millis(500)).ok()
+}
+
 /// CPU seconds and resident memory of the running `volt run`.
 pub fn usage(i: &Instance) -> Option<(f64, u64)> {
     let (pid, _) = i.child.filter(|_| alive(i.child))?;

@@ -1,12 +1,16 @@
-//! `/metrics`: every instance's state, CPU, memory, uptime and restarts in
-//! the Prometheus/OpenMetrics text format (`prometheus-client`), one scrape
-//! for all of them. Until the benchmark report defines an energy model,
-//! CPU-seconds and resident memory are the cost figures.
+//! `/metrics`: every instance's state, CPU, memory (RSS, PSS, guest RAM
+//! backed), uptime and restarts, and its monitor's live counters (exits,
+//! network bytes and packets, the guest's system calls by jump and by trap,
+//! patched sites, page faults, relayed connections) in the
+//! Prometheus/OpenMetrics text format (`prometheus-client`), one scrape for
+//! all of them. Until the benchmark report defines an energy model,
+//! CPU-seconds and memory are the cost figures.
 use std::sync::atomic::AtomicU64;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -17,6 +21,14 @@ use crate::api::ApiError;
 struct Labels {
     instance: String,
     image: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabels {
+    instance: String,
+    image: String,
+    /// How system calls arrived: `jump` (a patched site) or `trap`.
+    path: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,9 +73,79 @@ pub fn render() -> anyhow::Result<String> {
         "Restarts by the restart policy",
         restarts.clone(),
     );
+    let pss = Family::<Labels, Gauge>::default();
+    reg.register(
+        "volt_instance_memory_pss_bytes",
+        "Proportional set size of the monitor process (shared pages divided among their users)",
+        pss.clone(),
+    );
+    let guest_mem = Family::<Labels, Gauge>::default();
+    reg.register(
+        "volt_instance_guest_memory_bytes",
+        "Guest RAM the host backs now (pages the guest touched and still holds)",
+        guest_mem.clone(),
+    );
+    let counter = |reg: &mut Registry, name: &str, help: &str| {
+        let f = Family::<Labels, Counter>::default();
+        reg.register(name, help, f.clone());
+        f
+    };
+    let exits = counter(
+        &mut reg,
+        "volt_instance_exits",
+        "VM exits since the monitor started",
+    );
+    let rx_bytes = counter(
+        &mut reg,
+        "volt_instance_network_receive_bytes",
+        "Bytes the guest received",
+    );
+    let rx_packets = counter(
+        &mut reg,
+        "volt_instance_network_receive_packets",
+        "Frames the guest received",
+    );
+    let tx_bytes = counter(
+        &mut reg,
+        "volt_instance_network_transmit_bytes",
+        "Bytes the guest sent",
+    );
+    let tx_packets = counter(
+        &mut reg,
+        "volt_instance_network_transmit_packets",
+        "Frames the guest sent",
+    );
+    let faults = counter(
+        &mut reg,
+        "volt_instance_page_faults",
+        "Application page faults the library OS served",
+    );
+    let conns = counter(
+        &mut reg,
+        "volt_instance_connections",
+        "TCP connections relayed through published ports",
+    );
+    let open_conns = Family::<Labels, Gauge>::default();
+    reg.register(
+        "volt_instance_open_connections",
+        "TCP connections open now through published ports",
+        open_conns.clone(),
+    );
+    let patched = Family::<Labels, Gauge>::default();
+    reg.register(
+        "volt_instance_patched_sites",
+        "syscall sites the library OS rewrote into jumps",
+        patched.clone(),
+    );
+    let syscalls = Family::<PathLabels, Counter>::default();
+    reg.register(
+        "volt_instance_syscalls",
+        "System calls, by how they arrived (jump: a patched site; trap)",
+        syscalls.clone(),
+    );
     reg.register(
         "volt_instance_state",
-        "1 for the instance's state (stopped, starting, running, stopping)",
+        "1 for the instance's state (stopped, starting, running, stopping, standby)",
         state.clone(),
     );
     for i in &list {
@@ -82,6 +164,30 @@ pub fn render() -> anyhow::Result<String> {
             rss.get_or_create(&l).set(r as i64);
         }
         uptime.get_or_create(&l).set(m.uptime_seconds.unwrap_or(0));
+        if let Some(p) = m.pss_bytes {
+            pss.get_or_create(&l).set(p as i64);
+        }
+        if let Some(c) = m.live {
+            guest_mem.get_or_create(&l).set(c.guest_memory_bytes as i64);
+            exits.get_or_create(&l).inc_by(c.exits);
+            rx_bytes.get_or_create(&l).inc_by(c.rx_bytes);
+            rx_packets.get_or_create(&l).inc_by(c.rx_packets);
+            tx_bytes.get_or_create(&l).inc_by(c.tx_bytes);
+            tx_packets.get_or_create(&l).inc_by(c.tx_packets);
+            faults.get_or_create(&l).inc_by(c.page_faults);
+            conns.get_or_create(&l).inc_by(c.connections);
+            open_conns.get_or_create(&l).set(c.open_connections as i64);
+            patched.get_or_create(&l).set(c.patched_sites as i64);
+            for (path, n) in [("jump", c.syscalls_by_jump), ("trap", c.syscalls_by_trap)] {
+                syscalls
+                    .get_or_create(&PathLabels {
+                        instance: l.instance.clone(),
+                        image: l.image.clone(),
+                        path: path.into(),
+                    })
+                    .inc_by(n);
+            }
+        }
         restarts.get_or_create(&l).set(i64::from(m.restarts));
         state
             .get_or_create(&StateLabels {

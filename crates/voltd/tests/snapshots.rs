@@ -1,6 +1,7 @@
-//! Snapshots and restart policies through the API, inside a private network
-//! namespace: a Go server's counter survives a snapshot, a restore from it
-//! and a standby; bad snapshot requests are refused with JSON errors and
+//! Snapshots, live metrics and restart policies through the API, inside a
+//! private network namespace: a running Go server's monitor reports its
+//! counters; its counter survives a snapshot, a restore from it and a
+//! standby; bad snapshot requests are refused with JSON errors and
 //! nothing created; an instance whose monitor is killed with SIGKILL is
 //! restarted by its policy after Unikraft Cloud's backoff.
 mod common;
@@ -85,6 +86,37 @@ fn snapshot_restore_and_standby_through_the_api() {
         assert_eq!(st, 201, "{v}");
         for want in 1..=3 {
             assert_eq!(count(8080), want);
+        }
+        // The live counters, as JSON and in the scrape.
+        let (st, m) = d.json("GET", "/v1/instances/web/metrics", "");
+        assert_eq!(st, 200, "{m}");
+        let live = &m["live"];
+        for k in [
+            "exits",
+            "rx_bytes",
+            "rx_packets",
+            "tx_bytes",
+            "syscalls_by_jump",
+            "patched_sites",
+        ] {
+            assert!(live[k].as_u64().unwrap_or(0) > 0, "{k}: {m}");
+        }
+        assert!(live["connections"].as_u64().unwrap() >= 3, "{m}");
+        assert!(
+            live["guest_memory_bytes"].as_u64().unwrap() > 1 << 20,
+            "{m}"
+        );
+        assert!(m["pss_bytes"].as_u64().unwrap() > 0, "{m}");
+        let (_, text) = d.unix("GET", "/metrics", "");
+        for family in [
+            "volt_instance_network_receive_bytes_total{",
+            "volt_instance_syscalls_total{",
+            "path=\"jump\"",
+            "volt_instance_exits_total{",
+            "volt_instance_guest_memory_bytes{",
+            "volt_instance_memory_pss_bytes{",
+        ] {
+            assert!(text.contains(family), "{family} missing from:\n{text}");
         }
         let snap = d.dir.join("web.snap");
         let body = format!(r#"{{"path":"{}"}}"#, snap.display());

@@ -18,6 +18,33 @@ pub fn boot_info_ptr() -> *mut BootInfo {
     optivolt_abi::layout::phys_to_virt(optivolt_abi::layout::BOOT_INFO_PA) as *mut BootInfo
 }
 
+/// Which running total of [`optivolt_abi::boot::GuestCounters`].
+#[derive(Clone, Copy)]
+pub enum Counter {
+    SyscallsByJump = 0,
+    SyscallsByTrap = 1,
+    PatchedSites = 2,
+    PageFaults = 3,
+}
+
+/// Adds one to a running total the monitor reads (its metrics).
+#[inline]
+pub fn bump(c: Counter) {
+    if cfg!(not(feature = "guest")) {
+        return; // host unit tests: no BootInfo
+    }
+    let at = optivolt_abi::layout::phys_to_virt(optivolt_abi::layout::BOOT_INFO_PA)
+        + optivolt_abi::boot::COUNTERS_OFFSET as u64
+        + 8 * c as u64;
+    // SAFETY: the counters are naturally aligned u64s in the BootInfo page,
+    // mapped for the VM's whole life; the guest changes them only here,
+    // atomically, and the monitor only reads them.
+    unsafe {
+        (*(at as *const core::sync::atomic::AtomicU64))
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed)
+    };
+}
+
 /// Records a boot milestone in the shared BootInfo.
 pub fn stamp(f: impl FnOnce(&mut optivolt_abi::boot::Timestamps) -> &mut u64) {
     let t = cpu::rdtsc();

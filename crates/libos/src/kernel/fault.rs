@@ -68,6 +68,7 @@ extern "C" fn ov_exception_dispatch(frame: &mut ExceptionFrame) {
                 match k.mem.handle_app_fault(addr, frame.error_code) {
                     crate::mm::space::Fault::Handled => {
                         PAGE_FAULTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                        crate::arch::bump(crate::arch::Counter::PageFaults);
                         return;
                     }
                     crate::mm::space::Fault::OutOfMemory => {

@@ -31,6 +31,7 @@ pub fn on_entry(k: &mut Kernel, jumped: bool, ret: u64, nr: u64) {
     match patch_listed(k, ret).or_else(|| patch(k, ret, nr)) {
         Some(Patch::Done) => {
             PATCHED.fetch_add(1, Relaxed);
+            crate::arch::bump(crate::arch::Counter::PatchedSites);
         }
         // A restarted call re-runs the `syscall` the patch kept: it traps,
         // and its site must not be patched again (the window now holds

@@ -22,6 +22,11 @@ pub fn count(nr: u64, jumped: bool) {
     let i = (nr as usize).min(SLOTS - 1);
     let t = if jumped { &BY_JUMP } else { &BY_TRAP };
     t[i].fetch_add(1, Relaxed);
+    crate::arch::bump(if jumped {
+        crate::arch::Counter::SyscallsByJump
+    } else {
+        crate::arch::Counter::SyscallsByTrap
+    });
 }
 
 fn sum(t: &[AtomicU64; SLOTS]) -> u64 {

@@ -48,12 +48,26 @@ impl NetWorker {
     where
         M: GuestMemory + Send + 'static,
     {
+        Self::spawn_counted(mem, dev, tap, wake_guest, Arc::default())
+    }
+
+    /// As [`NetWorker::spawn`], keeping the device's totals in `live`.
+    pub fn spawn_counted<M>(
+        mem: M,
+        dev: NetDevice,
+        tap: Tap,
+        wake_guest: Arc<EventFd>,
+        live: Arc<crate::live::Live>,
+    ) -> std::io::Result<Self>
+    where
+        M: GuestMemory + Send + 'static,
+    {
         let doorbell = Arc::new(EventFd::new(EFD_NONBLOCK)?);
         let stop = Arc::new(AtomicBool::new(false));
         let (d, s) = (doorbell.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("volt-net".into())
-            .spawn(move || serve(mem, dev, tap, &d, &wake_guest, &s))?;
+            .spawn(move || serve(mem, dev, tap, &d, &wake_guest, &s, &live))?;
         Ok(Self {
             doorbell,
             stop,
@@ -114,6 +128,7 @@ fn serve<M: GuestMemory>(
     doorbell: &EventFd,
     wake_guest: &EventFd,
     stop: &AtomicBool,
+    live: &crate::live::Live,
 ) -> Result<(NetDevice, Tap), NetError> {
     let mut last_work = Instant::now();
     while !stop.load(Ordering::Acquire) {
@@ -123,6 +138,7 @@ fn serve<M: GuestMemory>(
             let _ = wake_guest.write(1);
         }
         if tx.completed + rx.completed > 0 {
+            live.set_net(&dev.stats);
             last_work = Instant::now();
             continue;
         }
@@ -143,6 +159,7 @@ fn serve<M: GuestMemory>(
     }
     // Frames the guest queued just before it ended still go out.
     dev.process_tx(&mem, &mut tap)?;
+    live.set_net(&dev.stats);
     Ok((dev, tap))
 }
 

@@ -1,4 +1,4 @@
-//! Asking a running VM for a snapshot from another thread (volt's control
+//! Asking a running VM for a snapshot, or for its counters, from another thread (volt's control
 //! socket): the request is left in a slot, the vCPU thread is kicked out of
 //! KVM_RUN (or out of its BLOCK sleep) and serves it between two exits, at
 //! an instruction boundary with no I/O in flight, then answers.
@@ -29,15 +29,24 @@ pub(crate) struct Control {
     /// The vCPU thread while it runs the guest.
     vcpu: Mutex<Option<libc::pthread_t>>,
     wake: Arc<EventFd>,
+    /// The running totals, and guest memory to read the guest's from.
+    pub(crate) live: Arc<crate::live::Live>,
+    mem: crate::memory::GuestRam,
 }
 
 impl Control {
-    pub(crate) fn new(wake: Arc<EventFd>) -> Arc<Control> {
+    pub(crate) fn new(
+        wake: Arc<EventFd>,
+        live: Arc<crate::live::Live>,
+        mem: crate::memory::GuestRam,
+    ) -> Arc<Control> {
         Arc::new(Control {
             asked: AtomicBool::new(false),
             slot: Mutex::new(None),
             vcpu: Mutex::new(None),
             wake,
+            live,
+            mem,
         })
     }
 
@@ -66,6 +75,11 @@ impl Control {
 pub struct ControlHandle(pub(crate) Arc<Control>);
 
 impl ControlHandle {
+    /// The VM's running totals, read now (never waits for the vCPU).
+    pub fn stats(&self) -> crate::live::LiveStats {
+        self.0.live.read(&self.0.mem)
+    }
+
     /// Takes a snapshot (waiting at most `limit`); one at a time.
     pub fn snapshot(&self, req: SnapshotRequest, limit: Duration) -> Result<SnapshotInfo, String> {
         let (tx, rx) = mpsc::channel();

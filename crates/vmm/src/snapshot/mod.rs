@@ -167,8 +167,14 @@ impl Vm {
         };
         let result = self.write_snapshot(path, net, t0);
         if let (false, Some((dev, tap))) = (stop, paused) {
-            let w = NetWorker::spawn(self.mem.clone(), dev, tap, self.wake.clone())
-                .map_err(|e| SnapshotError::Io("restart the network thread", e))?;
+            let w = NetWorker::spawn_counted(
+                self.mem.clone(),
+                dev,
+                tap,
+                self.wake.clone(),
+                self.control.live.clone(),
+            )
+            .map_err(|e| SnapshotError::Io("restart the network thread", e))?;
             self.net = Some(w);
         }
         result

@@ -121,6 +121,16 @@ fn pagemap(host: u64, pages: usize) -> Result<Vec<u64>, SnapshotError> {
         .collect())
 }
 
+/// How many pages of guest RAM the host backs now.
+pub fn present_pages(mem: &GuestRam) -> Result<u64, SnapshotError> {
+    let (host, len) = host_range(mem)?;
+    let pm = pagemap(host, (len / PAGE_SIZE) as usize)?;
+    Ok(pm
+        .iter()
+        .filter(|&&e| e & (PM_PRESENT | PM_SWAPPED) != 0)
+        .count() as u64)
+}
+
 /// The data extents (byte ranges) of `file` within `[from, to)`.
 pub fn data_extents(file: &File, from: u64, to: u64) -> Vec<(u64, u64)> {
     use std::os::fd::AsRawFd;

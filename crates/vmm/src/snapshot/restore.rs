@@ -184,15 +184,23 @@ impl Vm {
         timing.mark_vcpu_ready();
 
         let wake = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| Error::Net(e.to_string()))?);
+        let live = Arc::new(crate::live::Live::default());
         let net = match (tap, &state.net) {
             (Some(tap), Some(n)) => {
-                let w =
-                    builder::start_net_at(&mem, n.region, &net_layout, tap, wake.clone(), |d| {
+                let w = builder::start_net_at(
+                    &mem,
+                    n.region,
+                    &net_layout,
+                    tap,
+                    wake.clone(),
+                    live.clone(),
+                    |d| {
                         d.rx.set_next_avail(n.rx_next_avail);
                         d.rx.set_next_used(n.rx_next_used);
                         d.tx.set_next_avail(n.tx_next_avail);
                         d.tx.set_next_used(n.tx_next_used);
-                    })?;
+                    },
+                )?;
                 // The guest may wait for buffers it queued before: look now.
                 let _ = w.doorbell().write(1);
                 Some(w)
@@ -202,7 +210,7 @@ impl Vm {
         let meta = file
             .metadata()
             .map_err(|e| Error::Io("stat the snapshot", e))?;
-        let control = crate::snapshot::control::Control::new(wake.clone());
+        let control = crate::snapshot::control::Control::new(wake.clone(), live, mem.clone());
         Ok(Vm {
             kvm,
             _vm: vm,

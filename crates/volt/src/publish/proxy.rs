@@ -29,6 +29,11 @@ pub struct Bound {
 }
 
 /// Binds every mapping's host address and port.
+/// TCP connections relayed to the guest since the process started, and
+/// those open now (the instance's metrics).
+pub static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static OPEN_CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub fn bind(maps: &[PortMapping]) -> Result<Bound> {
     let mut b = Bound {
         tcp: Vec::new(),
@@ -255,6 +260,8 @@ impl Relay {
                 && r.register(&mut c.guest, Token(id + 1), rw).is_ok()
             {
                 self.conns.insert(id, c);
+                CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                OPEN_CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
@@ -288,6 +295,7 @@ impl Relay {
 
     fn close(&mut self, id: usize) {
         if let Some(mut c) = self.conns.remove(&id) {
+            OPEN_CONNECTIONS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             let r = self.poll.registry();
             let _ = r.deregister(&mut c.client);
             let _ = r.deregister(&mut c.guest);

@@ -69,8 +69,8 @@ pub fn standby_one(db: &mut crate::instance::Db, i: &crate::instance::Instance) 
         "UPDATE instances SET stopping = 1, snapshot = ?2 WHERE id = ?1",
         rusqlite::params![i.id, file.to_string_lossy()],
     )?;
-    let req = control::Request {
-        snapshot: file,
+    let req = control::Request::Snapshot {
+        path: file,
         stop: true,
     };
     if let Err(e) = control::request(&db.dir(&i.id).join("control.sock"), &req) {
@@ -138,8 +138,8 @@ pub fn take(name: &str, file: &Path, stop: bool) -> Result<control::Taken> {
             None,
         )?;
     }
-    let req = control::Request {
-        snapshot: file.to_path_buf(),
+    let req = control::Request::Snapshot {
+        path: file.to_path_buf(),
         stop,
     };
     let r = control::request(&db.dir(&inst.id).join("control.sock"), &req);

@@ -379,8 +379,53 @@ pub struct InstanceMetrics {
     pub cpu_seconds: Option<f64>,
     /// Resident memory of the monitor process (guest RAM touched included).
     pub rss_bytes: Option<u64>,
+    /// Its proportional set size (shared pages divided among their users).
+    pub pss_bytes: Option<u64>,
     pub uptime_seconds: Option<i64>,
     pub restarts: u32,
+    /// The monitor's live counters, while it runs.
+    pub live: Option<LiveCounters>,
+}
+
+/// A running instance's counters, from its monitor.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct LiveCounters {
+    /// VM exits since the monitor started.
+    pub exits: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// System calls that arrived by a jump from a patched site, and by a trap
+    /// (as the guest counts them).
+    pub syscalls_by_jump: u64,
+    pub syscalls_by_trap: u64,
+    pub patched_sites: u64,
+    pub page_faults: u64,
+    /// Guest RAM the host backs now.
+    pub guest_memory_bytes: u64,
+    /// TCP connections relayed through its published ports: in all, open now.
+    pub connections: u64,
+    pub open_connections: u64,
+}
+
+impl From<optivolt_volt::snapshot::control::Counters> for LiveCounters {
+    fn from(c: optivolt_volt::snapshot::control::Counters) -> Self {
+        LiveCounters {
+            exits: c.exits,
+            rx_packets: c.rx_frames,
+            rx_bytes: c.rx_bytes,
+            tx_packets: c.tx_frames,
+            tx_bytes: c.tx_bytes,
+            syscalls_by_jump: c.syscalls_by_jump,
+            syscalls_by_trap: c.syscalls_by_trap,
+            patched_sites: c.patched_sites,
+            page_faults: c.page_faults,
+            guest_memory_bytes: c.guest_memory_bytes,
+            connections: c.connections,
+            open_connections: c.open_connections,
+        }
+    }
 }
 
 pub fn metrics_of(i: &Instance) -> InstanceMetrics {
@@ -390,11 +435,16 @@ pub fn metrics_of(i: &Instance) -> InstanceMetrics {
         state: cloud_state(i).into(),
         cpu_seconds: u.map(|x| x.0),
         rss_bytes: u.map(|x| x.1),
+        pss_bytes: i
+            .child
+            .filter(|_| u.is_some())
+            .and_then(|(pid, _)| optivolt_volt::procfs::pss_bytes(pid as u32)),
         uptime_seconds: match i.state {
             State::Running => i.started.map(|s| optivolt_volt::instance::now() - s),
             _ => None,
         },
         restarts: i.restarts,
+        live: optivolt_volt::instances::live_counters(i).map(LiveCounters::from),
     }
 }
 

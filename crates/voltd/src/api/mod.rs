@@ -36,7 +36,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
         volumes::list, volumes::create, volumes::remove,
     ),
     components(schemas(
-        Problem, snapshots::SnapshotRequest, snapshots::SnapshotView, instances::InstanceView, instances::CreateInstance, instances::InstanceMetrics,
+        Problem, snapshots::SnapshotRequest, snapshots::SnapshotView, instances::InstanceView, instances::CreateInstance, instances::InstanceMetrics, instances::LiveCounters,
         images::ImageView, images::PullRequest, volumes::VolumeView, volumes::CreateVolume,
     )),
     modifiers(&BearerAuth),
