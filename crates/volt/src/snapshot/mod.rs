@@ -211,40 +211,39 @@ pub fn restore_cmd(a: RestoreArgs, started: Instant) -> Result<i32> {
         Some(t) => Some(Duration::from_secs_f64(t)),
         None => None,
     };
+    // The guest keeps its address: it gets a namespace of its own, with a
+    // fresh tap holding its gateway's address, made on a thread while the
+    // VM is built.
+    let pending = state.net.map(|n| {
+        let (gw, prefix) = (std::net::Ipv4Addr::from(n.gateway), n.prefix);
+        PrivateNetns::make_with(move || {
+            let name = format!("vr{}", std::process::id());
+            let tap = Tap::open(&name).map_err(|e| e.to_string())?;
+            publish::hostnet::configure(&name, gw, prefix).map_err(|e| {
+                format!("cannot give the restored guest's tap the address {gw}: {e}")
+            })?;
+            Ok(tap)
+        })
+    });
     let kvm = optivolt_vmm::check_kvm()?;
     let bound = if maps.is_empty() {
         None
     } else {
         Some(proxy::bind(&maps)?)
     };
-    // The guest keeps its address: it gets a namespace of its own, with a
-    // fresh tap holding its gateway's address, made while the VM is built.
-    let ns = match &state.net {
-        Some(_) => Some(PrivateNetns::new()?),
-        None => None,
-    };
-    let tap = match (&state.net, &ns) {
-        (Some(n), Some(ns)) => {
-            let (gw, prefix) = (std::net::Ipv4Addr::from(n.gateway), n.prefix);
-            Some(ns.spawn_within(move || {
-                let name = format!("vr{}", std::process::id());
-                let tap = Tap::open(&name).map_err(|e| e.to_string())?;
-                publish::hostnet::configure(&name, gw, prefix).map_err(|e| {
-                    format!("cannot give the restored guest's tap the address {gw}: {e}")
-                })?;
-                Ok(tap)
-            }))
-        }
-        _ => None,
+    let (ns, tap) = match pending {
+        Some(p) => (Some(p.ns), Some(p.work)),
+        None => (None, None),
     };
     let cfg = snapshot::RestoreConfig {
         path: &file,
-        tap: tap.transpose()?,
+        tap,
         timeout,
         started,
         timing: a.timing,
     };
     let mut vm = Vm::restore(kvm, cfg)?;
+    let ns = ns.map(|p| p.get()).transpose()?;
     if let (Some(n), Some(ns), Some(b)) = (&state.net, &ns, bound) {
         proxy::spawn(b, std::net::Ipv4Addr::from(n.ipv4), Some(ns.path()))?;
     }
