@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod compose;
+pub mod energy;
 pub mod image;
 pub mod images;
 pub mod instance;

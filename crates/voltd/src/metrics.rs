@@ -90,6 +90,12 @@ pub fn render() -> anyhow::Result<String> {
         reg.register(name, help, f.clone());
         f
     };
+    let energy = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    reg.register(
+        "volt_instance_energy_joules",
+        "Energy since the instance started, estimated with the Cloud Carbon Footprint method (one vCPU for the uptime, the CPU-seconds used, the PSS held, x PUE)",
+        energy.clone(),
+    );
     let exits = counter(
         &mut reg,
         "volt_instance_exits",
@@ -166,6 +172,9 @@ pub fn render() -> anyhow::Result<String> {
         uptime.get_or_create(&l).set(m.uptime_seconds.unwrap_or(0));
         if let Some(p) = m.pss_bytes {
             pss.get_or_create(&l).set(p as i64);
+        }
+        if let Some(j) = m.energy_joules {
+            energy.get_or_create(&l).set(j);
         }
         if let Some(c) = m.live {
             guest_mem.get_or_create(&l).set(c.guest_memory_bytes as i64);

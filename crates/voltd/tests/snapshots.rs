@@ -107,6 +107,8 @@ fn snapshot_restore_and_standby_through_the_api() {
             "{m}"
         );
         assert!(m["pss_bytes"].as_u64().unwrap() > 0, "{m}");
+        assert!(m["energy_joules"].as_f64().unwrap() > 0.0, "{m}");
+        assert!(m["energy_model"].as_str().unwrap().contains("Cloud Carbon Footprint"), "{m}");
         let (_, text) = d.unix("GET", "/metrics", "");
         for family in [
             "volt_instance_network_receive_bytes_total{",
@@ -115,6 +117,7 @@ fn snapshot_restore_and_standby_through_the_api() {
             "volt_instance_exits_total{",
             "volt_instance_guest_memory_bytes{",
             "volt_instance_memory_pss_bytes{",
+            "volt_instance_energy_joules{",
         ] {
             assert!(text.contains(family), "{family} missing from:\n{text}");
         }

@@ -383,6 +383,12 @@ pub struct InstanceMetrics {
     pub pss_bytes: Option<u64>,
     pub uptime_seconds: Option<i64>,
     pub restarts: u32,
+    /// Energy since it started, estimated with the Cloud Carbon Footprint
+    /// method (`crates/volt/src/energy.rs`: one vCPU held for the uptime,
+    /// the CPU-seconds used, the PSS now held for the uptime, × PUE).
+    pub energy_joules: Option<f64>,
+    /// The model and provider coefficients behind it.
+    pub energy_model: Option<String>,
     /// The monitor's live counters, while it runs.
     pub live: Option<LiveCounters>,
 }
@@ -428,22 +434,54 @@ impl From<optivolt_volt::snapshot::control::Counters> for LiveCounters {
     }
 }
 
+/// The energy model in use (the embedded coefficients, unless the
+/// environment names others); `None` if the named file is unusable.
+fn energy_model() -> Option<&'static optivolt_volt::energy::Model> {
+    static MODEL: std::sync::OnceLock<Option<optivolt_volt::energy::Model>> =
+        std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| match optivolt_volt::energy::Model::from_env() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!("no energy estimates: {e:#}");
+                None
+            }
+        })
+        .as_ref()
+}
+
 pub fn metrics_of(i: &Instance) -> InstanceMetrics {
     let u = optivolt_volt::instances::usage(i);
+    let pss_bytes = i
+        .child
+        .filter(|_| u.is_some())
+        .and_then(|(pid, _)| optivolt_volt::procfs::pss_bytes(pid as u32));
+    let uptime_seconds = match i.state {
+        State::Running => i.started.map(|s| optivolt_volt::instance::now() - s),
+        _ => None,
+    };
+    let energy = match (energy_model(), u, uptime_seconds) {
+        (Some(m), Some((cpu, _)), Some(up)) => Some((
+            m.joules(&optivolt_volt::energy::Usage {
+                seconds: up as f64,
+                vcpus: 1.0,
+                cpu_seconds: cpu,
+                memory_byte_seconds: pss_bytes.unwrap_or(0) as f64 * up as f64,
+            }),
+            format!("{} ({})", m.name, m.provider),
+        )),
+        _ => None,
+    };
     InstanceMetrics {
         name: i.name.clone(),
         state: cloud_state(i).into(),
         cpu_seconds: u.map(|x| x.0),
         rss_bytes: u.map(|x| x.1),
-        pss_bytes: i
-            .child
-            .filter(|_| u.is_some())
-            .and_then(|(pid, _)| optivolt_volt::procfs::pss_bytes(pid as u32)),
-        uptime_seconds: match i.state {
-            State::Running => i.started.map(|s| optivolt_volt::instance::now() - s),
-            _ => None,
-        },
+        pss_bytes,
+        uptime_seconds,
         restarts: i.restarts,
+        energy_joules: energy.as_ref().map(|e| e.0),
+        energy_model: energy.map(|e| e.1),
         live: optivolt_volt::instances::live_counters(i).map(LiveCounters::from),
     }
 }
