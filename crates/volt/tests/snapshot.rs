@@ -205,3 +205,69 @@ fn damaged_or_foreign_snapshots_are_refused_before_a_vm_starts() {
         assert_eq!(count(8080), 2);
     });
 }
+
+#[test]
+fn a_networked_instance_comes_back_on_its_network_from_standby() {
+    let test = "a_networked_instance_comes_back_on_its_network_from_standby";
+    if !kvm_available(test) {
+        return;
+    }
+    let web = program("goweb", "go");
+    let get = program("httpget", "musl");
+    in_private_netns(test, move || {
+        let c = Scratch::new("snapshot", "network");
+        let _ = c.volt(&["network", "rm", "snapnet"]);
+        c.ok(&["network", "create", "snapnet"]);
+        let w = web.to_str().unwrap();
+        c.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            "--network",
+            "snapnet",
+            "-p",
+            "127.0.0.1:8080:8080",
+            w,
+            "serve",
+            ":8080",
+        ]);
+        assert_eq!(count(8080), 1);
+        assert_eq!(count(8080), 2);
+        c.ok(&["standby", "srv"]);
+        let v: serde_json::Value = serde_json::from_str(&c.ok(&["inspect", "srv"])).unwrap();
+        assert_eq!(v[0]["state"], "standby", "{}", v[0]);
+        assert!(std::net::TcpStream::connect("127.0.0.1:8080").is_err());
+        // Out of standby: where it was, on its network, at its address.
+        c.ok(&["start", "srv"]);
+        assert_eq!(count(8080), 3);
+        let out = c.ok(&[
+            "run",
+            "--network",
+            "snapnet",
+            get.to_str().unwrap(),
+            "srv",
+            "8080",
+            "/count",
+        ]);
+        assert!(
+            out.contains('4'),
+            "a guest on the network reaches it by name: {out}"
+        );
+        // A restore that does not fit the network is refused before a VM starts.
+        c.ok(&["snapshot", "srv", "srv.snap"]);
+        let _ = c.volt(&["network", "rm", "othernet"]);
+        c.ok(&["network", "create", "othernet"]);
+        one_line_error(
+            &c.volt(&["restore", "--network", "othernet", "srv.snap"]),
+            "was not on network othernet",
+        );
+        one_line_error(
+            &c.volt(&["restore", "--network", "snapnet", "srv.snap"]),
+            "in use on network snapnet",
+        );
+        c.ok(&["rm", "-f", "srv"]);
+        c.ok(&["network", "rm", "snapnet"]);
+        c.ok(&["network", "rm", "othernet"]);
+    });
+}

@@ -108,7 +108,13 @@ fn snapshot_restore_and_standby_through_the_api() {
         );
         assert!(m["pss_bytes"].as_u64().unwrap() > 0, "{m}");
         assert!(m["energy_joules"].as_f64().unwrap() > 0.0, "{m}");
-        assert!(m["energy_model"].as_str().unwrap().contains("Cloud Carbon Footprint"), "{m}");
+        assert!(
+            m["energy_model"]
+                .as_str()
+                .unwrap()
+                .contains("Cloud Carbon Footprint"),
+            "{m}"
+        );
         let (_, text) = d.unix("GET", "/metrics", "");
         for family in [
             "volt_instance_network_receive_bytes_total{",

@@ -52,9 +52,14 @@ pub fn supervise(id: &str) -> Result<i32> {
             // Out of standby: restore the snapshot, once.
             Some(snap) => {
                 cmd.args(["restore", snap.as_str()]);
-                for p in &inst.ports {
-                    cmd.args(["--publish", p.as_str()]);
-                }
+                // Back on the network it was on, with the same names.
+                let run = crate::run::parse_args(&inst.args).ok();
+                let network = run.as_ref().and_then(|r| {
+                    r.network
+                        .as_deref()
+                        .map(|n| (n, r.network_aliases.as_slice()))
+                });
+                cmd.args(crate::snapshot::restore_args(&inst.ports, network));
                 db.set(
                     &inst.id,
                     "UPDATE instances SET snapshot = NULL WHERE id = ?1",

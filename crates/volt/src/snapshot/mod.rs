@@ -43,6 +43,13 @@ pub struct RestoreArgs {
     /// With -d: the restart policy (restarts restore the file again).
     #[arg(long, requires = "detach", value_name = "POLICY", value_parser = crate::restart::Policy::parse)]
     pub restart: Option<crate::restart::Policy>,
+    /// Put the guest back on this volt network, at the address it had
+    /// (without it, each restore gets a network namespace of its own).
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+    /// A name the other guests on the network know this one by (repeatable).
+    #[arg(long = "network-alias", value_name = "NAME", requires = "network")]
+    pub network_aliases: Vec<String>,
     /// Publish a guest port on the host (as for `volt run`).
     #[arg(
         short = 'p',
@@ -169,16 +176,17 @@ pub fn detach_restore(
     file: &Path,
     publish: &[String],
     restart: crate::restart::Policy,
+    network: Option<(&str, &[String])>,
 ) -> Result<String> {
     let state = snapshot::inspect(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     if !port_maps(publish)?.is_empty() && state.net.is_none() {
         bail!("-p needs the network: the snapshot's guest has no network device");
     }
-    let mut args = vec!["restore".to_string(), file.to_string_lossy().into_owned()];
-    for p in publish {
-        args.push("--publish".into());
-        args.push(p.clone());
+    if let Some((n, _)) = network {
+        check_network(&state, n)?;
     }
+    let mut args = vec!["restore".to_string(), file.to_string_lossy().into_owned()];
+    args.extend(restore_args(publish, network));
     crate::instances::detach_instance(
         name,
         file.to_string_lossy().into_owned(),
@@ -186,6 +194,45 @@ pub fn detach_restore(
         restart,
         publish.to_vec(),
     )
+}
+
+/// The `volt restore` options for `publish` and `network`.
+pub fn restore_args(publish: &[String], network: Option<(&str, &[String])>) -> Vec<String> {
+    let mut v = Vec::new();
+    for p in publish {
+        v.push("--publish".into());
+        v.push(p.clone());
+    }
+    if let Some((n, aliases)) = network {
+        v.push("--network".into());
+        v.push(n.into());
+        for a in aliases {
+            v.push("--network-alias".into());
+            v.push(a.clone());
+        }
+    }
+    v
+}
+
+/// Checks that the snapshot's guest can go back on network `name`: it
+/// has a device whose address and gateway are the network's.
+fn check_network(state: &snapshot::format::VmState, name: &str) -> Result<()> {
+    let Some(n) = state.net else {
+        bail!("--network needs the network: the snapshot's guest has no network device");
+    };
+    let mut db = crate::instance::Db::open_default()?;
+    let Some(net) = crate::network::find(&mut db, name)? else {
+        bail!("no such network: {name} (volt network create {name})");
+    };
+    if std::net::Ipv4Addr::from(n.gateway) != net.gateway() || n.prefix != net.prefix {
+        bail!(
+            "the snapshot's guest was not on network {name}: its address is {}/{} with gateway {}",
+            std::net::Ipv4Addr::from(n.ipv4),
+            n.prefix,
+            std::net::Ipv4Addr::from(n.gateway)
+        );
+    }
+    Ok(())
 }
 
 /// `volt restore FILE`.
@@ -200,9 +247,13 @@ pub fn restore_cmd(a: RestoreArgs, started: Instant) -> Result<i32> {
     }
     if a.detach {
         let restart = a.restart.unwrap_or(crate::restart::Policy::No);
+        let network = a
+            .network
+            .as_deref()
+            .map(|n| (n, a.network_aliases.as_slice()));
         println!(
             "{}",
-            detach_restore(a.name.as_deref(), &file, &a.publish, restart)?
+            detach_restore(a.name.as_deref(), &file, &a.publish, restart, network)?
         );
         return Ok(0);
     }
@@ -211,13 +262,37 @@ pub fn restore_cmd(a: RestoreArgs, started: Instant) -> Result<i32> {
         Some(t) => Some(Duration::from_secs_f64(t)),
         None => None,
     };
-    // The guest keeps its address: it gets a namespace of its own, with a
+    if let Some(n) = &a.network {
+        check_network(&state, n)?;
+    }
+    // Back on its network, at its address, held while this process runs.
+    let held = match (&a.network, state.net) {
+        (Some(name), Some(n)) => Some(crate::network::lease(
+            name,
+            Some(std::net::Ipv4Addr::from(n.ipv4)),
+            &a.network_aliases,
+            &[],
+        )?),
+        _ => None,
+    };
+    let tap_name = format!("vr{}", std::process::id());
+    let on_network = held.as_ref().map(|h| {
+        let (name, tap) = (h.net.name.clone(), tap_name.clone());
+        let ns = crate::network::setup::netns_path(&name);
+        std::thread::spawn(move || {
+            optivolt_vmm::devices::tap::enter_netns(&ns).map_err(|e| e.to_string())?;
+            let t = Tap::open(&tap).map_err(|e| e.to_string())?;
+            crate::network::setup::enslave(&name, &tap).map_err(|e| format!("{e:#}"))?;
+            Ok(t)
+        })
+    });
+    // Else the guest keeps its address in a namespace of its own, with a
     // fresh tap holding its gateway's address, made on a thread while the
     // VM is built.
-    let pending = state.net.map(|n| {
+    let pending = state.net.filter(|_| held.is_none()).map(|n| {
         let (gw, prefix) = (std::net::Ipv4Addr::from(n.gateway), n.prefix);
+        let name = tap_name.clone();
         PrivateNetns::make_with(move || {
-            let name = format!("vr{}", std::process::id());
             let tap = Tap::open(&name).map_err(|e| e.to_string())?;
             publish::hostnet::configure(&name, gw, prefix).map_err(|e| {
                 format!("cannot give the restored guest's tap the address {gw}: {e}")
@@ -233,7 +308,7 @@ pub fn restore_cmd(a: RestoreArgs, started: Instant) -> Result<i32> {
     };
     let (ns, tap) = match pending {
         Some(p) => (Some(p.ns), Some(p.work)),
-        None => (None, None),
+        None => (None, on_network),
     };
     let cfg = snapshot::RestoreConfig {
         path: &file,
@@ -244,8 +319,13 @@ pub fn restore_cmd(a: RestoreArgs, started: Instant) -> Result<i32> {
     };
     let mut vm = Vm::restore(kvm, cfg)?;
     let ns = ns.map(|p| p.get()).transpose()?;
-    if let (Some(n), Some(ns), Some(b)) = (&state.net, &ns, bound) {
-        proxy::spawn(b, std::net::Ipv4Addr::from(n.ipv4), Some(ns.path()))?;
+    let netns = match (&ns, &held) {
+        (Some(ns), _) => Some(ns.path()),
+        (None, Some(h)) => Some(crate::network::setup::netns_path(&h.net.name)),
+        _ => None,
+    };
+    if let (Some(n), Some(b)) = (&state.net, bound) {
+        proxy::spawn(b, std::net::Ipv4Addr::from(n.ipv4), netns)?;
     }
     if let Some(sock) = std::env::var_os(CONTROL_ENV) {
         control::serve(Path::new(&sock), vm.control())?;
@@ -259,6 +339,7 @@ pub fn restore_cmd(a: RestoreArgs, started: Instant) -> Result<i32> {
         eprint!("{}", vm.timing());
     }
     drop(ns);
+    drop(held);
     Ok(outcome.exit_code())
 }
 

@@ -109,15 +109,16 @@ pub fn create_restored(c: &CreateInstance) -> Result<Response, ApiError> {
         Some(p) => optivolt_volt::restart::Policy::parse(p).map_err(ApiError::bad_request)?,
         None => optivolt_volt::restart::Policy::No,
     };
-    let id = optivolt_volt::snapshot::detach_restore(c.name.as_deref(), &file, &c.ports, restart)
-        .map_err(|e| {
-        let m = format!("{e:#}");
-        if m.contains("snapshot") || m.contains("-p") {
-            ApiError::bad_request(m)
-        } else {
-            ApiError::from(e)
-        }
-    })?;
+    let id =
+        optivolt_volt::snapshot::detach_restore(c.name.as_deref(), &file, &c.ports, restart, None)
+            .map_err(|e| {
+                let m = format!("{e:#}");
+                if m.contains("snapshot") || m.contains("-p") {
+                    ApiError::bad_request(m)
+                } else {
+                    ApiError::from(e)
+                }
+            })?;
     let (_, i) =
         find(&id).map_err(|_| ApiError::conflict(format!("{id} was removed while it started")))?;
     Ok((StatusCode::CREATED, Json(view(&i))).into_response())
