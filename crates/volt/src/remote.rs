@@ -182,6 +182,25 @@ impl Host {
         serde_json::from_value(v).context("voltd's snapshot answer")
     }
 
+    /// `volt restore -d FILE` through voltd (the file is on voltd's host):
+    /// the new instance's ID.
+    pub fn restore(
+        &self,
+        name: Option<&str>,
+        file: &std::path::Path,
+        ports: &[String],
+        restart: Option<crate::restart::Policy>,
+    ) -> Result<String> {
+        let body = serde_json::json!({
+            "name": name,
+            "snapshot": file,
+            "ports": ports,
+            "restart": restart.map(|r| r.to_string()),
+        });
+        let v = self.call("POST", "/v1/instances", Some(body))?;
+        Ok(v["id"].as_str().unwrap_or_default().to_string())
+    }
+
     /// `volt run -d IMAGE` through voltd: the new instance's ID.
     pub fn create(&self, a: &crate::run::RunArgs) -> Result<String> {
         let image = a.binary().to_string_lossy().into_owned();

@@ -150,6 +150,12 @@ fn damaged_or_foreign_snapshots_are_refused_before_a_vm_starts() {
         ]);
         assert_eq!(count(8080), 1);
         c.ok(&["snapshot", "web", "good.snap"]);
+        // A snapshot that cannot be written: one line, and the VM goes on.
+        one_line_error(
+            &c.volt(&["snapshot", "web", "/nonexistent-dir/x.snap"]),
+            "cannot create the snapshot file",
+        );
+        assert_eq!(count(8080), 2);
         c.ok(&["rm", "-f", "web"]);
         let good = std::fs::read(c.dir.join("good.snap")).unwrap();
         let len = good.len() as u64;

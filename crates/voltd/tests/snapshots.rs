@@ -143,6 +143,17 @@ fn snapshot_restore_and_standby_through_the_api() {
         let (st, v) = d.json("POST", "/v1/instances", &body);
         assert_eq!(st, 201, "{v}");
         assert_eq!(count(8081), 4);
+        // The same through the CLI on voltd.
+        let o = Command::new(volt_bin())
+            .arg("--host")
+            .arg(format!("unix://{}", d.sock.display()))
+            .args(["restore", "-d", "--name", "w3", "-p", "127.0.0.1:8083:8080"])
+            .arg(&snap)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim().len(), 64);
+        assert_eq!(count(8083), 4);
 
         // Standby: saved, no process; start restores it where it was.
         let (st, v) = d.json("POST", "/v1/instances/w2/standby", "");

@@ -238,6 +238,20 @@ fn check_network(state: &snapshot::format::VmState, name: &str) -> Result<()> {
 /// `volt restore FILE`.
 pub fn restore_cmd(a: RestoreArgs, started: Instant) -> Result<i32> {
     let file = absolute(&a.file)?;
+    if a.detach {
+        if let Some(h) = crate::remote::host()? {
+            if a.network.is_some() {
+                bail!(
+                    "through voltd, volt restore -d takes --name, -p and --restart (not --network)"
+                );
+            }
+            println!(
+                "{}",
+                h.restore(a.name.as_deref(), &file, &a.publish, a.restart)?
+            );
+            return Ok(0);
+        }
+    }
     // Everything checkable is checked before anything starts.
     let state =
         snapshot::inspect(&file).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;

@@ -1,6 +1,8 @@
 //! Errors as JSON problem objects: `{"code": "...", "message": "..."}`.
+use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -66,6 +68,20 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, axum::Json(self.1)).into_response()
     }
+}
+
+/// The body of a JSON request, or the problem with it (413 beyond the
+/// limit: `too_large`; otherwise `bad_request`).
+pub fn json_body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(v)| v).map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(status, code, e.body_text())
+    })
 }
 
 /// Runs blocking volt code (SQLite, process spawns) off the async workers.

@@ -77,9 +77,7 @@ impl optivolt_volt::store::registry::Progress for Quiet {
 pub async fn pull(
     body: Result<Json<PullRequest>, JsonRejection>,
 ) -> Result<Json<ImageView>, ApiError> {
-    let p = body
-        .map(|Json(p)| p)
-        .map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
+    let p = super::error::json_body(body)?;
     on_thread(move || {
         let store = optivolt_volt::store::Store::open_default()?;
         let r = optivolt_volt::store::Reference::parse(&p.reference)

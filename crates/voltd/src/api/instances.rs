@@ -13,7 +13,7 @@ use optivolt_volt::instance::{alive, Db, Instance, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{blocking, ApiError, Problem};
+use super::error::{blocking, json_body, ApiError, Problem};
 
 /// An instance.
 #[derive(Debug, Serialize, ToSchema)]
@@ -113,18 +113,6 @@ pub struct CreateInstance {
     pub volumes: Vec<String>,
     /// A volt network to join.
     pub network: Option<String>,
-}
-
-pub(super) fn json_body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(v)| v).map_err(|e| {
-        let status = e.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "too_large"
-        } else {
-            "bad_request"
-        };
-        ApiError::new(status, code, e.body_text())
-    })
 }
 
 pub(super) fn find(name: &str) -> Result<(Db, Instance), ApiError> {

@@ -9,8 +9,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::error::json_body;
 use super::error::{blocking, ApiError, Problem};
-use super::instances::{find, json_body, view, CreateInstance, InstanceView};
+use super::instances::{find, view, CreateInstance, InstanceView};
 
 /// Where to save.
 #[derive(Debug, Deserialize, ToSchema)]

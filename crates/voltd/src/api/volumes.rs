@@ -50,9 +50,7 @@ pub async fn list() -> Result<Json<Vec<VolumeView>>, ApiError> {
 #[utoipa::path(post, path = "/v1/volumes", operation_id = "create_volume", request_body = CreateVolume,
     responses((status = 201, body = VolumeView), (status = 400, body = Problem), (status = 409, body = Problem)))]
 pub async fn create(body: Result<Json<CreateVolume>, JsonRejection>) -> Result<Response, ApiError> {
-    let c = body
-        .map(|Json(c)| c)
-        .map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
+    let c = super::error::json_body(body)?;
     blocking(move || {
         let labels: Vec<(String, String)> = c.labels.clone().into_iter().collect();
         if !optivolt_volt::volumes::valid_name(&c.name) {
