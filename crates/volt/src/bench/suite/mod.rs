@@ -73,12 +73,25 @@ for it in range(n):
 
 struct Ctx<'a> {
     a: &'a SuiteArgs,
+    /// The energy model every joule figure comes from.
+    energy: crate::energy::Model,
     work: PathBuf,
     results: Vec<Measurement>,
     bar: indicatif::ProgressBar,
 }
 
 impl Ctx<'_> {
+    /// Joules for `seconds` on one vCPU that used `cpu_seconds` and held
+    /// `mem_mib` of memory (the Cloud Carbon Footprint method).
+    fn joules(&self, seconds: f64, cpu_seconds: f64, mem_mib: f64) -> f64 {
+        self.energy.joules(&crate::energy::Usage {
+            seconds,
+            vcpus: 1.0,
+            cpu_seconds,
+            memory_byte_seconds: mem_mib * 1048576.0 * seconds,
+        })
+    }
+
     fn put(&mut self, w: &str, metric: &str, unit: &str, rt: &Runtime, v: Vec<f64>, low: bool) {
         if let Some(m) = Measurement::new(w, metric, unit, rt.name(), v, low) {
             self.results.push(m);
@@ -180,17 +193,25 @@ fn web(cx: &mut Ctx, l: &mut Launcher, web: &Path, port: u16) -> Result<()> {
     let r = l.start(web, &serve_args(), Some((port, 8080)), MEMORY, true)?;
     wait_http(addr, Instant::now())?;
     let (mut rps, mut p50, mut p99, mut cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut joules = Vec::new();
     for _ in 0..3 {
         let pids = r.pids();
         let c0 = cpu_seconds(&pids);
         let (x, a, b) = wrk(addr, cx.a.wrk_seconds)?;
-        let c1 = cpu_seconds(&r.pids());
+        let pids = r.pids();
+        let c1 = cpu_seconds(&pids);
         let requests = x * cx.a.wrk_seconds as f64;
         rps.push(x);
         p50.push(a);
         p99.push(b);
         if requests > 0.0 {
+            let per = 1000.0 / requests;
             cpu.push((c1 - c0) * 100_000.0 / requests);
+            joules.push(cx.joules(
+                cx.a.wrk_seconds as f64 * per,
+                (c1 - c0) * per,
+                pss_mib(&pids),
+            ));
         }
         cx.bar.inc(1);
     }
@@ -199,6 +220,7 @@ fn web(cx: &mut Ctx, l: &mut Launcher, web: &Path, port: u16) -> Result<()> {
     cx.put("web", "latency p50", "ms", &rt, p50, true);
     cx.put("web", "latency p99", "ms", &rt, p99, true);
     cx.put("web", "CPU per 100k requests", "CPU-s", &rt, cpu, true);
+    cx.put("web", "energy per 1,000 requests", "J", &rt, joules, true);
     Ok(())
 }
 
@@ -212,9 +234,12 @@ fn idle(cx: &mut Ctx, l: &mut Launcher, web: &Path, port: u16) -> Result<()> {
     let t = Instant::now();
     std::thread::sleep(Duration::from_secs(cx.a.idle_seconds));
     let pids = r.pids();
-    let cpu_pct = (cpu_seconds(&pids) - c0) / t.elapsed().as_secs_f64() * 100.0;
+    let (secs, used) = (t.elapsed().as_secs_f64(), cpu_seconds(&pids) - c0);
+    let cpu_pct = used / secs * 100.0;
+    let watts = cx.joules(secs, used, pss_mib(&pids)) / secs;
     let rt = l.runtime.clone();
     cx.put("idle", "host CPU", "%", &rt, vec![cpu_pct], true);
+    cx.put("idle", "power", "W", &rt, vec![watts], true);
     cx.put("idle", "RSS", "MiB", &rt, vec![rss_mib(&pids)], true);
     cx.put("idle", "PSS", "MiB", &rt, vec![pss_mib(&pids)], true);
     cx.bar.inc(1);
@@ -363,6 +388,10 @@ fn python(cx: &mut Ctx, l: &mut Launcher, script: &Path) -> Result<()> {
         true,
     );
     cx.put("python", "wall time", "s", &rt, vec![wall], true);
+    // Memory is left out here: the suite reads CPU from wait4 once the
+    // run has ended, when no memory is held any more.
+    let j = cx.joules(wall / n as f64, cpu / n as f64, 0.0);
+    cx.put("python", "energy per iteration", "J", &rt, vec![j], true);
     cx.bar.inc(1);
     Ok(())
 }
@@ -446,14 +475,25 @@ pub fn run(a: SuiteArgs) -> Result<i32> {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let energy = crate::energy::Model::from_env()?;
     let mut cx = Ctx {
         a: &a,
+        energy: energy.clone(),
         work: work.clone(),
         results: Vec::new(),
         bar,
     };
     let mut notes = vec![
-        "Energy: this machine exposes no RAPL counters (/sys/class/powercap is absent, it is itself a VM), so no joules are reported; CPU-seconds stand in.".to_string(),
+        format!(
+            "Energy: this machine exposes no RAPL counters (/sys/class/powercap is absent, it is itself a VM), so every joule is an estimate with the {} method, {} coefficients ({:.2}-{:.2} W per vCPU, {} W per GB, PUE {}; {}): one vCPU held for the time of the work, the CPU-seconds it used, the PSS it held.",
+            energy.name,
+            energy.provider,
+            energy.cpu.min_watts_per_vcpu,
+            energy.cpu.max_watts_per_vcpu,
+            energy.memory_watts_per_gb,
+            energy.cpu.pue,
+            energy.source
+        ),
     ];
     for (i, rt) in rts.iter().enumerate() {
         let mut l = Launcher::new(rt.clone(), &cx.work.join(rt.name()))?;
