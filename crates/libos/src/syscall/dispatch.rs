@@ -89,7 +89,10 @@ extern "C" fn ov_syscall_dispatch(frame: &mut SyscallFrame) {
         let ret = match result {
             Err(BLOCKED) => {
                 sched::schedule();
-                if sched::interrupted() {
+                // A signal interrupts the wait, also one that came while the
+                // thread was already runnable again (woken by I/O first):
+                // retrying would block with it pending, undelivered.
+                if sched::interrupted() | sched::signal_ready() {
                     sched::call_done();
                     if row.is_some_and(restarts) {
                         // SA_RESTART: run the handler, then the `syscall`

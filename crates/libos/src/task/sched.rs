@@ -511,6 +511,11 @@ pub fn take_signal() -> Option<u32> {
     })
 }
 
+/// Whether the running thread has a signal it does not block pending.
+pub fn signal_ready() -> bool {
+    with_current(|t| t.pending & !t.sigmask != 0)
+}
+
 /// Whether the running thread was woken by a signal (consumes the reason).
 pub fn interrupted() -> bool {
     with_current(|t| {

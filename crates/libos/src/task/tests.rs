@@ -132,6 +132,21 @@ fn a_signal_interrupts_a_blocked_thread_unless_it_is_masked() {
 }
 
 #[test]
+fn a_signal_that_finds_its_thread_woken_already_still_interrupts_the_wait() {
+    let _g = globals();
+    add_thread(2);
+    as_thread(2, || block_on_futex(0x4100, u32::MAX, None));
+    // Woken by its futex first (runnable again), then sent a signal: its
+    // wait must end with the signal, not be retried with it pending.
+    assert_eq!(futex_wake(0x4100, 1, u32::MAX), 1);
+    assert!(send_signal(2, 15));
+    assert!(!as_thread(2, interrupted), "it was woken by the futex");
+    assert!(as_thread(2, signal_ready));
+    assert_eq!(as_thread(2, take_signal), Some(15));
+    assert!(!as_thread(2, signal_ready));
+}
+
+#[test]
 fn a_call_keeps_its_deadline_across_restarts_until_it_is_done() {
     let _g = globals();
     assert_eq!(call_deadline(|| Some(42)), Some(42));
