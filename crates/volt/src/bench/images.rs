@@ -5,7 +5,7 @@
 //! 50 MiB image from a local docker-registry against `skopeo copy` of it.
 //! Root (a network namespace of its own), go, skopeo and docker-registry.
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,13 +28,13 @@ pub struct ImagesArgs {
     pub pulls: usize,
 }
 
-fn volt_cmd(data: &Path) -> Command {
+pub(super) fn volt_cmd(data: &Path) -> Command {
     let mut c = Command::new(std::env::current_exe().unwrap_or_else(|_| "volt".into()));
     c.env("VOLT_DATA_DIR", data);
     c
 }
 
-fn ok(mut c: Command, what: &str) -> Result<String> {
+pub(super) fn ok(mut c: Command, what: &str) -> Result<String> {
     let o = c.output().with_context(|| format!("cannot run {what}"))?;
     if !o.status.success() {
         bail!(
@@ -45,11 +45,11 @@ fn ok(mut c: Command, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-fn wait_200(addr: SocketAddr, t: Instant) -> Result<Duration> {
+pub(super) fn wait_200(addr: SocketAddr, t: Instant) -> Result<Duration> {
     super::net::wait_for_200(addr, t, Duration::from_secs(20))
 }
 
-fn line(what: &str, s: &Summary, base: Option<&Summary>) {
+pub(super) fn line(what: &str, s: &Summary, base: Option<&Summary>) {
     let ratio = base
         .map(|b| {
             format!(
@@ -67,16 +67,17 @@ fn line(what: &str, s: &Summary, base: Option<&Summary>) {
     );
 }
 
-pub fn run(a: ImagesArgs) -> Result<i32> {
-    if a.runs == 0 || a.pulls == 0 {
-        bail!("--runs and --pulls must be at least 1");
-    }
-    let dir = crate::store::build::tempdir("bench-images")?;
+/// What the Go web server benchmarks share: a scratch directory, a network
+/// namespace of their own (this process and its children), the server
+/// built, and an image `web:1` of it (256 MiB guest) in a store of its own.
+/// Returns the directory, the store's data directory and the binary.
+pub(super) fn web_image(bench: &str) -> Result<(crate::store::build::TempDir, PathBuf, PathBuf)> {
+    let dir = crate::store::build::tempdir(&format!("bench-{bench}"))?;
     // SAFETY: takes no pointers; moves this process (single-threaded here)
     // and its children into a network namespace of their own.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         bail!(
-            "cannot create a network namespace ({}); volt bench images needs root",
+            "cannot create a network namespace ({}); volt bench {bench} needs root",
             std::io::Error::last_os_error()
         );
     }
@@ -93,6 +94,14 @@ pub fn run(a: ImagesArgs) -> Result<i32> {
     let mut b = volt_cmd(&data);
     b.args(["build", "-q", "-t", "web:1"]).arg(&ctx);
     ok(b, "volt build")?;
+    Ok((dir, data, web))
+}
+
+pub fn run(a: ImagesArgs) -> Result<i32> {
+    if a.runs == 0 || a.pulls == 0 {
+        bail!("--runs and --pulls must be at least 1");
+    }
+    let (dir, data, web) = web_image("images")?;
 
     println!("volt bench images: time to the Go web server's first HTTP 200 through -p, ms: median (min..max) of {}", a.runs);
     let addr: SocketAddr = "127.0.0.1:18090".parse()?;

@@ -6,38 +6,20 @@
 //! then the memory of a restored and of a booted idle instance.
 //! Root (a network namespace of its own) and go.
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use super::stats::{ms, Summary};
-use crate::publish::hostnet;
+use super::images::{line, ok, volt_cmd};
+use super::stats::Summary;
 
 #[derive(Args, Debug)]
 pub struct SnapshotsArgs {
     /// Snapshots, restores and boots measured.
     #[arg(long, default_value_t = 20)]
     pub runs: usize,
-}
-
-fn volt_cmd(data: &Path) -> Command {
-    let mut c = Command::new(std::env::current_exe().unwrap_or_else(|_| "volt".into()));
-    c.env("VOLT_DATA_DIR", data);
-    c
-}
-
-fn ok(mut c: Command, what: &str) -> Result<String> {
-    let o = c.output().with_context(|| format!("cannot run {what}"))?;
-    if !o.status.success() {
-        bail!(
-            "{what} failed: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 struct Killed(Child);
@@ -49,51 +31,12 @@ impl Drop for Killed {
     }
 }
 
-fn row(what: &str, s: &Summary, base: Option<&Summary>) {
-    let ratio = base
-        .map(|b| {
-            format!(
-                "  ({:.2}x)",
-                s.median.as_secs_f64() / b.median.as_secs_f64()
-            )
-        })
-        .unwrap_or_default();
-    println!(
-        "  {what:<40} {} ({}..{}){ratio}",
-        ms(s.median),
-        ms(s.min),
-        ms(s.max)
-    );
-}
-
 pub fn run(a: SnapshotsArgs) -> Result<i32> {
     if a.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let dir = crate::store::build::tempdir("bench-snapshots")?;
-    // SAFETY: takes no pointers; moves this process (single-threaded here)
-    // and its children into a network namespace of their own.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        bail!(
-            "cannot create a network namespace ({}); volt bench snapshots needs root",
-            std::io::Error::last_os_error()
-        );
-    }
-    hostnet::set_up("lo").context("bring the namespace's loopback up")?;
-    let data = dir.path().join("data");
-    let web = super::net::build_goweb(dir.path())?;
-    let ctx = dir.path().join("ctx");
-    std::fs::create_dir_all(ctx.join("rootfs/app"))?;
-    std::fs::copy(&web, ctx.join("rootfs/app/web"))?;
-    std::fs::write(
-        ctx.join("Voltfile"),
-        "spec: v1\nname: web\nrootfs: ./rootfs\ncmd: [/app/web, serve, \":8080\"]\nmemory: 256M\n",
-    )?;
-    let mut b = volt_cmd(&data);
-    b.args(["build", "-q", "-t", "web:1"]).arg(&ctx);
-    ok(b, "volt build")?;
-    let wait =
-        |addr: SocketAddr, t: Instant| super::net::wait_for_200(addr, t, Duration::from_secs(20));
+    let (dir, data, _) = super::images::web_image("snapshots")?;
+    let wait = super::images::wait_200;
 
     // The server to save: detached, answered a few requests, then idle.
     let mut c = volt_cmd(&data);
@@ -145,8 +88,8 @@ pub fn run(a: SnapshotsArgs) -> Result<i32> {
         "volt bench snapshots: the idle Go web server (image, 256 MiB guest), ms: median (min..max) of {}",
         a.runs
     );
-    row("snapshot, inside the monitor", &Summary::of(&inside), None);
-    row("volt snapshot, whole command", &Summary::of(&whole), None);
+    line("snapshot, inside the monitor", &Summary::of(&inside), None);
+    line("volt snapshot, whole command", &Summary::of(&whole), None);
     println!(
         "  snapshot on disk {:.1} MiB (file length {} MiB); the monitor's RSS {:.1} MiB",
         disk as f64 / 1048576.0,
@@ -193,8 +136,8 @@ pub fn run(a: SnapshotsArgs) -> Result<i32> {
     }
     let sb = Summary::of(&boots);
     println!("  to the first HTTP 200 through -p, from the command's start:");
-    row("volt run IMAGE (baseline)", &sb, None);
-    row("volt restore SNAPSHOT", &Summary::of(&restores), Some(&sb));
+    line("volt run IMAGE (baseline)", &sb, None);
+    line("volt restore SNAPSHOT", &Summary::of(&restores), Some(&sb));
     let mib = |b: u64| b as f64 / 1048576.0;
     println!(
         "  idle after its first answer: booted RSS {:.1} MiB, PSS {:.1} MiB; restored RSS {:.1} MiB, PSS {:.1} MiB",
