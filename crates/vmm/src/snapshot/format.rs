@@ -10,7 +10,6 @@
 //! size and address lies within guest RAM. Guest memory itself carries no
 //! checksum (as in Firecracker): a damaged page can only hurt the guest.
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 
 use optivolt_abi::layout::{LARGE_PAGE_SIZE, MIN_RAM, PAGE_SIZE};
@@ -254,16 +253,6 @@ fn read_at_most(file: &File, buf: &mut [u8], at: u64) -> Result<usize, SnapshotE
         }
     }
     Ok(done)
-}
-
-/// Whether `path` starts like a snapshot (for a CLI that takes either an
-/// image or a snapshot).
-pub fn looks_like_snapshot(path: &std::path::Path) -> bool {
-    let mut m = [0u8; 8];
-    File::open(path)
-        .and_then(|mut f| f.read_exact(&mut m))
-        .is_ok()
-        && m == MAGIC
 }
 
 #[cfg(test)]

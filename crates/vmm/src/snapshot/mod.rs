@@ -31,7 +31,6 @@ use optivolt_abi::layout::PAGE_SIZE;
 use virtio_queue::QueueT;
 
 pub use control::{ControlHandle, SnapshotRequest};
-pub use format::looks_like_snapshot;
 use format::{NetState, Overlay, VmState, VolumeState, HEADER_AREA};
 pub use restore::{inspect, RestoreConfig, TapMaker};
 use vcpu_state::VcpuState;

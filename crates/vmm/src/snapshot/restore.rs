@@ -170,7 +170,7 @@ impl Vm {
         let tsc = state.guest_tsc + (away_ns * state.tsc_khz as u128 / 1_000_000) as u64;
         let refused = state.vcpu.apply(&vcpu, tsc).map_err(snap)?;
         if refused > 0 {
-            tracing_free_note(refused);
+            note_refused_msrs(refused);
         }
         let clock = builder::sample_clock(&vcpu)?;
         let tap = match tap {
@@ -246,7 +246,7 @@ fn net_addr(n: &NetState) -> NetAddr {
 
 /// KVM refused some MSRs a different kernel listed: the guest does not use
 /// them (they are the hypervisor's paravirtual ones), so it goes on.
-fn tracing_free_note(n: usize) {
+fn note_refused_msrs(n: usize) {
     if std::env::var_os("VOLT_DEBUG_SNAPSHOT").is_some() {
         eprintln!("volt: restore: KVM refused {n} MSRs of the snapshot");
     }

@@ -251,15 +251,7 @@ pub fn restore_cmd(a: RestoreArgs, started: Instant) -> Result<i32> {
             );
             return Ok(0);
         }
-    }
-    // Everything checkable is checked before anything starts.
-    let state =
-        snapshot::inspect(&file).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
-    let maps = port_maps(&a.publish)?;
-    if !maps.is_empty() && state.net.is_none() {
-        bail!("-p needs the network: the snapshot's guest has no network device");
-    }
-    if a.detach {
+        // detach_restore checks the file, -p and --network itself.
         let restart = a.restart.unwrap_or(crate::restart::Policy::No);
         let network = a
             .network
@@ -270,6 +262,13 @@ pub fn restore_cmd(a: RestoreArgs, started: Instant) -> Result<i32> {
             detach_restore(a.name.as_deref(), &file, &a.publish, restart, network)?
         );
         return Ok(0);
+    }
+    // Everything checkable is checked before anything starts.
+    let state =
+        snapshot::inspect(&file).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+    let maps = port_maps(&a.publish)?;
+    if !maps.is_empty() && state.net.is_none() {
+        bail!("-p needs the network: the snapshot's guest has no network device");
     }
     let timeout = match a.timeout {
         Some(t) if !(t > 0.0 && t < 1e9) => bail!("invalid --timeout {t} (expected seconds > 0)"),
