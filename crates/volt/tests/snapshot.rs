@@ -11,6 +11,15 @@ use std::time::Duration;
 use common::net::{http, in_private_netns, wait_for_http};
 use common::*;
 
+/// `volt run -d --name NAME [EXTRA…] -p 127.0.0.1:PORT:8080 goweb serve :8080`.
+fn serve(c: &Scratch, goweb: &str, name: &str, port: u16, extra: &[&str]) {
+    let publish = format!("127.0.0.1:{port}:8080");
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(extra);
+    args.extend(["-p", publish.as_str(), goweb, "serve", ":8080"]);
+    c.ok(&args);
+}
+
 fn count(port: u16) -> u64 {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let r = wait_for_http(addr, "/count", Duration::from_secs(20));
@@ -28,17 +37,7 @@ fn a_go_server_restored_twice_continues_from_its_saved_counter() {
     in_private_netns(test, move || {
         let c = Scratch::new("snapshot", "counter");
         let w = web.to_str().unwrap();
-        c.ok(&[
-            "run",
-            "-d",
-            "--name",
-            "web",
-            "-p",
-            "127.0.0.1:8080:8080",
-            w,
-            "serve",
-            ":8080",
-        ]);
+        serve(&c, w, "web", 8080, &[]);
         for want in 1..=3 {
             assert_eq!(count(8080), want);
         }
@@ -90,19 +89,7 @@ fn a_go_server_restored_twice_continues_from_its_saved_counter() {
         assert_eq!(count(8083), 6);
         assert_eq!(count(8082), 5, "r2 does not see r1's or r3's requests");
         // --stop: saved, then ended for good (its restart policy does not apply).
-        c.ok(&[
-            "run",
-            "-d",
-            "--name",
-            "st",
-            "--restart",
-            "always",
-            "-p",
-            "127.0.0.1:8084:8080",
-            w,
-            "serve",
-            ":8080",
-        ]);
+        serve(&c, w, "st", 8084, &["--restart", "always"]);
         assert_eq!(count(8084), 1);
         c.ok(&["snapshot", "--stop", "st", "st.snap"]);
         let t = std::time::Instant::now();
@@ -137,17 +124,7 @@ fn damaged_or_foreign_snapshots_are_refused_before_a_vm_starts() {
     in_private_netns(test, move || {
         let c = Scratch::new("snapshot", "damaged");
         let w = web.to_str().unwrap();
-        c.ok(&[
-            "run",
-            "-d",
-            "--name",
-            "web",
-            "-p",
-            "127.0.0.1:8080:8080",
-            w,
-            "serve",
-            ":8080",
-        ]);
+        serve(&c, w, "web", 8080, &[]);
         assert_eq!(count(8080), 1);
         c.ok(&["snapshot", "web", "good.snap"]);
         // A snapshot that cannot be written: one line, and the VM goes on.
@@ -225,19 +202,7 @@ fn a_networked_instance_comes_back_on_its_network_from_standby() {
         let _ = c.volt(&["network", "rm", "snapnet"]);
         c.ok(&["network", "create", "snapnet"]);
         let w = web.to_str().unwrap();
-        c.ok(&[
-            "run",
-            "-d",
-            "--name",
-            "srv",
-            "--network",
-            "snapnet",
-            "-p",
-            "127.0.0.1:8080:8080",
-            w,
-            "serve",
-            ":8080",
-        ]);
+        serve(&c, w, "srv", 8080, &["--network", "snapnet"]);
         assert_eq!(count(8080), 1);
         assert_eq!(count(8080), 2);
         c.ok(&["standby", "srv"]);
