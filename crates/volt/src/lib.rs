@@ -18,6 +18,7 @@ pub mod remote;
 pub mod restart;
 pub mod run;
 pub mod runtime;
+pub mod service;
 pub mod snapshot;
 pub mod store;
 pub mod voltfile;
@@ -122,6 +123,10 @@ enum Command {
     /// Manage volumes (host directories and named volumes for `volt run -v`).
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
+    /// Manage services: replicas behind voltd's load balancer, scaled to
+    /// zero and back, updated one replica at a time.
+    #[command(subcommand)]
+    Service(service::cli::ServiceCommand),
     /// Save a running instance's VM to a file (restore it with `volt restore`).
     Snapshot(snapshot::SnapshotArgs),
     /// Save running instances and stop them; `volt start` restores them.
@@ -191,6 +196,7 @@ pub fn real_main(started: Instant) -> i32 {
         Command::Volume(c) => volumes::volume(c),
         Command::Network(c) => network::cli::network(c),
         Command::Compose(a) => compose::compose(a),
+        Command::Service(c) => service::cli::service(c),
         Command::Snapshot(a) => snapshot::snapshot_cmd(a),
         Command::Standby(a) => snapshot::standby_cmd(a),
         Command::Restore(a) => snapshot::restore_cmd(a, started),

@@ -22,6 +22,9 @@ pub struct Host {
     token: Option<String>,
 }
 
+/// Where voltd listens by default (`voltd --listen unix:///run/volt.sock`).
+pub const DEFAULT_SOCKET: &str = "/run/volt.sock";
+
 /// The voltd the user named, if any.
 pub fn host() -> Result<Option<Host>> {
     let Some(h) = std::env::var_os("VOLT_HOST") else {
@@ -61,6 +64,24 @@ struct Answer(u16, Vec<u8>);
 type OnChunk<'a> = Option<&'a mut dyn FnMut(&[u8]) -> Result<()>>;
 
 impl Host {
+    /// voltd on a Unix socket, with the token from the environment if any.
+    pub fn unix(path: &str) -> Result<Host> {
+        Ok(Host {
+            target: Target::Unix(PathBuf::from(path)),
+            token: std::env::var("VOLT_TOKEN").ok(),
+        })
+    }
+
+    /// A JSON call; a problem object becomes the error.
+    pub fn call_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        self.call(method, path, body)
+    }
+
     fn where_(&self) -> String {
         match &self.target {
             Target::Unix(p) => format!("unix://{}", p.display()),

@@ -98,6 +98,14 @@ pub struct RunArgs {
     /// (volt-runtime's pod networking: the guest takes the pod's address).
     #[arg(long, value_name = "IFACE", requires = "net", hide = true)]
     pub redirect: Option<String>,
+    /// Join the network of service SERVICE (`volt service create`): the
+    /// guest resolves `NAME.internal` (the services and replicas there)
+    /// through voltd's DNS on the network's gateway.
+    #[arg(long = "service-net", value_name = "SERVICE", conflicts_with_all = ["net", "network"])]
+    pub service_net: Option<String>,
+    /// A name server for the guest's /etc/resolv.conf (repeatable).
+    #[arg(long = "dns", value_name = "ADDR")]
+    pub dns: Vec<std::net::Ipv4Addr>,
     /// An /etc/hosts line for the guest: NAME:IP (repeatable).
     #[arg(long = "add-host", value_name = "NAME:IP")]
     pub add_hosts: Vec<String>,
@@ -184,6 +192,9 @@ impl RunArgs {
         }
         for h in &self.add_hosts {
             opt("--add-host", h.clone());
+        }
+        for d in &self.dns {
+            opt("--dns", d.to_string());
         }
         for p in &self.publish {
             opt("--publish", p.clone());
@@ -323,7 +334,32 @@ pub fn parse_args(args: &[String]) -> Result<RunArgs> {
         })
 }
 
-pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
+/// `--service-net SERVICE`: the service's network, and voltd's resolver
+/// on its gateway.
+fn join_service_net(a: &mut RunArgs) -> Result<()> {
+    let Some(svc) = a.service_net.take() else {
+        return Ok(());
+    };
+    let name = crate::service::store::network_of(&svc)?;
+    let mut db = crate::network::db()?;
+    let net = crate::network::find(&mut db, &name)?
+        .ok_or_else(|| anyhow::anyhow!("service {svc}: its network {name} is gone"))?;
+    a.network = Some(name);
+    a.dns.insert(0, net.gateway());
+    Ok(())
+}
+
+/// The guest's /etc/resolv.conf for `--dns`.
+pub fn resolv_conf(dns: &[std::net::Ipv4Addr]) -> String {
+    let mut s = String::from("search internal\noptions ndots:1 timeout:2 attempts:2\n");
+    for d in dns {
+        s.push_str(&format!("nameserver {d}\n"));
+    }
+    s
+}
+
+pub fn run(mut a: RunArgs, started: Instant) -> Result<i32> {
+    join_service_net(&mut a)?;
     let mounts = a
         .volumes
         .iter()
@@ -421,6 +457,13 @@ pub fn run(a: RunArgs, started: Instant) -> Result<i32> {
         }
         None => Vec::new(),
     };
+    let mut files = files;
+    if !a.dns.is_empty() {
+        files.push((
+            "/etc/resolv.conf".to_string(),
+            resolv_conf(&a.dns).into_bytes(),
+        ));
+    }
     let (variant, libos) = crate::libos_variant(!no_net);
     let (_, libos_end) = optivolt_vmm::builder::inspect_libos(libos)?;
     let rootfs_len: u64 = app.rootfs_slices().iter().map(|p| p.len() as u64).sum();

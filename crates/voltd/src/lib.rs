@@ -8,6 +8,7 @@
 pub mod api;
 mod listen;
 pub mod metrics;
+pub mod service;
 
 use std::path::PathBuf;
 

@@ -54,6 +54,12 @@ pub async fn serve(specs: Vec<Spec>, token: Option<String>) -> Result<()> {
         }
     }
     tokio::spawn(crate::api::reap_supervisors());
+    // Services recorded by an earlier voltd: their listeners and replicas again.
+    tokio::spawn(async {
+        if let Err(e) = crate::service::manager().restore_all().await {
+            tracing::error!("cannot read the services back: {e:#}");
+        }
+    });
     for t in tasks {
         t.await.context("a listener stopped")?.context("serving")?;
     }

@@ -3,7 +3,7 @@
 //! network bytes and packets, the guest's system calls by jump and by trap,
 //! patched sites, page faults, relayed connections) in the
 //! Prometheus/OpenMetrics text format (`prometheus-client`), one scrape for
-//! all of them. Until the benchmark report defines an energy model,
+//! all of them; and the services' (`crate::service::metrics`). Until the benchmark report defines an energy model,
 //! CPU-seconds and memory are the cost figures.
 use std::sync::atomic::AtomicU64;
 
@@ -205,6 +205,7 @@ pub fn render() -> anyhow::Result<String> {
             })
             .set(1);
     }
+    crate::service::metrics::register(&mut reg);
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &reg)?;
     Ok(out)

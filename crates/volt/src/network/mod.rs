@@ -39,7 +39,7 @@ impl Network {
     }
 
     /// Addresses guests may have: after the gateway, before broadcast.
-    fn hosts(&self) -> impl Iterator<Item = Ipv4Addr> {
+    pub fn hosts(&self) -> impl Iterator<Item = Ipv4Addr> {
         let base = u32::from(self.subnet);
         let n = 1u32 << (32 - u32::from(self.prefix));
         (2..n - 1).map(move |i| Ipv4Addr::from(base + i))

@@ -3,6 +3,7 @@
 mod error;
 mod images;
 mod instances;
+mod services;
 mod snapshots;
 mod volumes;
 
@@ -27,17 +28,19 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "voltd", description = "The OptiVolt control plane: instances, images and volumes on one machine."),
+    info(title = "voltd", description = "The OptiVolt control plane: instances, services, images and volumes on one machine."),
     paths(
         instances::list, instances::create, instances::get_one, instances::remove,
         instances::start, instances::stop, instances::restart, instances::logs,
         instances::metrics_json, snapshots::snapshot, snapshots::standby,
         images::list, images::pull, images::remove,
+        services::list, services::create, services::get_one, services::update, services::remove,
         volumes::list, volumes::create, volumes::remove,
     ),
     components(schemas(
         Problem, snapshots::SnapshotRequest, snapshots::SnapshotView, instances::InstanceView, instances::CreateInstance, instances::InstanceMetrics, instances::LiveCounters,
-        images::ImageView, images::PullRequest, volumes::VolumeView, volumes::CreateVolume,
+        images::ImageView, images::PullRequest, services::UpdateService,
+        crate::service::ServiceView, crate::service::manager::ReplicaView, crate::service::manager::WakeView, volumes::VolumeView, volumes::CreateVolume,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -82,6 +85,13 @@ pub fn router(token: Option<String>) -> Router {
         .route("/v1/instances/{name}/metrics", get(instances::metrics_json))
         .route("/v1/instances/{name}/snapshot", post(snapshots::snapshot))
         .route("/v1/instances/{name}/standby", post(snapshots::standby))
+        .route("/v1/services", get(services::list).post(services::create))
+        .route(
+            "/v1/services/{name}",
+            get(services::get_one)
+                .patch(services::update)
+                .delete(services::remove),
+        )
         .route("/v1/images", get(images::list))
         .route("/v1/images/pull", post(images::pull))
         .route("/v1/images/{*reference}", delete(images::remove))

@@ -4,7 +4,8 @@
 //	                      the request body, /bytes?n=N streams N bytes,
 //	                      /sha256 returns the SHA-256 of the request body,
 //	                      /exit ends the process at once (status 3),
-//	                      /count returns how often it was asked
+//	                      /count returns how often it was asked, /info
+//	                      says $HOSTNAME and $VERSION
 //	goweb get URL         fetch URL, print status and body
 //	goweb self            serve on 127.0.0.1:0 and fetch from itself
 package main
@@ -30,6 +31,10 @@ func handler() http.Handler {
 	var count atomic.Int64
 	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%d\n", count.Add(1))
+	})
+	// Which replica answered, and of which version (for the service tests).
+	mux.HandleFunc("/info", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s\n", os.Getenv("HOSTNAME"), os.Getenv("VERSION"))
 	})
 	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
 		os.Exit(3)
