@@ -703,11 +703,15 @@ pub fn parse_cidr(s: &str) -> Result<([u8; 4], u8), String> {
     Ok((a.octets(), p))
 }
 
+/// A guest's MAC address: locally administered, derived from its address.
+pub fn guest_mac(ipv4: [u8; 4]) -> [u8; 6] {
+    [0x02, 0x6f, ipv4[0], ipv4[1], ipv4[2], ipv4[3]]
+}
+
 fn net_config(tap: &str, ipv4: [u8; 4], prefix: u8, gateway: [u8; 4]) -> NetConfig {
     NetConfig {
         tap: tap.to_owned(),
-        // Locally administered, derived from the address.
-        mac: [0x02, 0x6f, ipv4[0], ipv4[1], ipv4[2], ipv4[3]],
+        mac: guest_mac(ipv4),
         ipv4,
         prefix,
         gateway,

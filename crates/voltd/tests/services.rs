@@ -361,3 +361,64 @@ fn an_idle_service_goes_to_standby_and_the_next_request_wakes_it() {
         assert!(instances(&d).is_empty());
     });
 }
+
+#[test]
+fn autoscale_follows_the_load_and_tcp_ports_splice() {
+    let test = "autoscale_follows_the_load_and_tcp_ports_splice";
+    if !kvm(test) {
+        return;
+    }
+    optivolt_testnet::in_private_netns(test, || {
+        let d = Daemon::new("services-auto");
+        images(&d);
+        let (http, tcp) = (free_port(), free_port());
+        let body = format!(
+            r#"{{"name": "auto", "image": "web:1", "balance": "round-robin",
+                "ports": ["127.0.0.1:{http}:8080/http", "127.0.0.1:{tcp}:8080/tcp"],
+                "autoscale": "min=1,max=3,target-inflight=2,cooldown=1s", "health_interval": "200ms"}}"#
+        );
+        let (st, v) = d.json("POST", "/v1/services", &body);
+        assert_eq!(st, 201, "{v}");
+        assert_eq!(v["replicas"].as_array().unwrap().len(), 1, "{v}");
+        // A TCP port: the connection goes whole to a replica.
+        let (st, b) = get(tcp, "/info");
+        assert_eq!((st, b.as_str()), (200, "auto-1 v1\n"));
+
+        // 16 connections against a target of 2 in flight each: up to max.
+        let wrk = std::thread::spawn(move || {
+            Command::new("wrk")
+                .args(["-t2", "-c16", "-d6s", "--timeout", "5s"])
+                .arg(format!("http://127.0.0.1:{http}/bytes?n=65536"))
+                .output()
+                .unwrap()
+        });
+        wait_for("3 replicas", Duration::from_secs(6), || {
+            service(&d, "auto")["ready"] == 3
+        });
+        let o = wrk.join().unwrap();
+        let report = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            !report.contains("Non-2xx") && !report.contains("Socket errors"),
+            "{report}"
+        );
+        // Load gone for the cool-down: back to min, one replica at a time.
+        wait_for("back to 1", Duration::from_secs(20), || {
+            service(&d, "auto")["replicas"].as_array().unwrap().len() == 1
+        });
+        let v = service(&d, "auto");
+        let served: u64 = v["replicas"][0]["served"].as_u64().unwrap();
+        assert!(served > 0, "{v}");
+        assert_eq!(v["failed_requests"], 0, "{v}");
+        assert_eq!(instances(&d).len(), 1);
+
+        // The count by hand, then remove.
+        let (st, v) = d.json("PATCH", "/v1/services/auto", r#"{"replicas": 2}"#);
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["ready"], 2, "{v}");
+        let (st, v) = d.json("PATCH", "/v1/services/auto", r#"{"replicas": 9}"#);
+        assert_eq!((st, v["code"].as_str()), (422, Some("invalid")), "{v}");
+        let (st, _) = d.unix("DELETE", "/v1/services/auto", "");
+        assert_eq!(st, 204);
+        assert!(instances(&d).is_empty());
+    });
+}

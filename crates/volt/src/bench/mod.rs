@@ -7,6 +7,7 @@ mod net;
 mod programs;
 mod runstats;
 mod runtime;
+mod services;
 mod snapshots;
 mod stats;
 mod suite;
@@ -52,6 +53,11 @@ enum Bench {
     /// Snapshots of the idle Go web server: time and size, and `volt
     /// restore` to the first HTTP 200 against `volt run` of the image (root; go).
     Snapshots(snapshots::SnapshotsArgs),
+    /// voltd's services: wake from standby to the first byte through the
+    /// balancer, the balancer against the replica directly under wrk,
+    /// scale-out 1 -> 8 under load, memory per idle and standby replica
+    /// (root; go, wrk, voltd beside volt).
+    Services(services::ServicesArgs),
     /// File operations on a volume (`-v`) against the same program natively
     /// on the host directory and in the guest's in-memory /tmp.
     Volumes(volumes::VolumesArgs),
@@ -69,5 +75,6 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
         Bench::Runtime(b) => runtime::run(b),
         Bench::Voltd(b) => voltd::run(b),
         Bench::Snapshots(b) => snapshots::run(b),
+        Bench::Services(b) => services::run(b),
     }
 }

@@ -22,7 +22,7 @@ pub struct VoltdArgs {
     idle: u64,
 }
 
-fn call(sock: &Path, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+pub(super) fn call(sock: &Path, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
     let mut s = UnixStream::connect(sock).context("connect to voltd")?;
     write!(
         s,

@@ -23,7 +23,7 @@ pub fn netns_path(name: &str) -> PathBuf {
     PathBuf::from("/run/netns").join(netns_name(name))
 }
 
-fn ip(args: &[&str]) -> Result<()> {
+fn ip_cmd(args: &[&str]) -> Result<()> {
     let out = Command::new("ip")
         .args(args)
         .output()
@@ -48,28 +48,28 @@ pub fn ensure(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
     }
     let ns = netns_name(name);
     if !netns_path(name).exists() {
-        ip(&["netns", "add", &ns])?;
+        ip_cmd(&["netns", "add", &ns])?;
     }
-    if ip(&["-n", &ns, "link", "show", BRIDGE]).is_err() {
-        ip(&["-n", &ns, "link", "add", BRIDGE, "type", "bridge"])?;
+    if ip_cmd(&["-n", &ns, "link", "show", BRIDGE]).is_err() {
+        ip_cmd(&["-n", &ns, "link", "add", BRIDGE, "type", "bridge"])?;
     }
     let addr = format!("{gateway}/{prefix}");
-    ip(&["-n", &ns, "addr", "replace", &addr, "dev", BRIDGE])?;
-    ip(&["-n", &ns, "link", "set", BRIDGE, "up"])?;
-    ip(&["-n", &ns, "link", "set", "lo", "up"])
+    ip_cmd(&["-n", &ns, "addr", "replace", &addr, "dev", BRIDGE])?;
+    ip_cmd(&["-n", &ns, "link", "set", BRIDGE, "up"])?;
+    ip_cmd(&["-n", &ns, "link", "set", "lo", "up"])
 }
 
 /// Removes the namespace, and with it every interface in it.
 pub fn remove(name: &str) -> Result<()> {
     if netns_path(name).exists() {
-        ip(&["netns", "del", &netns_name(name)])?;
+        ip_cmd(&["netns", "del", &netns_name(name)])?;
     }
     Ok(())
 }
 
 /// Puts tap `tap` (made in the namespace by the monitor) on the bridge.
 pub fn enslave(name: &str, tap: &str) -> Result<()> {
-    ip(&[
+    ip_cmd(&[
         "-n",
         &netns_name(name),
         "link",
@@ -78,5 +78,31 @@ pub fn enslave(name: &str, tap: &str) -> Result<()> {
         "master",
         BRIDGE,
         "up",
+    ])
+}
+
+/// Tells the bridge's side the MAC address of guest `ip` for good (a
+/// permanent neighbour entry), so that a connection to a guest still being
+/// restored or booted waits for no ARP answer: its SYN goes out as soon as
+/// the guest's tap is on the bridge. Guests' MACs derive from their address,
+/// so the entry stays right whoever holds the address later.
+pub fn pin_neighbour(name: &str, ip: Ipv4Addr) -> Result<()> {
+    let m = crate::run::guest_mac(ip.octets());
+    let mac = format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    );
+    ip_cmd(&[
+        "-n",
+        &netns_name(name),
+        "neigh",
+        "replace",
+        &ip.to_string(),
+        "lladdr",
+        &mac,
+        "dev",
+        BRIDGE,
+        "nud",
+        "permanent",
     ])
 }

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::error::{json_body, ApiError, Problem};
 use crate::service::manager::{view, Refused};
+use crate::service::update::Failed;
 use crate::service::{manager, ServiceView};
 
 impl From<Refused> for ApiError {
@@ -98,8 +99,13 @@ pub async fn update(
     }
     match crate::service::update::apply(&svc, u.image, u.replicas).await {
         Ok(()) => Ok(Json(view(&svc))),
-        Err(m) if m.contains("in progress") => Err(ApiError::conflict(m)),
-        Err(m) => Err(ApiError::new(
+        Err(Failed::Busy(m)) => Err(ApiError::conflict(m)),
+        Err(Failed::Invalid(m)) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            m,
+        )),
+        Err(Failed::RolledBack(m)) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "rolled_back",
             m,

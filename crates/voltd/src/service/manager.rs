@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use optivolt_volt::instance::{Db, State};
-use optivolt_volt::service::spec::Proto;
+use optivolt_volt::service::spec::{Port, Proto};
 use optivolt_volt::service::store::{self, Record};
 use optivolt_volt::service::{Plan, Spec};
 use serde::Serialize;
@@ -24,8 +24,8 @@ const WAKES_KEPT: usize = 1000;
 /// One running service.
 pub struct Service {
     pub name: String,
-    spec: RwLock<Spec>,
-    plan: RwLock<Plan>,
+    spec: RwLock<Arc<Spec>>,
+    plan: RwLock<Arc<Plan>>,
     pub pool: Pool,
     pub ns: Arc<Netns>,
     pub gateway: Ipv4Addr,
@@ -35,6 +35,8 @@ pub struct Service {
     /// One wake at a time decides which replica to restore.
     pub waking: tokio::sync::Mutex<()>,
     pub updating: AtomicBool,
+    /// Replicas being booted that are not in the pool yet.
+    pub booting: std::sync::atomic::AtomicUsize,
     pub requests: AtomicU64,
     pub failed: AtomicU64,
     pub wake_times: Mutex<Vec<f64>>,
@@ -42,17 +44,18 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn spec(&self) -> Spec {
-        self.spec.read().unwrap_or_else(|e| e.into_inner()).clone()
+    pub fn spec(&self) -> Arc<Spec> {
+        Arc::clone(&self.spec.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    pub fn plan(&self) -> Plan {
-        self.plan.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The checked spec (shared: read on every request).
+    pub fn plan(&self) -> Arc<Plan> {
+        Arc::clone(&self.plan.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub fn set_spec(&self, s: Spec, p: Plan) {
-        *self.spec.write().unwrap_or_else(|e| e.into_inner()) = s;
-        *self.plan.write().unwrap_or_else(|e| e.into_inner()) = p;
+        *self.spec.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(s);
+        *self.plan.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
     }
 
     pub fn set_status(&self, s: &str) {
@@ -189,9 +192,9 @@ pub fn view(s: &Service) -> ServiceView {
         .collect();
     ServiceView {
         name: s.name.clone(),
-        spec: s.spec(),
+        spec: (*s.spec()).clone(),
         status: s.status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-        network: s.plan().network,
+        network: s.plan().network.clone(),
         gateway: s.gateway.to_string(),
         ready: s.pool.count(Phase::Ready),
         standby: s.pool.count(Phase::Standby),
@@ -399,21 +402,28 @@ impl Manager {
         .await?;
         let gateway = n.gateway();
         let ns = self.netns(&plan.network, gateway).await?;
-        // The service's address on its network, for the guests.
-        let mut inner = Vec::new();
-        for p in &plan.ports {
+        // The service's address on its network, for the guests: each
+        // guest port once (the first host port's protocol).
+        let mut served: Vec<(tokio::net::TcpListener, Port)> = listeners
+            .into_iter()
+            .zip(plan.ports.iter().cloned())
+            .collect();
+        for (i, p) in plan.ports.iter().enumerate() {
+            if plan.ports[..i].iter().any(|q| q.guest_port == p.guest_port) {
+                continue;
+            }
             let addr = SocketAddr::from((gateway, p.guest_port));
-            inner.push(
-                ns.listen(addr).await.with_context(|| {
-                    format!("cannot listen on {addr} in network {}", plan.network)
-                })?,
-            );
+            let l = ns
+                .listen(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} in network {}", plan.network))?;
+            served.push((l, p.clone()));
         }
         let svc = Arc::new(Service {
             name: spec.name.clone(),
             client: super::http::client(Arc::clone(&ns)),
-            spec: RwLock::new(spec),
-            plan: RwLock::new(plan.clone()),
+            spec: RwLock::new(Arc::new(spec)),
+            plan: RwLock::new(Arc::new(plan.clone())),
             pool: Pool::default(),
             ns,
             gateway,
@@ -421,14 +431,13 @@ impl Manager {
             tasks: Mutex::new(Vec::new()),
             waking: tokio::sync::Mutex::new(()),
             updating: AtomicBool::new(false),
+            booting: std::sync::atomic::AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             wake_times: Mutex::new(Vec::new()),
             status: Mutex::new("ready".into()),
         });
-        for (l, p) in listeners.into_iter().chain(inner).zip(
-            plan.ports.iter().cycle(), // host listeners, then the inner ones
-        ) {
+        for (l, p) in served {
             let s = Arc::clone(&svc);
             let port = p.guest_port;
             match p.proto {
@@ -546,6 +555,7 @@ impl Manager {
                 Some(_) => Phase::Starting,
                 None => continue,
             };
+            let _ = optivolt_volt::network::setup::pin_neighbour(&svc.plan().network, r.ip);
             let b = Backend::new(r, phase);
             svc.pool.add(Arc::clone(&b));
             if phase == Phase::Starting {

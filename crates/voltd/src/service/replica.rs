@@ -26,6 +26,10 @@ pub async fn boot(svc: &Arc<Service>, image: &str) -> Result<Arc<Backend>> {
         let plan = s.plan();
         let mut db = store::db()?;
         let r = store::reserve(&mut db, &s.name, &plan.network, &image)?;
+        if let Err(e) = optivolt_volt::network::setup::pin_neighbour(&plan.network, r.ip) {
+            let _ = store::remove_replica(&mut db, &r.instance);
+            return Err(e);
+        }
         let mut a: Vec<String> = vec!["-d".into()];
         let mut opt = |k: &str, v: String| {
             a.push(k.into());
@@ -78,8 +82,17 @@ pub async fn wait_ready(svc: &Service, b: &Backend, limit: Duration) -> Result<(
     let t = Instant::now();
     let mut gap = Duration::from_millis(2);
     let mut checked_state = Instant::now();
+    let port = svc.plan().ports[0].guest_port;
     loop {
-        if answers(svc, b, Duration::from_millis(500)).await {
+        // A SYN sent before the guest's tap is on the bridge is lost, and
+        // TCP would resend it only after a second: short attempts, each on
+        // a new socket, until one connects; then the real check.
+        let connect = svc.ns.connect(b.addr(port));
+        let up = matches!(
+            tokio::time::timeout(Duration::from_millis(20), connect).await,
+            Ok(Ok(_))
+        );
+        if up && answers(svc, b, Duration::from_secs(1)).await {
             return Ok(());
         }
         if t.elapsed() > limit {

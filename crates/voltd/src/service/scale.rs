@@ -98,7 +98,10 @@ impl Service {
 
 /// Replicas that count as up (serving or about to).
 fn up(svc: &Service) -> usize {
-    svc.pool.count(Phase::Ready) + svc.pool.count(Phase::Starting) + svc.pool.count(Phase::Waking)
+    svc.pool.count(Phase::Ready)
+        + svc.pool.count(Phase::Starting)
+        + svc.pool.count(Phase::Waking)
+        + svc.booting.load(std::sync::atomic::Ordering::Acquire)
 }
 
 pub async fn run(svc: Arc<Service>) {
@@ -126,7 +129,9 @@ pub async fn run(svc: Arc<Service>) {
                 }
             }
         }
-        let Some(a) = plan.autoscale else { continue };
+        let Some(a) = plan.autoscale.clone() else {
+            continue;
+        };
         let load = svc.pool.inflight() as usize;
         let n = up(&svc);
         let want = load
@@ -140,9 +145,12 @@ pub async fn run(svc: Arc<Service>) {
                 for _ in n..want {
                     if !svc.wake_one().await {
                         let s = Arc::clone(&svc);
-                        let image = s.spec().image;
+                        let image = s.spec().image.clone();
+                        s.booting.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                         tokio::spawn(async move {
-                            match super::replica::boot(&s, &image).await {
+                            let booted = super::replica::boot(&s, &image).await;
+                            s.booting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                            match booted {
                                 Ok(b) => {
                                     if super::replica::wait_ready(&s, &b, Duration::from_secs(30))
                                         .await

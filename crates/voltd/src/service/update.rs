@@ -101,14 +101,27 @@ pub async fn roll(svc: &Arc<Service>, from: &str, to: &str) -> Result<(), String
     Ok(())
 }
 
+/// Why an update did not happen (or was undone).
+#[derive(Debug)]
+pub enum Failed {
+    /// Another update runs.
+    Busy(String),
+    /// The changed spec is not valid.
+    Invalid(String),
+    /// A new replica failed; what was replaced went back.
+    RolledBack(String),
+}
+
 /// `PATCH /v1/services/NAME`: a new image (rolled), a new replica count, or both.
 pub async fn apply(
     svc: &Arc<Service>,
     image: Option<String>,
     replicas: Option<u32>,
-) -> Result<(), String> {
+) -> Result<(), Failed> {
     if svc.updating.swap(true, Ordering::AcqRel) {
-        return Err("an update of this service is in progress".into());
+        return Err(Failed::Busy(
+            "an update of this service is in progress".into(),
+        ));
     }
     let r = apply_locked(svc, image, replicas).await;
     svc.updating.store(false, Ordering::Release);
@@ -119,8 +132,8 @@ async fn apply_locked(
     svc: &Arc<Service>,
     image: Option<String>,
     replicas: Option<u32>,
-) -> Result<(), String> {
-    let mut spec = svc.spec();
+) -> Result<(), Failed> {
+    let mut spec = (*svc.spec()).clone();
     let from = spec.image.clone();
     if let Some(i) = &image {
         spec.image = i.clone();
@@ -128,14 +141,16 @@ async fn apply_locked(
     if let Some(r) = replicas {
         spec.replicas = Some(r);
     }
-    let plan = spec.check().map_err(|e| format!("{e:#}"))?;
+    let plan = spec
+        .check()
+        .map_err(|e| Failed::Invalid(format!("{e:#}")))?;
     svc.set_status("updating");
     if let Some(to) = image.as_deref().filter(|i| *i != from) {
         if let Err(why) = roll(svc, &from, to).await {
             let msg = format!("update to {to} rolled back: {why}");
             svc.set_status(&msg);
             save(svc).await;
-            return Err(msg);
+            return Err(Failed::RolledBack(msg));
         }
     }
     svc.set_spec(spec, plan.clone());
@@ -145,12 +160,12 @@ async fn apply_locked(
         let n = live.len() as u32;
         if plan.replicas > n {
             for _ in n..plan.replicas {
-                let image = svc.spec().image;
+                let image = svc.spec().image.clone();
                 if let Err(e) = replacement(svc, &image).await {
                     let msg = format!("cannot add a replica: {e:#}");
                     svc.set_status(&msg);
                     save(svc).await;
-                    return Err(msg);
+                    return Err(Failed::RolledBack(msg));
                 }
             }
         } else {
