@@ -490,8 +490,17 @@ pub fn stop(a: StopArgs) -> Result<i32> {
 }
 
 pub fn start_one(db: &mut Db, i: &Instance) -> Result<()> {
+    if spawn_start(db, i)? {
+        wait_started(db, &i.id)?;
+    }
+    Ok(())
+}
+
+/// Starts `i`'s supervisor again and returns at once (voltd's wake from
+/// standby, which waits for the guest's port instead); false if it runs.
+pub fn spawn_start(db: &mut Db, i: &Instance) -> Result<bool> {
     if alive(i.supervisor) {
-        return Ok(()); // already running (or restarting)
+        return Ok(false); // already running (or restarting)
     }
     db.set(
         &i.id,
@@ -499,8 +508,7 @@ pub fn start_one(db: &mut Db, i: &Instance) -> Result<()> {
         None,
     )?;
     spawn_supervisor(db, &i.id)?;
-    wait_started(db, &i.id)?;
-    Ok(())
+    Ok(true)
 }
 
 pub fn start(a: NamesArgs) -> Result<i32> {

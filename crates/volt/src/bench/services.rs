@@ -145,14 +145,19 @@ pub fn run(a: ServicesArgs) -> Result<i32> {
     }
     let (dir, data, _) = super::images::web_image("services")?;
     let sock = dir.path().join("voltd.sock");
+    // VOLT_BENCH_VOLTD_LOG=FILE keeps voltd's log (info: each wake's parts).
+    let log = match std::env::var_os("VOLT_BENCH_VOLTD_LOG") {
+        Some(f) => Stdio::from(std::fs::File::create(f)?),
+        None => Stdio::null(),
+    };
     let d = Daemon(
         Command::new(&voltd)
             .env("VOLT_DATA_DIR", &data)
             .arg("--listen")
             .arg(format!("unix://{}", sock.display()))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()?,
     );
     wait_until("voltd", Duration::from_secs(20), || {
@@ -341,12 +346,10 @@ fn measure(a: &ServicesArgs, sock: &Path, data: &Path, voltd: u32) -> Result<i32
         pss.len(),
         mib(snap_disk)
     );
-    if per_idle > 0 {
+    if let Some(fit) = avail.checked_div(per_idle) {
         println!(
-            "    so this machine's {:.1} GiB available would hold about {} idle replicas (memory-bound estimate, not started), and standby replicas are bound by disk and the address space of the networks ({} per /24)",
+            "    so this machine's {:.1} GiB available would hold about {fit} idle replicas (memory-bound estimate, not started); standby ones cost disk only, and a network's /24 holds 253",
             avail as f64 / (1u64 << 30) as f64,
-            avail / per_idle,
-            253
         );
     }
     Ok(0)

@@ -82,7 +82,7 @@ fn host_addresses() -> Result<Vec<Ipv4Addr>> {
     Ok(out)
 }
 
-fn ifreq(name: &str) -> libc::ifreq {
+pub(crate) fn ifreq(name: &str) -> libc::ifreq {
     // SAFETY: ifreq is plain data; all zeroes is a valid value.
     let mut r: libc::ifreq = unsafe { std::mem::zeroed() };
     for (d, s) in r
@@ -120,10 +120,10 @@ pub fn set_up(name: &str) -> io::Result<()> {
     })
 }
 
-type Ioctl<'a> = &'a dyn Fn(libc::c_ulong, &mut libc::ifreq) -> io::Result<()>;
+pub(crate) type Ioctl<'a> = &'a dyn Fn(libc::c_ulong, &mut libc::ifreq) -> io::Result<()>;
 
 /// Runs `f` with an ioctl runner on a fresh AF_INET socket.
-fn with_inet_socket(f: impl FnOnce(Ioctl<'_>) -> io::Result<()>) -> io::Result<()> {
+pub(crate) fn with_inet_socket(f: impl FnOnce(Ioctl<'_>) -> io::Result<()>) -> io::Result<()> {
     // SAFETY: a plain socket call; the descriptor is closed below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {

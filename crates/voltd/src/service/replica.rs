@@ -80,7 +80,7 @@ pub async fn answers(svc: &Service, b: &Backend, timeout: Duration) -> bool {
 /// fails early if its instance ended.
 pub async fn wait_ready(svc: &Service, b: &Backend, limit: Duration) -> Result<()> {
     let t = Instant::now();
-    let mut gap = Duration::from_millis(2);
+    let mut gap = Duration::from_millis(1);
     let mut checked_state = Instant::now();
     let port = svc.plan().ports[0].guest_port;
     loop {
@@ -89,7 +89,7 @@ pub async fn wait_ready(svc: &Service, b: &Backend, limit: Duration) -> Result<(
         // a new socket, until one connects; then the real check.
         let connect = svc.ns.connect(b.addr(port));
         let up = matches!(
-            tokio::time::timeout(Duration::from_millis(20), connect).await,
+            tokio::time::timeout(Duration::from_millis(5), connect).await,
             Ok(Ok(_))
         );
         if up && answers(svc, b, Duration::from_secs(1)).await {
@@ -118,8 +118,9 @@ pub async fn wait_ready(svc: &Service, b: &Backend, limit: Duration) -> Result<(
                 bail!("{} ended before it passed its health check", b.name());
             }
         }
+        // Refused, unanswered within the attempt, or not healthy: again soon.
         tokio::time::sleep(gap).await;
-        gap = (gap * 2).min(Duration::from_millis(50));
+        gap = (gap * 2).min(Duration::from_millis(20));
     }
 }
 
@@ -134,13 +135,14 @@ pub async fn standby(b: &Backend) -> Result<()> {
     .await
 }
 
-/// Restores `b` from its standby snapshot; returns when its monitor runs.
+/// Starts restoring `b` from its standby snapshot (its supervisor runs
+/// `volt restore`); `wait_ready` sees it answer.
 pub async fn wake(b: &Backend) -> Result<()> {
     let name = b.name().to_string();
     blocking(move || {
         let mut db = Db::open_default()?;
         let i = db.find(&name)?;
-        optivolt_volt::instances::start_one(&mut db, &i)
+        optivolt_volt::instances::spawn_start(&mut db, &i).map(|_| ())
     })
     .await
 }

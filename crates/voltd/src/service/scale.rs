@@ -66,12 +66,19 @@ impl Service {
         let t = Instant::now();
         let woke = async {
             super::replica::wake(&b).await?;
-            super::replica::wait_ready(&self, &b, Duration::from_secs(10)).await
+            let started = t.elapsed();
+            super::replica::wait_ready(&self, &b, Duration::from_secs(10)).await?;
+            anyhow::Ok(started)
         };
         match woke.await {
-            Ok(()) => {
+            Ok(started) => {
                 let secs = t.elapsed().as_secs_f64();
-                tracing::info!(replica = b.name(), ms = secs * 1000.0, "woke from standby");
+                tracing::info!(
+                    replica = b.name(),
+                    ms = secs * 1000.0,
+                    started_ms = started.as_secs_f64() * 1000.0,
+                    "woke from standby"
+                );
                 self.record_wake(secs);
                 b.touch();
                 self.pool.swap(&b, Phase::Waking, Phase::Ready);
