@@ -227,11 +227,29 @@ fn wrk(a: &NetArgs, addr: SocketAddr, pid: u32) -> Result<Round> {
         bail!("wrk failed: {text}");
     }
     let cpu = cpu_time(pid)?.saturating_sub(cpu0);
+    let (rps, p50, p99) = parse_wrk(&text)?;
     let requests = text
         .lines()
         .find_map(|l| l.trim().split_once(" requests in "))
         .and_then(|(n, _)| n.trim().parse().ok())
         .with_context(|| format!("no request count in wrk's output: {text}"))?;
+    if let Some(e) = text
+        .lines()
+        .find(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
+    {
+        eprintln!("  wrk: {}", e.trim());
+    }
+    Ok(Round {
+        rps,
+        p50,
+        p99,
+        requests,
+        cpu,
+    })
+}
+
+/// Requests/sec and the 50 % and 99 % latencies of `wrk --latency`'s output.
+pub(super) fn parse_wrk(text: &str) -> Result<(f64, Duration, Duration)> {
     let rps = text
         .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
@@ -246,19 +264,7 @@ fn wrk(a: &NetArgs, addr: SocketAddr, pid: u32) -> Result<Round> {
             .with_context(|| format!("no {p} latency in wrk's output"))?;
         parse_wrk_time(v).with_context(|| format!("latency '{v}'"))
     };
-    if let Some(e) = text
-        .lines()
-        .find(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
-    {
-        eprintln!("  wrk: {}", e.trim());
-    }
-    Ok(Round {
-        rps,
-        p50: pct("50%")?,
-        p99: pct("99%")?,
-        requests,
-        cpu,
-    })
+    Ok((rps, pct("50%")?, pct("99%")?))
 }
 
 /// wrk's "123.45us", "1.20ms", "2.00s".

@@ -113,23 +113,8 @@ fn wrk(netns: Option<&str>, url: &str, a: &ServicesArgs) -> Result<Wrk> {
     {
         eprintln!("  wrk against {url}: {}", e.trim());
     }
-    let rps = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("no Requests/sec in wrk's output: {text}"))?;
-    let pct = |p: &str| -> Result<Duration> {
-        text.lines()
-            .map(str::trim)
-            .find_map(|l| l.strip_prefix(p))
-            .and_then(|v| super::net::parse_wrk_time(v.trim()))
-            .with_context(|| format!("no {p} latency in wrk's output"))
-    };
-    Ok(Wrk {
-        rps,
-        p50: pct("50%")?,
-        p99: pct("99%")?,
-    })
+    let (rps, p50, p99) = super::net::parse_wrk(&text)?;
+    Ok(Wrk { rps, p50, p99 })
 }
 
 pub fn run(a: ServicesArgs) -> Result<i32> {

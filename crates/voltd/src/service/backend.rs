@@ -46,8 +46,6 @@ pub struct Backend {
     pub inflight: AtomicU32,
     pub served: AtomicU64,
     last_active: Mutex<Instant>,
-    /// Health checks failed in a row.
-    pub fails: AtomicU32,
 }
 
 impl Backend {
@@ -58,7 +56,6 @@ impl Backend {
             inflight: AtomicU32::new(0),
             served: AtomicU64::new(0),
             last_active: Mutex::new(Instant::now()),
-            fails: AtomicU32::new(0),
         })
     }
 

@@ -19,10 +19,11 @@ fn lookup(m: &Manager, net: &str, name: &str) -> Option<Ipv4Addr> {
     if !m.serves(net) {
         return None;
     }
-    if let Some(s) = m.on_network(net).into_iter().find(|s| s.name == short) {
+    let services = m.on_network(net);
+    if let Some(s) = services.iter().find(|s| s.name == short) {
         return Some(s.gateway);
     }
-    for s in m.on_network(net) {
+    for s in &services {
         if let Some(b) = s.pool.all().iter().find(|b| b.name() == short) {
             return Some(b.ip());
         }

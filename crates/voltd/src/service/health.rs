@@ -26,10 +26,8 @@ pub async fn run(svc: Arc<Service>) {
                 )
                 .await;
                 if ok {
-                    b.fails.store(0, std::sync::atomic::Ordering::Relaxed);
                     s.pool.swap(&b, p, Phase::Ready);
                 } else {
-                    b.fails.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if s.pool.swap(&b, Phase::Ready, Phase::Unhealthy) {
                         tracing::warn!(replica = b.name(), "failed its health check: taken out");
                     }

@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use super::backend::{Backend, Phase, Pool};
+use super::blocking;
 use super::netns::Netns;
 
 /// Wake times kept for the API's percentiles.
@@ -207,12 +208,6 @@ pub fn view(s: &Service) -> ServiceView {
             p99_ms: percentile(&w, 0.99),
         },
     }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .context("a blocking task panicked")?
 }
 
 /// The host listeners of a plan, bound before anything else is made.

@@ -19,3 +19,13 @@ mod tcp;
 pub mod update;
 
 pub use manager::{manager, Service, ServiceView};
+
+/// Runs blocking volt code (SQLite, process spawns) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    use anyhow::Context;
+    tokio::task::spawn_blocking(f)
+        .await
+        .context("a blocking task panicked")?
+}

@@ -4,18 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use optivolt_volt::instance::{Db, State};
 use optivolt_volt::service::store;
 
 use super::backend::{Backend, Phase};
+use super::blocking;
 use super::manager::Service;
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .context("a blocking task panicked")?
-}
 
 /// Boots a new replica of `image`; it joins the pool as `Starting`.
 pub async fn boot(svc: &Arc<Service>, image: &str) -> Result<Arc<Backend>> {
@@ -92,7 +87,11 @@ pub async fn wait_ready(svc: &Service, b: &Backend, limit: Duration) -> Result<(
             tokio::time::timeout(Duration::from_millis(5), connect).await,
             Ok(Ok(_))
         );
-        if up && answers(svc, b, Duration::from_secs(1)).await {
+        let healthy = match &svc.plan().health_path {
+            None => up,
+            Some(_) => up && answers(svc, b, Duration::from_secs(1)).await,
+        };
+        if healthy {
             return Ok(());
         }
         if t.elapsed() > limit {
