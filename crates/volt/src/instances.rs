@@ -2,7 +2,6 @@
 //! `restart`, `rm`, `inspect` (see [`crate::instance`] for how instances
 //! are kept and supervised).
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -102,14 +101,9 @@ fn spawn_supervisor(db: &Db, id: &str) -> Result<()> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err);
-    // SAFETY: setsid in the child before exec: a new session, so that the
-    // terminal's signals (Ctrl-C) do not reach the supervisor.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        })
-    };
+    // No pre_exec hook, so std can use posix_spawn (a vfork) rather than
+    // copying this process's page tables with fork, which costs
+    // milliseconds in voltd; the supervisor calls setsid itself.
     cmd.spawn().context("cannot start the supervisor")?;
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::time::Instant;
 #[no_mangle]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     let started = Instant::now();
+    optivolt_volt::instance::supervise::die_with_parent();
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let code = optivolt_volt::real_main(started);

@@ -5,7 +5,7 @@
 //! restart policy with its backoff. SIGTERM (from `volt stop`) means: pass
 //! it to the child, and do not restart.
 use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,6 +21,33 @@ extern "C" fn on_term(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
+/// Names the supervisor's PID for its child, which is to die with it.
+const PARENT_ENV: &str = "VOLT_DIE_WITH_PARENT";
+
+/// In a supervisor's child (`volt run` or `volt restore`): asks the kernel
+/// for SIGKILL when the supervisor dies, and ends at once if it already
+/// has. Called first thing in `main`, before any thread exists.
+pub fn die_with_parent() {
+    let Some(parent) = std::env::var_os(PARENT_ENV) else {
+        return;
+    };
+    // SAFETY: called before any other thread exists (see above), so no one
+    // reads the environment meanwhile; the variable is not for grandchildren.
+    unsafe { std::env::remove_var(PARENT_ENV) };
+    let Some(parent) = parent.to_str().and_then(|p| p.parse::<i32>().ok()) else {
+        return;
+    };
+    // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid have no memory effects.
+    let orphaned = unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        libc::getppid() != parent
+    };
+    if orphaned {
+        // The supervisor died before the request took hold.
+        std::process::exit(137);
+    }
+}
+
 /// A run of this long resets the backoff (Unikraft Cloud: 10 minutes).
 const HEALTHY: Duration = Duration::from_secs(600);
 
@@ -31,6 +58,11 @@ fn code_of(s: std::process::ExitStatus) -> i32 {
 
 /// Runs the instance `id` until it ends for good.
 pub fn supervise(id: &str) -> Result<i32> {
+    // A session of its own, so that the terminal's signals (Ctrl-C, the
+    // hang-up) do not reach it. It cannot fail here: volt spawned this
+    // process in its parent's process group, so it leads no group.
+    // SAFETY: setsid(2) has no memory effects.
+    unsafe { libc::setsid() };
     // SAFETY: installs an async-signal-safe handler (one atomic store).
     unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
     let db = Db::open_default()?;
@@ -83,14 +115,9 @@ pub fn supervise(id: &str) -> Result<i32> {
         if let Some(cwd) = inst_cwd(&db, id) {
             cmd.current_dir(cwd);
         }
-        // SAFETY: prctl in the child before exec only asks the kernel to
-        // kill it when this supervisor dies; it touches no memory of ours.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            })
-        };
+        // The child asks for PR_SET_PDEATHSIG itself (`die_with_parent`),
+        // so that no pre_exec hook keeps std from using posix_spawn.
+        cmd.env(PARENT_ENV, std::process::id().to_string());
         let began = Instant::now();
         let mut child = match cmd.spawn() {
             Ok(c) => c,

@@ -166,6 +166,7 @@ async fn forward(
     let mut avoid: Option<String> = None;
     let attempts = if again { 3 } else { 1 };
     for _ in 0..attempts {
+        let t0 = std::time::Instant::now();
         let lease = match svc.acquire(avoid.as_deref()).await {
             Ok(l) => l,
             Err(why) => {
@@ -185,8 +186,18 @@ async fn forward(
         *out.method_mut() = parts.method.clone();
         *out.uri_mut() = uri;
         *out.headers_mut() = headers.clone();
+        let t1 = t0.elapsed();
         match svc.client.request(out).await {
             Ok(resp) => {
+                if t1 > std::time::Duration::from_millis(2) {
+                    // It waited for a replica (a wake or a start): how long,
+                    // and how long the replica then took to answer.
+                    tracing::info!(
+                        waited_ms = t1.as_secs_f64() * 1e3,
+                        answered_ms = (t0.elapsed() - t1).as_secs_f64() * 1e3,
+                        "answered after waiting for a replica"
+                    );
+                }
                 let (mut rp, rb) = resp.into_parts();
                 strip_hop(&mut rp.headers);
                 let counted = Counted {

@@ -71,28 +71,45 @@ pub async fn answers(svc: &Service, b: &Backend, timeout: Duration) -> bool {
     tokio::time::timeout(timeout, check).await.unwrap_or(false)
 }
 
-/// Waits until `b` answers (polling every 2 ms at first), at most `limit`;
-/// fails early if its instance ended.
+/// Waits until `b` answers, at most `limit`; fails early if its instance
+/// ended.
+///
+/// A SYN sent before the guest's tap is on the bridge is lost, and TCP
+/// would send it again only after a second. So a fresh connection attempt
+/// starts every millisecond for the first 50 ms (a restore's time), every
+/// 10 ms after that (a boot's), each given up after 20 ms; the first that
+/// connects is followed by the real health check.
 pub async fn wait_ready(svc: &Service, b: &Backend, limit: Duration) -> Result<()> {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
     let t = Instant::now();
-    let mut gap = Duration::from_millis(1);
-    let mut checked_state = Instant::now();
     let port = svc.plan().ports[0].guest_port;
+    let mut checked_state = Instant::now();
+    let mut attempts = FuturesUnordered::new();
+    let mut next = tokio::time::Instant::now();
     loop {
-        // A SYN sent before the guest's tap is on the bridge is lost, and
-        // TCP would resend it only after a second: short attempts, each on
-        // a new socket, until one connects; then the real check.
-        let connect = svc.ns.connect(b.addr(port));
-        let up = matches!(
-            tokio::time::timeout(Duration::from_millis(5), connect).await,
-            Ok(Ok(_))
-        );
-        let healthy = match &svc.plan().health_path {
-            None => up,
-            Some(_) => up && answers(svc, b, Duration::from_secs(1)).await,
-        };
-        if healthy {
-            return Ok(());
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {
+                let gap = if t.elapsed() < Duration::from_millis(50) { 1 } else { 10 };
+                next += Duration::from_millis(gap);
+                if attempts.len() < 32 {
+                    let connect = svc.ns.connect(b.addr(port));
+                    attempts.push(tokio::time::timeout(Duration::from_millis(20), connect));
+                }
+            }
+            Some(r) = attempts.next(), if !attempts.is_empty() => {
+                if matches!(r, Ok(Ok(_))) {
+                    let healthy = match &svc.plan().health_path {
+                        None => true,
+                        Some(_) => answers(svc, b, Duration::from_secs(1)).await,
+                    };
+                    if healthy {
+                        return Ok(());
+                    }
+                    // Up but not healthy yet: the next check in 20 ms.
+                    attempts.clear();
+                    next = tokio::time::Instant::now() + Duration::from_millis(20);
+                }
+            }
         }
         if t.elapsed() > limit {
             bail!(
@@ -117,9 +134,6 @@ pub async fn wait_ready(svc: &Service, b: &Backend, limit: Duration) -> Result<(
                 bail!("{} ended before it passed its health check", b.name());
             }
         }
-        // Refused, unanswered within the attempt, or not healthy: again soon.
-        tokio::time::sleep(gap).await;
-        gap = (gap * 2).min(Duration::from_millis(20));
     }
 }
 
