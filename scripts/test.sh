@@ -32,6 +32,8 @@ command -v podman >/dev/null 2>&1 || need="$need podman"
 command -v runc >/dev/null 2>&1 || need="$need runc"
 command -v crun >/dev/null 2>&1 || need="$need crun"
 command -v wrk >/dev/null 2>&1 || need="$need wrk"
+# QEMU (microvm) as the suite's microVM runtime, with Debian's cloud kernel.
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need="$need qemu-system-x86"
 # containerd and ctr for volt-runtime (tests/containerd.rs).
 command -v containerd >/dev/null 2>&1 || need="$need containerd"
 # A real Prometheus scrapes voltd (crates/voltd/tests/prometheus.rs).
@@ -49,6 +51,13 @@ if [ -n "$need" ]; then
         echo "test.sh: missing$need; run as root so that apt-get can install them" >&2
         exit 1
     fi
+fi
+# A Linux kernel for the suite's microVM rows (tests/suite.rs): Debian's
+# cloud kernel, unpacked from its package, not installed.
+if ! ls target/kernel/boot/vmlinuz-* >/dev/null 2>&1; then
+    pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
+    mkdir -p target/kernel
+    (cd target/kernel && apt-get download -qq "$pkg" 2>/dev/null && dpkg-deb -x "$pkg"_*.deb . && rm -f "$pkg"_*.deb)
 fi
 if [ ! -x target/pyvenv/bin/openapi-spec-validator ]; then
     python3 -m venv target/pyvenv && target/pyvenv/bin/pip install -q openapi-spec-validator

@@ -17,23 +17,37 @@ fn a_short_suite_run_writes_the_report() {
     }
     let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("suite-report");
     let _ = std::fs::remove_dir_all(&out);
-    let o = volt()
-        .args(["bench", "suite", "--only", "hello", "--runs", "2"])
+    // scripts/test.sh unpacks Debian's cloud kernel there for the qemu row.
+    let kernel = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../target/kernel/boot"
+    ))
+    .into_iter()
+    .flatten()
+    .flatten()
+    .map(|e| e.path())
+    .find(|p| p.to_string_lossy().contains("vmlinuz"));
+    let mut cmd = volt();
+    cmd.args(["bench", "suite", "--only", "hello", "--runs", "2"])
         .args([
             "--runtimes",
-            "process,podman,unikernel,firecracker",
+            "process,podman,unikernel,firecracker,qemu",
+            "--microvm-timeout",
+            "10",
             "--out",
         ])
-        .arg(&out)
-        .output()
-        .unwrap();
+        .arg(&out);
+    if let Some(k) = &kernel {
+        cmd.arg("--kernel").arg(k);
+    }
+    let o = cmd.output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     let m = json["measurements"].as_array().unwrap();
     // Every runtime has its numbers, or says why not.
     let rts = json["runtimes"].as_array().unwrap();
-    assert_eq!(rts.len(), 4);
+    assert_eq!(rts.len(), 5);
     for rt in rts {
         let name = rt["name"].as_str().unwrap();
         let ran = m.iter().filter(|x| x["runtime"] == name).count();
@@ -53,6 +67,15 @@ fn a_short_suite_run_writes_the_report() {
     let fc = &rts[3];
     assert_eq!(fc["name"], "firecracker");
     assert!(fc["skipped"].as_str().unwrap().contains("guest kernel"));
+    // QEMU was tried with the kernel (when there is one): booted to hello's
+    // exit, or the report says what happened (here: the time limit).
+    let qemu = &rts[4];
+    assert_eq!(qemu["name"], "qemu");
+    if kernel.is_some() {
+        if let Some(why) = qemu["skipped"].as_str() {
+            assert!(why.contains("every workload failed; "), "{why}");
+        }
+    }
     let md = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(md.contains("| boot to exit (ms) |"), "{md}");
     assert!(md.contains("\"Boot time < 50 ms\""), "{md}");

@@ -63,6 +63,11 @@ pub struct RestoreArgs {
     /// Print the restore-time breakdown on stderr.
     #[arg(long, conflicts_with = "detach")]
     pub timing: bool,
+    /// At exit, print the monitor's counts on stderr: exits by kind, ticks,
+    /// and KVM's own counters (shadow-page faults fixed behind the guest's
+    /// back) since the restore.
+    #[arg(long, conflicts_with = "detach")]
+    pub stats: bool,
 }
 
 /// Puts a running instance in standby: saved to `standby.snap` in its
@@ -350,6 +355,9 @@ pub fn restore_cmd(a: RestoreArgs, started: Instant) -> Result<i32> {
     }
     if a.timing {
         eprint!("{}", vm.timing());
+    }
+    if a.stats {
+        eprint!("{}", vm.stats());
     }
     drop(ns);
     drop(held);

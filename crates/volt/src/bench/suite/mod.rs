@@ -3,6 +3,7 @@
 //! answer, throughput and CPU per request, the seed's Python workload, idle
 //! cost, density — written as a report ([`report`]). Runs in a network
 //! namespace of its own (root); every load is bounded in time and count.
+mod microvm;
 mod report;
 mod runtimes;
 
@@ -33,9 +34,23 @@ pub struct SuiteArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "process,runc,crun,podman,docker,firecracker,unikernel"
+        default_value = "process,runc,crun,podman,docker,firecracker,qemu,unikernel"
     )]
     pub runtimes: Vec<String>,
+    /// A Linux kernel (vmlinux or bzImage) for the microVM runtimes, which
+    /// boot it with an initramfs holding the workload as /init.
+    #[arg(long, value_name = "VMLINUX")]
+    pub kernel: Option<PathBuf>,
+    /// Firecracker's binary (not in Debian): the firecracker runtime.
+    #[arg(long, value_name = "BIN")]
+    pub firecracker: Option<PathBuf>,
+    /// QEMU's binary for the qemu runtime (its `microvm` machine).
+    #[arg(long, value_name = "BIN", default_value = "qemu-system-x86_64")]
+    pub qemu: PathBuf,
+    /// How long a microVM may take to run hello before it counts as not
+    /// booting (it is killed, and the report says so).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub microvm_timeout: u64,
     /// Repetitions of each timed start.
     #[arg(long, default_value_t = 10)]
     pub runs: usize,
@@ -125,10 +140,20 @@ fn hello(cx: &mut Ctx, l: &mut Launcher, bin: &Path) -> Result<()> {
     let mut v = Vec::new();
     for _ in 0..cx.a.runs {
         let t = Instant::now();
-        let st = l
-            .start(bin, &["suite".into()], None, MEMORY, true)?
-            .wait()?;
-        if !st.success() {
+        let run = l.start(bin, &["suite".into()], None, MEMORY, true)?;
+        let st = match l.limit() {
+            None => run.wait()?,
+            Some(limit) => match run.wait_at_most(limit)? {
+                Some(st) => st,
+                None => bail!(
+                    "no exit within the {} s limit (killed); the guest's console ended with: {}",
+                    limit.as_secs(),
+                    l.last_output()
+                        .map_or_else(|| "(it printed nothing)".into(), |o| format!("{o:?}"))
+                ),
+            },
+        };
+        if !st.success() || !l.printed("hello") {
             match l.last_error() {
                 Some(why) => bail!("hello failed under {}: {why}", l.runtime.name()),
                 None => bail!("hello failed under {}", l.runtime.name()),
@@ -343,6 +368,9 @@ fn python(cx: &mut Ctx, l: &mut Launcher, script: &Path) -> Result<()> {
                 c
             }
             Runtime::Crun => bail!("not measured under crun: the Python rootfs bundle is made for runc only"),
+            Runtime::Qemu(_) | Runtime::Firecracker(_) => bail!(
+                "not measured: the suite boots a microVM with an initramfs of one static binary, and Python needs its rootfs"
+            ),
             Runtime::Podman => bail!(
                 "not measured: podman's client does not carry the container's CPU time (the container runs under conmon), and the suite reads CPU from wait4"
             ),
@@ -451,7 +479,7 @@ pub fn run(a: SuiteArgs) -> Result<i32> {
         );
     }
     crate::publish::hostnet::set_up("lo").context("bring the namespace's loopback up")?;
-    let (rts, mut infos) = runtimes::detect(&a.runtimes);
+    let (rts, mut infos) = runtimes::detect(&a.runtimes, &runtimes::MicroVmArgs::of(&a));
     let want_any = |ws: &[&str]| ws.iter().any(|w| a.only.iter().any(|o| o == w));
     let hello_bin = compile_hello(&work)?;
     let web_bin = if want_any(&["web", "idle", "density"]) {
@@ -533,7 +561,20 @@ pub fn run(a: SuiteArgs) -> Result<i32> {
     cx.bar.finish_and_clear();
     for info in &mut infos {
         if info.skipped.is_none() && !cx.results.iter().any(|m| m.runtime == info.name) {
-            info.skipped = Some("every workload failed (see Not measured)".into());
+            let under = format!(" under {}: ", info.name);
+            let first = notes.iter().find_map(|n| {
+                n.split_once(&under).map(|(w, why)| {
+                    if why.contains(&under[..under.len() - 2]) {
+                        format!("; {why}")
+                    } else {
+                        format!("; {w}: {why}")
+                    }
+                })
+            });
+            info.skipped = Some(format!(
+                "every workload failed{}",
+                first.unwrap_or_else(|| " (see Not measured)".into())
+            ));
         }
     }
     let machine = std::fs::read_to_string("/proc/cpuinfo")

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+use super::microvm::{self, MicroVm, Monitor};
 use super::report::RuntimeInfo;
 
 /// A runtime the suite can drive.
@@ -23,6 +24,10 @@ pub enum Runtime {
     Podman,
     /// `volt run` (its `-p` relay for servers).
     Unikernel,
+    /// A Linux kernel under QEMU's `microvm` machine, the binary as /init.
+    Qemu(MicroVm),
+    /// The same under Firecracker.
+    Firecracker(MicroVm),
 }
 
 impl Runtime {
@@ -33,7 +38,80 @@ impl Runtime {
             Runtime::Crun => "crun",
             Runtime::Podman => "podman",
             Runtime::Unikernel => "unikernel",
+            Runtime::Qemu(_) => "qemu",
+            Runtime::Firecracker(_) => "firecracker",
         }
+    }
+
+    fn microvm(&self) -> Option<&MicroVm> {
+        match self {
+            Runtime::Qemu(m) | Runtime::Firecracker(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// What the microVM runtimes need from the command line.
+pub struct MicroVmArgs {
+    pub kernel: Option<PathBuf>,
+    pub firecracker: Option<PathBuf>,
+    pub qemu: PathBuf,
+    pub limit: std::time::Duration,
+}
+
+impl MicroVmArgs {
+    pub fn of(a: &super::SuiteArgs) -> MicroVmArgs {
+        MicroVmArgs {
+            kernel: a.kernel.clone(),
+            firecracker: a.firecracker.clone(),
+            qemu: a.qemu.clone(),
+            limit: std::time::Duration::from_secs(a.microvm_timeout),
+        }
+    }
+
+    /// The microVM runtime `monitor` with `bin`, or why not.
+    fn detect(
+        &self,
+        monitor: Monitor,
+        bin: Option<&Path>,
+    ) -> (Option<Runtime>, String, Option<String>) {
+        let what = match monitor {
+            Monitor::Qemu => "qemu",
+            Monitor::Firecracker => "firecracker",
+        };
+        let Some(bin) = bin else {
+            return (None, String::new(), Some(
+                "not given: --firecracker BIN --kernel VMLINUX (Firecracker is not in Debian; it needs a Linux guest kernel, and on these nested-PVM hosts such a guest had not reached init after minutes, ../shared/platform.md)".to_string()
+            ));
+        };
+        let v = version(&bin.to_string_lossy(), "--version");
+        let Some(v) = v else {
+            return (
+                None,
+                String::new(),
+                Some(format!("{} does not run here ({what})", bin.display())),
+            );
+        };
+        let Some(kernel) = self.kernel.clone().filter(|k| k.is_file()) else {
+            return (None, String::new(), Some(format!(
+                "{v}: needs a Linux guest kernel, --kernel VMLINUX (Debian's linux-image-cloud-amd64 has one in /boot)"
+            )));
+        };
+        let m = MicroVm {
+            monitor,
+            bin: bin.to_path_buf(),
+            kernel: kernel.clone(),
+            limit: self.limit,
+        };
+        let rt = match monitor {
+            Monitor::Qemu => Runtime::Qemu(m),
+            Monitor::Firecracker => Runtime::Firecracker(m),
+        };
+        (Some(rt), format!(
+            "{v}, kernel {}, an initramfs with the binary as /init (boot-to-exit workloads only; at most {} s each)",
+            kernel.display(),
+            self.limit.as_secs()
+        ), None)
     }
 }
 
@@ -47,22 +125,42 @@ fn version(cmd: &str, arg: &str) -> Option<String> {
 }
 
 /// Which of the requested runtimes can run here; the others with a reason.
-pub fn detect(wanted: &[String]) -> (Vec<Runtime>, Vec<RuntimeInfo>) {
+pub fn detect(wanted: &[String], vm: &MicroVmArgs) -> (Vec<Runtime>, Vec<RuntimeInfo>) {
     let mut ok = Vec::new();
     let mut info = Vec::new();
     for w in wanted {
         let (rt, what, skipped) = match w.as_str() {
             "process" => (Some(Runtime::Process), "a Linux process".to_string(), None),
             "runc" => match version("runc", "--version") {
-                Some(v) => (Some(Runtime::Runc), format!("{v}, a bundle with the binary alone"), None),
-                None => (None, String::new(), Some("runc is not installed (apt-get install runc)".to_string())),
+                Some(v) => (
+                    Some(Runtime::Runc),
+                    format!("{v}, a bundle with the binary alone"),
+                    None,
+                ),
+                None => (
+                    None,
+                    String::new(),
+                    Some("runc is not installed (apt-get install runc)".to_string()),
+                ),
             },
             // Tried, not assumed: where crun cannot run here (this host's
             // hybrid cgroups), each workload's note says what it answered.
             "crun" => match (version("crun", "--version"), version("runc", "--version")) {
-                (Some(v), Some(_)) => (Some(Runtime::Crun), format!("{v}, the same bundle as runc"), None),
-                (Some(_), None) => (None, String::new(), Some("crun needs runc's `runc spec` here to make its bundle".into())),
-                (None, _) => (None, String::new(), Some("crun is not installed (apt-get install crun)".into())),
+                (Some(v), Some(_)) => (
+                    Some(Runtime::Crun),
+                    format!("{v}, the same bundle as runc"),
+                    None,
+                ),
+                (Some(_), None) => (
+                    None,
+                    String::new(),
+                    Some("crun needs runc's `runc spec` here to make its bundle".into()),
+                ),
+                (None, _) => (
+                    None,
+                    String::new(),
+                    Some("crun is not installed (apt-get install crun)".into()),
+                ),
             },
             "podman" => match version("podman", "--version") {
                 Some(v) if version("runc", "--version").is_some() => (
@@ -70,29 +168,49 @@ pub fn detect(wanted: &[String]) -> (Vec<Runtime>, Vec<RuntimeInfo>) {
                     format!("{v} (runc, host network, vfs storage), an image of the binary alone"),
                     None,
                 ),
-                Some(v) => (None, String::new(), Some(format!("{v}: needs runc here (crun refuses this host)"))),
-                None => (None, String::new(), Some("podman is not installed (apt-get install podman)".into())),
+                Some(v) => (
+                    None,
+                    String::new(),
+                    Some(format!("{v}: needs runc here (crun refuses this host)")),
+                ),
+                None => (
+                    None,
+                    String::new(),
+                    Some("podman is not installed (apt-get install podman)".into()),
+                ),
             },
             "docker" => (
                 None,
                 String::new(),
                 Some(match version(w, "--version") {
-                    Some(v) if w == "docker" && Command::new("docker").arg("info").output().map(|o| !o.status.success()).unwrap_or(true) => {
+                    Some(v)
+                        if w == "docker"
+                            && Command::new("docker")
+                                .arg("info")
+                                .output()
+                                .map(|o| !o.status.success())
+                                .unwrap_or(true) =>
+                    {
                         format!("{v}: its daemon is not running here")
                     }
-                    Some(v) => format!("{v}: not driven by this version of the suite (runc runs the same bundle)"),
+                    Some(v) => format!(
+                        "{v}: not driven by this version of the suite (runc runs the same bundle)"
+                    ),
                     None => format!("{w} is not installed"),
                 }),
             ),
-            "unikernel" => (Some(Runtime::Unikernel), "volt run (OptiVolt unikernel, -p for servers)".to_string(), None),
-            "firecracker" | "qemu" => (
+            "unikernel" => (
+                Some(Runtime::Unikernel),
+                "volt run (OptiVolt unikernel, -p for servers)".to_string(),
+                None,
+            ),
+            "firecracker" => vm.detect(Monitor::Firecracker, vm.firecracker.as_deref()),
+            "qemu" => vm.detect(Monitor::Qemu, Some(&vm.qemu)),
+            other => (
                 None,
                 String::new(),
-                Some(format!(
-                    "not driven by this version of the suite: {w} needs a Linux guest kernel (not in Debian), and on these nested-PVM hosts such a guest had not reached init after minutes (../shared/platform.md), so no figure is given"
-                )),
+                Some(format!("unknown runtime {other:?}")),
             ),
-            other => (None, String::new(), Some(format!("unknown runtime {other:?}"))),
         };
         if let Some(r) = rt.clone() {
             ok.push(r);
@@ -163,6 +281,25 @@ impl Running {
     pub fn wait(mut self) -> Result<std::process::ExitStatus> {
         let st = self.child.wait().context("wait")?;
         Ok(st)
+    }
+
+    /// Waits at most `limit` for it to end; None (and it is killed when
+    /// dropped) if it did not.
+    pub fn wait_at_most(
+        mut self,
+        limit: std::time::Duration,
+    ) -> Result<Option<std::process::ExitStatus>> {
+        let t = std::time::Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().context("wait")? {
+                self.reaped = true;
+                return Ok(Some(st));
+            }
+            if t.elapsed() >= limit {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
 }
 
@@ -306,7 +443,7 @@ impl Launcher {
             }
         };
         let mut podman = None;
-        let (mut cmd, runc_id) = match self.runtime {
+        let (mut cmd, runc_id) = match &self.runtime {
             Runtime::Process => {
                 let mut c = Command::new(bin);
                 c.args(host_args(args, server));
@@ -347,6 +484,17 @@ impl Launcher {
                 podman = Some((g, name));
                 (c, None)
             }
+            Runtime::Qemu(m) | Runtime::Firecracker(m) => {
+                if server.is_some() {
+                    bail!("the suite gives a microVM no network device, so no server runs there");
+                }
+                let initrd = microvm::initramfs(&self.work, bin)?;
+                let mut c = m.command(&initrd, args, memory, &self.work)?;
+                // The serial console: what the guest printed, for `printed`.
+                let console = std::fs::File::create(self.work.join("console.log"))?;
+                c.stdout(console);
+                (c, None)
+            }
             Runtime::Unikernel => {
                 let mut c = Command::new(&self.volt);
                 c.arg("run")
@@ -361,9 +509,11 @@ impl Launcher {
         };
         // What the runtime says goes to a file: the reason, if it fails.
         let err = std::fs::File::create(self.work.join("last.err"))?;
+        if self.runtime.microvm().is_none() {
+            cmd.stdout(out());
+        }
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(out())
             .stderr(err)
             .spawn()
             .with_context(|| {
@@ -379,6 +529,35 @@ impl Launcher {
             podman,
             reaped: false,
         })
+    }
+
+    /// A microVM's time limit per run; None for the other runtimes.
+    pub fn limit(&self) -> Option<std::time::Duration> {
+        self.runtime.microvm().map(|m| m.limit)
+    }
+
+    /// The last line of the last microVM's console (kernel messages and
+    /// the program's output).
+    pub fn last_output(&self) -> Option<String> {
+        let t = std::fs::read(self.work.join("console.log")).ok()?;
+        let t = String::from_utf8_lossy(&t);
+        t.lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(String::from)
+    }
+
+    /// Whether the last program printed `what`: a microVM's console must
+    /// show it (its monitor's exit status says nothing of the guest's);
+    /// the other runtimes' statuses are the program's own.
+    pub fn printed(&self, what: &str) -> bool {
+        match self.runtime.microvm() {
+            None => true,
+            Some(_) => std::fs::read(self.work.join("console.log"))
+                .map(|t| String::from_utf8_lossy(&t).contains(what))
+                .unwrap_or(false),
+        }
     }
 
     /// The last line the last started program's runtime wrote on stderr.
@@ -527,9 +706,21 @@ mod tests {
 
     #[test]
     fn missing_runtimes_say_why_and_host_arguments_take_the_host_port() {
-        let (ok, info) = detect(&["process".into(), "firecracker".into(), "nosuch".into()]);
+        let vm = MicroVmArgs {
+            kernel: None,
+            firecracker: None,
+            qemu: "/nonexistent/qemu".into(),
+            limit: std::time::Duration::from_secs(1),
+        };
+        let wanted = ["process", "firecracker", "nosuch", "qemu"].map(String::from);
+        let (ok, info) = detect(&wanted, &vm);
         assert_eq!(ok, [Runtime::Process]);
         assert!(info[1].skipped.as_deref().unwrap().contains("guest kernel"));
+        assert!(info[3]
+            .skipped
+            .as_deref()
+            .unwrap()
+            .contains("does not run here"));
         assert!(info[2]
             .skipped
             .as_deref()
