@@ -134,6 +134,7 @@ impl NetDevice {
         backend: &mut B,
     ) -> Result<Progress, NetError> {
         let mut done = Progress::default();
+        let mut rechecked = false;
         loop {
             let len = match self.pending_rx.take() {
                 Some(len) => len,
@@ -148,7 +149,17 @@ impl NetDevice {
             let Some(chain) = self.rx.pop_descriptor_chain(mem) else {
                 // No buffer: keep the frame and ask to hear about new ones.
                 self.pending_rx = Some(len);
-                self.rx.enable_notification(mem)?;
+                // Buffers the guest added after the pop and before it could
+                // see notifications on were not kicked: look again, or the
+                // worker would sleep until its one-second poll timeout
+                // (seen as 1-second wakes from snapshots, where a burst of
+                // queued SYNs empties the ring).
+                // Once per call: a hostile ring whose index never matches
+                // must not spin this thread.
+                if !rechecked && self.rx.enable_notification(mem)? {
+                    rechecked = true;
+                    continue;
+                }
                 break;
             };
             let head = chain.head_index();

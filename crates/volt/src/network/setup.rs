@@ -104,7 +104,17 @@ pub fn ensure(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
         ip_cmd(&["netns", "add", &ns])?;
     }
     if ip_cmd(&["-n", &ns, "link", "show", BRIDGE]).is_err() {
-        ip_cmd(&["-n", &ns, "link", "add", BRIDGE, "type", "bridge"])?;
+        // A MAC address of its own (from the gateway's address, as guests'
+        // come from theirs). Without one a bridge takes its lowest port's,
+        // so it changes whenever a guest's tap comes or goes; the kernel
+        // then flushes every neighbour entry on the bridge, the pinned ones
+        // too (a wake waited a second for ARP), and guests are left with a
+        // stale MAC for their gateway.
+        let m = crate::run::guest_mac(gateway.octets());
+        let mac = m.map(|b| format!("{b:02x}")).join(":");
+        ip_cmd(&[
+            "-n", &ns, "link", "add", BRIDGE, "address", &mac, "type", "bridge",
+        ])?;
     }
     let addr = format!("{gateway}/{prefix}");
     ip_cmd(&["-n", &ns, "addr", "replace", &addr, "dev", BRIDGE])?;
@@ -149,11 +159,9 @@ pub fn enslave(name: &str, tap: &str) -> Result<()> {
 /// the guest's tap is on the bridge. Guests' MACs derive from their address,
 /// so the entry stays right whoever holds the address later.
 pub fn pin_neighbour(name: &str, ip: Ipv4Addr) -> Result<()> {
-    let m = crate::run::guest_mac(ip.octets());
-    let mac = format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    );
+    let mac = crate::run::guest_mac(ip.octets())
+        .map(|b| format!("{b:02x}"))
+        .join(":");
     ip_cmd(&[
         "-n",
         &netns_name(name),
