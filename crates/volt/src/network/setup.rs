@@ -81,11 +81,25 @@ fn ready(name: &str, gateway: Ipv4Addr) -> bool {
             // address, which has sockaddr_in's layout.
             let sin: libc::sockaddr_in = unsafe { std::mem::transmute(r.ifr_ifru.ifru_addr) };
             ok &= u32::from_be(sin.sin_addr.s_addr) == u32::from(gateway);
+            // A bridge made before bridges had a MAC of their own is set
+            // right once, on the slow path.
+            let mut r = ifreq(BRIDGE);
+            run(libc::SIOCGIFHWADDR, &mut r)?;
+            // SAFETY: SIOCGIFHWADDR filled the hardware address member.
+            let hw = unsafe { r.ifr_ifru.ifru_hwaddr.sa_data };
+            let want = bridge_mac(gateway);
+            ok &= hw[..6].iter().zip(want).all(|(&a, b)| a as u8 == b);
             Ok(())
         })?;
         Ok(ok)
     });
     matches!(up, Ok(true))
+}
+
+/// The bridge's MAC address: from the gateway's address, as guests' come
+/// from theirs.
+fn bridge_mac(gateway: Ipv4Addr) -> [u8; 6] {
+    crate::run::guest_mac(gateway.octets())
 }
 
 /// Makes (or repairs: after a reboot /run/netns is empty) the namespace
@@ -104,18 +118,15 @@ pub fn ensure(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
         ip_cmd(&["netns", "add", &ns])?;
     }
     if ip_cmd(&["-n", &ns, "link", "show", BRIDGE]).is_err() {
-        // A MAC address of its own (from the gateway's address, as guests'
-        // come from theirs). Without one a bridge takes its lowest port's,
-        // so it changes whenever a guest's tap comes or goes; the kernel
-        // then flushes every neighbour entry on the bridge, the pinned ones
-        // too (a wake waited a second for ARP), and guests are left with a
-        // stale MAC for their gateway.
-        let m = crate::run::guest_mac(gateway.octets());
-        let mac = m.map(|b| format!("{b:02x}")).join(":");
-        ip_cmd(&[
-            "-n", &ns, "link", "add", BRIDGE, "address", &mac, "type", "bridge",
-        ])?;
+        ip_cmd(&["-n", &ns, "link", "add", BRIDGE, "type", "bridge"])?;
     }
+    // A MAC address of its own. Without one a bridge takes its lowest
+    // port's, so it changes whenever a guest's tap comes or goes; the
+    // kernel then flushes every neighbour entry on the bridge, the pinned
+    // ones too (a wake waited a second for ARP), and guests are left with
+    // a stale MAC for their gateway.
+    let mac = bridge_mac(gateway).map(|b| format!("{b:02x}")).join(":");
+    ip_cmd(&["-n", &ns, "link", "set", BRIDGE, "address", &mac])?;
     let addr = format!("{gateway}/{prefix}");
     ip_cmd(&["-n", &ns, "addr", "replace", &addr, "dev", BRIDGE])?;
     ip_cmd(&["-n", &ns, "link", "set", BRIDGE, "up"])?;
