@@ -73,44 +73,6 @@ fn open_overlay(o: &Overlay) -> std::result::Result<File, SnapshotError> {
     Ok(f)
 }
 
-/// Maps the snapshot's data extents of guest RAM (not its holes) into this
-/// process's page tables now, read-only, so that the guest's first touch of
-/// a saved page does not also take a host page fault. Best effort: an old
-/// kernel without MADV_POPULATE_READ just faults later.
-fn populate_data(file: &File, offset: u64, size: u64, base: *mut u8) {
-    use std::os::fd::AsRawFd;
-    const MADV_POPULATE_READ: libc::c_int = 22;
-    let fd = file.as_raw_fd();
-    let end = offset + size;
-    let mut at = offset;
-    while at < end {
-        // SAFETY: lseek on our own fd; it moves only that file's offset.
-        let data = unsafe { libc::lseek(fd, at as libc::off_t, libc::SEEK_DATA) };
-        if data < 0 || data as u64 >= end {
-            break;
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-        let hole = if hole < 0 {
-            end
-        } else {
-            (hole as u64).min(end)
-        };
-        let (from, to) = (data as u64 - offset, hole - offset);
-        // SAFETY: [from, to) lies inside the mapping of `size` bytes at
-        // `base` (both are clamped to [offset, end)); populating reads the
-        // file's pages and changes no memory contents.
-        unsafe {
-            libc::madvise(
-                base.add(from as usize).cast(),
-                (to - from) as usize,
-                MADV_POPULATE_READ,
-            )
-        };
-        at = hole;
-    }
-}
-
 /// Maps guest RAM privately from the snapshot file.
 fn map_ram(file: &File, offset: u64, size: u64) -> Result<GuestRam> {
     let bad = |m: String| Error::Memory(format!("mapping the snapshot: {m}"));
@@ -121,7 +83,6 @@ fn map_ram(file: &File, offset: u64, size: u64) -> Result<GuestRam> {
         .with_file_offset(FileOffset::new(fd, offset))
         .build()
         .map_err(|e| bad(e.to_string()))?;
-    populate_data(file, offset, size, region.as_ptr());
     let region =
         GuestRegionMmap::new(region, GuestAddress(0)).ok_or_else(|| bad("bad region".into()))?;
     GuestMemoryMmap::from_regions(vec![region]).map_err(|e| bad(e.to_string()))

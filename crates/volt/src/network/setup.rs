@@ -102,6 +102,11 @@ fn bridge_mac(gateway: Ipv4Addr) -> [u8; 6] {
     crate::run::guest_mac(gateway.octets())
 }
 
+/// `m` as `ip` writes it: aa:bb:cc:dd:ee:ff.
+fn mac_text(m: [u8; 6]) -> String {
+    m.map(|b| format!("{b:02x}")).join(":")
+}
+
 /// Makes (or repairs: after a reboot /run/netns is empty) the namespace
 /// and its bridge.
 pub fn ensure(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
@@ -125,7 +130,7 @@ pub fn ensure(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
     // kernel then flushes every neighbour entry on the bridge, the pinned
     // ones too (a wake waited a second for ARP), and guests are left with
     // a stale MAC for their gateway.
-    let mac = bridge_mac(gateway).map(|b| format!("{b:02x}")).join(":");
+    let mac = mac_text(bridge_mac(gateway));
     ip_cmd(&["-n", &ns, "link", "set", BRIDGE, "address", &mac])?;
     let addr = format!("{gateway}/{prefix}");
     ip_cmd(&["-n", &ns, "addr", "replace", &addr, "dev", BRIDGE])?;
@@ -170,9 +175,7 @@ pub fn enslave(name: &str, tap: &str) -> Result<()> {
 /// the guest's tap is on the bridge. Guests' MACs derive from their address,
 /// so the entry stays right whoever holds the address later.
 pub fn pin_neighbour(name: &str, ip: Ipv4Addr) -> Result<()> {
-    let mac = crate::run::guest_mac(ip.octets())
-        .map(|b| format!("{b:02x}"))
-        .join(":");
+    let mac = mac_text(crate::run::guest_mac(ip.octets()));
     ip_cmd(&[
         "-n",
         &netns_name(name),

@@ -562,19 +562,10 @@ pub fn run(a: SuiteArgs) -> Result<i32> {
     for info in &mut infos {
         if info.skipped.is_none() && !cx.results.iter().any(|m| m.runtime == info.name) {
             let under = format!(" under {}: ", info.name);
-            let first = notes.iter().find_map(|n| {
-                n.split_once(&under).map(|(w, why)| {
-                    if why.contains(&under[..under.len() - 2]) {
-                        format!("; {why}")
-                    } else {
-                        format!("; {w}: {why}")
-                    }
-                })
+            info.skipped = Some(match notes.iter().find(|n| n.contains(&under)) {
+                Some(first) => format!("every workload failed; first, {first}"),
+                None => "every workload failed (see Not measured)".into(),
             });
-            info.skipped = Some(format!(
-                "every workload failed{}",
-                first.unwrap_or_else(|| " (see Not measured)".into())
-            ));
         }
     }
     let machine = std::fs::read_to_string("/proc/cpuinfo")

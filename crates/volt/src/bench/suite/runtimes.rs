@@ -536,12 +536,17 @@ impl Launcher {
         self.runtime.microvm().map(|m| m.limit)
     }
 
-    /// The last line of the last microVM's console (kernel messages and
+    /// What the last microVM's serial console showed (kernel messages and
     /// the program's output).
-    pub fn last_output(&self) -> Option<String> {
+    fn console(&self) -> Option<String> {
         let t = std::fs::read(self.work.join("console.log")).ok()?;
-        let t = String::from_utf8_lossy(&t);
-        t.lines()
+        Some(String::from_utf8_lossy(&t).into_owned())
+    }
+
+    /// The last line of the last microVM's console.
+    pub fn last_output(&self) -> Option<String> {
+        self.console()?
+            .lines()
             .rev()
             .map(str::trim)
             .find(|l| !l.is_empty())
@@ -554,9 +559,7 @@ impl Launcher {
     pub fn printed(&self, what: &str) -> bool {
         match self.runtime.microvm() {
             None => true,
-            Some(_) => std::fs::read(self.work.join("console.log"))
-                .map(|t| String::from_utf8_lossy(&t).contains(what))
-                .unwrap_or(false),
+            Some(_) => self.console().is_some_and(|t| t.contains(what)),
         }
     }
 
